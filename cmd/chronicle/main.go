@@ -1,0 +1,58 @@
+// Command chronicle is the Chronicle Ledger binary: serve a node, load-test one, and more.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `chronicle — an event-sourced, double-entry ledger
+
+Usage:
+  chronicle serve [flags]    run a node (embedded Raft + Pebble; data in ./data)
+  chronicle bench [flags]    load-test a running node with transfers
+  chronicle version          print the version
+
+Run 'chronicle <command> -h' for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(ctx, args[1:], stdout, stderr)
+	case "bench":
+		err = bench(ctx, args[1:], stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "chronicle", version())
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "chronicle: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err == errUsage {
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "chronicle:", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+
+	"github.com/chronicle-ledger/chronicle/node"
+)
+
+func version() string {
+	v := node.Version
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				v += "+" + s.Value[:12]
+			}
+		}
+	}
+	return v
+}
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cfg node.Config
+	var cors listFlag
+	var logLevel, logFormat string
+	fs := flag.NewFlagSet("chronicle serve", flag.ContinueOnError)
+	fs.StringVar(&cfg.DataDir, "data-dir", "./data", "directory for all node state (Raft log, ledger state, snapshots)")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:4000", "host:port for the HTTP API and dashboard")
+	fs.StringVar(&cfg.NodeID, "node-id", "n1", "this node's id in the Raft cluster")
+	fs.StringVar(&cfg.RaftAddr, "raft-addr", "127.0.0.1:4001", "host:port for Raft traffic between nodes")
+	fs.Var(&cors, "cors-origin", "browser origin allowed to call the API (repeatable or comma-separated; * for any)")
+	fs.DurationVar(&cfg.IdempotencyWindow, "idempotency-window", 0, "how long idempotency keys are remembered (default 24h)")
+	fs.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", 0, "Raft entries between snapshots (default 8192)")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&logFormat, "log-format", "text", "text or json")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: chronicle serve [flags]\n\nEvery flag can also be set as CHRONICLE_<FLAG> (e.g. CHRONICLE_DATA_DIR); a flag wins.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	cfg.CORSOrigins = cors
+	logger, err := newLogger(stderr, logLevel, logFormat)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = logger
+	n, err := node.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if err := n.WaitReady(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "chronicle %s serving at %s (node %s, data in %s)\n", version(), n.URL(), cfg.NodeID, cfg.DataDir)
+	return n.Run(ctx)
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("log format %q: want text or json", format)
+	}
+}

@@ -1,0 +1,112 @@
+package chronicle
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Kind classifies an error by who must act on it; the HTTP layer maps kinds to statuses.
+type Kind int
+
+const (
+	// KindInternal is a bug or an infrastructure failure: the caller did nothing wrong.
+	KindInternal Kind = iota
+	// KindMalformed is a request that cannot be understood (400).
+	KindMalformed
+	// KindNotFound names something that does not exist (404).
+	KindNotFound
+	// KindConflict collides with existing state, such as an account id in use (409).
+	KindConflict
+	// KindRejected is well formed but refused by a business rule (422).
+	KindRejected
+	// KindTooLarge exceeds a size limit (413).
+	KindTooLarge
+	// KindUnavailable means the node cannot serve the request now; retry later (503).
+	KindUnavailable
+	// KindTimeout means a bounded wait ran out (504).
+	KindTimeout
+)
+
+// HTTPStatus is the status code a response carrying an error of this kind uses.
+func (k Kind) HTTPStatus() int {
+	switch k {
+	case KindMalformed:
+		return http.StatusBadRequest
+	case KindNotFound:
+		return http.StatusNotFound
+	case KindConflict:
+		return http.StatusConflict
+	case KindRejected:
+		return http.StatusUnprocessableEntity
+	case KindTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case KindUnavailable:
+		return http.StatusServiceUnavailable
+	case KindTimeout:
+		return http.StatusGatewayTimeout
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// Stable error codes. Clients branch on these, so they never change once released.
+const (
+	CodeInvalidJSON          = "invalid_json"
+	CodeUnknownField         = "unknown_field"
+	CodeMissingField         = "missing_field"
+	CodeInvalidField         = "invalid_field"
+	CodeInvalidAccountID     = "invalid_account_id"
+	CodeInvalidAmount        = "invalid_amount"
+	CodeUnknownCurrency      = "unknown_currency"
+	CodeCurrencyMismatch     = "currency_mismatch"
+	CodeSameAccount          = "same_account"
+	CodeInsufficientFunds    = "insufficient_funds"
+	CodeAccountNotFound      = "account_not_found"
+	CodeAccountExists        = "account_exists"
+	CodeAccountNotActive     = "account_not_active"
+	CodeInvalidTimestamp     = "invalid_timestamp"
+	CodeInvalidQuery         = "invalid_query"
+	CodeIdempotencyMismatch  = "idempotency_key_reused"
+	CodeInvalidIdempotency   = "invalid_idempotency_key"
+	CodeBodyTooLarge         = "body_too_large"
+	CodeBatchTooLarge        = "batch_too_large"
+	CodeUnsupportedMediaType = "unsupported_media_type"
+	CodeNotFound             = "not_found"
+	CodeMethodNotAllowed     = "method_not_allowed"
+	CodeNotLeader            = "not_leader"
+	CodeNoLeader             = "no_leader"
+	CodeUnavailable          = "unavailable"
+	CodeTimeout              = "timeout"
+	CodeInternal             = "internal"
+)
+
+// Error is the domain's error: a kind, a stable code and a message safe to show a client.
+type Error struct {
+	Kind    Kind   `json:"kind"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// Field names the request field at fault, when there is one.
+	Field string `json:"field,omitempty"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Errorf builds an *Error with a formatted message.
+func Errorf(kind Kind, code, format string, args ...any) *Error {
+	return &Error{Kind: kind, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// FieldErrorf builds an *Error that names the request field at fault.
+func FieldErrorf(kind Kind, code, field, format string, args ...any) *Error {
+	return &Error{Kind: kind, Code: code, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// AsError finds the *Error in err's chain; anything else is reported as internal.
+func AsError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Kind: KindInternal, Code: CodeInternal, Message: "internal error"}
+}

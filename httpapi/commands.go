@@ -1,0 +1,350 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/chronicle-ledger/chronicle"
+)
+
+// Request bodies, one per command, so that a field one command does not take is an
+// unknown field there. Amounts stay raw until decoded with their field's name.
+type createAccountRequest struct {
+	AccountID      string          `json:"account_id"`
+	OwnerName      string          `json:"owner_name"`
+	InitialBalance json.RawMessage `json:"initial_balance"`
+	Currency       string          `json:"currency"`
+	OverdraftLimit json.RawMessage `json:"overdraft_limit"`
+	Description    string          `json:"description"`
+}
+
+type moneyRequest struct {
+	AccountID   string          `json:"account_id"`
+	Amount      json.RawMessage `json:"amount"`
+	Currency    string          `json:"currency"`
+	Description string          `json:"description"`
+}
+
+type transferRequest struct {
+	FromAccountID string          `json:"from_account_id"`
+	ToAccountID   string          `json:"to_account_id"`
+	Amount        json.RawMessage `json:"amount"`
+	Currency      string          `json:"currency"`
+	Description   string          `json:"description"`
+}
+
+// decodeCommand decodes one command body of type t strictly.
+func decodeCommand(t chronicle.CommandType, body []byte) (chronicle.Command, error) {
+	c := chronicle.Command{Type: t}
+	var err error
+	switch t {
+	case chronicle.CmdCreateAccount:
+		var req createAccountRequest
+		if err = decodeStrict(body, &req); err != nil {
+			return c, err
+		}
+		c.AccountID, c.OwnerName, c.Currency, c.Description = req.AccountID, req.OwnerName, req.Currency, req.Description
+		if c.InitialBalance, err = decimalField("initial_balance", req.InitialBalance); err != nil {
+			return c, err
+		}
+		if c.OverdraftLimit, err = decimalField("overdraft_limit", req.OverdraftLimit); err != nil {
+			return c, err
+		}
+	case chronicle.CmdDeposit, chronicle.CmdWithdraw:
+		var req moneyRequest
+		if err = decodeStrict(body, &req); err != nil {
+			return c, err
+		}
+		c.AccountID, c.Currency, c.Description = req.AccountID, req.Currency, req.Description
+		if c.Amount, err = decimalField("amount", req.Amount); err != nil {
+			return c, err
+		}
+	case chronicle.CmdTransfer:
+		var req transferRequest
+		if err = decodeStrict(body, &req); err != nil {
+			return c, err
+		}
+		c.FromAccountID, c.ToAccountID, c.Currency, c.Description = req.FromAccountID, req.ToAccountID, req.Currency, req.Description
+		if c.Amount, err = decimalField("amount", req.Amount); err != nil {
+			return c, err
+		}
+	default:
+		return c, chronicle.FieldErrorf(chronicle.KindMalformed, chronicle.CodeInvalidField, "type", "unknown command type %q", string(t))
+	}
+	return c, c.Validate()
+}
+
+// decimalField decodes an optional amount, naming the field in any error.
+func decimalField(field string, raw json.RawMessage) (chronicle.Decimal, error) {
+	if len(raw) == 0 {
+		return "", nil
+	}
+	var d chronicle.Decimal
+	if err := d.UnmarshalJSON(raw); err != nil {
+		e := *chronicle.AsError(err)
+		if e.Kind == chronicle.KindInternal {
+			e = chronicle.Error{Kind: chronicle.KindRejected, Code: chronicle.CodeInvalidAmount, Message: field + " is not a valid amount"}
+		}
+		e.Field = field
+		return "", &e
+	}
+	return d, nil
+}
+
+// decodeStrict decodes exactly one JSON object into v, rejecting unknown fields and
+// trailing data, and maps every failure to a client error.
+func decodeStrict(body []byte, v any) error {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return chronicle.Errorf(chronicle.KindMalformed, chronicle.CodeInvalidJSON, "request body is empty; send a JSON object")
+	}
+	if body[0] != '{' {
+		return chronicle.Errorf(chronicle.KindMalformed, chronicle.CodeInvalidJSON, "request body must be a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return chronicle.Errorf(chronicle.KindMalformed, chronicle.CodeInvalidJSON, "unexpected data after the JSON object")
+	}
+	return nil
+}
+
+func decodeError(err error) error {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	var ce *chronicle.Error
+	switch {
+	case errors.As(err, &ce):
+		return ce
+	case errors.As(err, &syn):
+		return chronicle.Errorf(chronicle.KindMalformed, chronicle.CodeInvalidJSON, "malformed JSON at byte %d: %v", syn.Offset, syn)
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			field = "body"
+		}
+		return chronicle.FieldErrorf(chronicle.KindMalformed, chronicle.CodeInvalidField, field, "%s must be a JSON %s, got %s", field, jsonKind(typ.Type.Kind().String()), typ.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return chronicle.FieldErrorf(chronicle.KindMalformed, chronicle.CodeUnknownField, name, "unknown field %q", name)
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return chronicle.Errorf(chronicle.KindMalformed, chronicle.CodeInvalidJSON, "request body is truncated JSON")
+	default:
+		return chronicle.Errorf(chronicle.KindMalformed, chronicle.CodeInvalidJSON, "invalid JSON: %v", err)
+	}
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "string"
+	case "struct", "map":
+		return "object"
+	case "slice", "array":
+		return "array"
+	case "bool":
+		return "boolean"
+	default:
+		return "number"
+	}
+}
+
+// readBody reads a size-limited body.
+func (a *API) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes))
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return nil, chronicle.Errorf(chronicle.KindTooLarge, chronicle.CodeBodyTooLarge, "request body exceeds %d bytes", mb.Limit)
+		}
+		return nil, chronicle.Errorf(chronicle.KindMalformed, chronicle.CodeInvalidJSON, "could not read request body: %v", err)
+	}
+	return body, nil
+}
+
+// eventRef is an event as a command response lists it (the seed's {event_id, type}).
+type eventRef struct {
+	EventID     string `json:"event_id"`
+	Type        string `json:"type"`
+	AggregateID string `json:"aggregate_id"`
+	Position    uint64 `json:"position"`
+}
+
+type commandResponse struct {
+	Success    bool       `json:"success"`
+	EventID    string     `json:"event_id,omitempty"`
+	TransferID string     `json:"transfer_id,omitempty"`
+	AccountID  string     `json:"account_id,omitempty"`
+	Position   uint64     `json:"position"`
+	CommitTime time.Time  `json:"committed_at"`
+	Replayed   bool       `json:"idempotent_replay,omitempty"`
+	Events     []eventRef `json:"events"`
+}
+
+func toResponse(res chronicle.Result) commandResponse {
+	out := commandResponse{Success: true, TransferID: res.TransferID, Position: res.Position,
+		CommitTime: res.CommitTime, Replayed: res.Replayed, Events: []eventRef{}}
+	for _, e := range res.Events {
+		out.Events = append(out.Events, eventRef{EventID: e.EventID, Type: e.EventType, AggregateID: e.AggregateID, Position: e.Position})
+	}
+	if len(res.Events) > 0 {
+		out.EventID = res.Events[0].EventID
+		if res.TransferID == "" {
+			out.AccountID = res.Events[0].AggregateID
+		}
+	}
+	return out
+}
+
+// stamp gives a decoded command its id and request metadata.
+func stamp(r *http.Request, c *chronicle.Command) {
+	c.ID = chronicle.NewID()
+	c.RequestID = middleware.GetReqID(r.Context())
+}
+
+func (a *API) command(t chronicle.CommandType) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, err := a.readBody(w, r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		c, err := decodeCommand(t, body)
+		if err == nil {
+			c.IdempotencyKey = r.Header.Get("Idempotency-Key")
+			err = c.Validate()
+		}
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		stamp(r, &c)
+		ctx, cancel := context.WithTimeout(r.Context(), a.cfg.RequestTimeout)
+		defer cancel()
+		results, err := a.cfg.Store.Execute(ctx, []chronicle.Command{c})
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		res := results[0]
+		if res.Err != nil {
+			writeError(w, res.Err)
+			return
+		}
+		w.Header().Set("X-Chronicle-Position", strconv.FormatUint(res.Position, 10))
+		status := http.StatusCreated
+		if res.Replayed {
+			status = http.StatusOK
+		}
+		writeJSON(w, status, toResponse(res))
+	}
+}
+
+// batchItem is one command of POST /commands/batch: its type plus that command's fields.
+type batchRequest struct {
+	Commands []json.RawMessage `json:"commands"`
+}
+
+type batchItemHeader struct {
+	Type           chronicle.CommandType `json:"type"`
+	IdempotencyKey string                `json:"idempotency_key"`
+}
+
+type batchResult struct {
+	commandResponse
+	Error string `json:"error,omitempty"`
+	Code  string `json:"code,omitempty"`
+	Field string `json:"field,omitempty"`
+}
+
+// batch executes many commands in one Raft entry; each succeeds or fails on its own.
+func (a *API) batch(w http.ResponseWriter, r *http.Request) {
+	body, err := a.readBody(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var req batchRequest
+	if err := decodeStrict(body, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if len(req.Commands) == 0 {
+		writeError(w, chronicle.FieldErrorf(chronicle.KindMalformed, chronicle.CodeMissingField, "commands", "commands must list at least one command"))
+		return
+	}
+	if len(req.Commands) > chronicle.MaxBatchCommands {
+		writeError(w, chronicle.Errorf(chronicle.KindTooLarge, chronicle.CodeBatchTooLarge, "at most %d commands per batch", chronicle.MaxBatchCommands))
+		return
+	}
+	cmds := make([]chronicle.Command, 0, len(req.Commands))
+	for i, raw := range req.Commands {
+		c, err := decodeBatchItem(raw)
+		if err != nil {
+			e := *chronicle.AsError(err)
+			e.Message = "commands[" + strconv.Itoa(i) + "]: " + e.Message
+			writeError(w, &e)
+			return
+		}
+		stamp(r, &c)
+		cmds = append(cmds, c)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.RequestTimeout)
+	defer cancel()
+	results, err := a.cfg.Store.Execute(ctx, cmds)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := make([]batchResult, len(results))
+	var last uint64
+	for i, res := range results {
+		if res.Err != nil {
+			out[i] = batchResult{Error: res.Err.Message, Code: res.Err.Code, Field: res.Err.Field, commandResponse: commandResponse{Events: []eventRef{}}}
+			continue
+		}
+		out[i] = batchResult{commandResponse: toResponse(res)}
+		last = max(last, res.Position)
+	}
+	w.Header().Set("X-Chronicle-Position", strconv.FormatUint(last, 10))
+	writeJSON(w, http.StatusOK, map[string]any{"results": out, "position": last})
+}
+
+func decodeBatchItem(raw json.RawMessage) (chronicle.Command, error) {
+	var h batchItemHeader
+	if err := json.Unmarshal(raw, &h); err != nil {
+		return chronicle.Command{}, decodeError(err)
+	}
+	// Strip the batch-only fields so the per-command decoder sees just its own.
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return chronicle.Command{}, decodeError(err)
+	}
+	delete(fields, "type")
+	delete(fields, "idempotency_key")
+	rest, err := json.Marshal(fields)
+	if err != nil {
+		return chronicle.Command{}, decodeError(err)
+	}
+	if h.Type == "" {
+		return chronicle.Command{}, chronicle.FieldErrorf(chronicle.KindMalformed, chronicle.CodeMissingField, "type", "type is required")
+	}
+	c, err := decodeCommand(h.Type, rest)
+	if err != nil {
+		return c, err
+	}
+	c.IdempotencyKey = h.IdempotencyKey
+	return c, c.Validate()
+}

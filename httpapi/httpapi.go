@@ -1,0 +1,195 @@
+// Package httpapi serves Chronicle's HTTP API with chi: the seed-compatible command and
+// query endpoints, health and readiness, JSON errors with stable codes.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/chronicle-ledger/chronicle"
+)
+
+// Node is what the API needs of the node beyond its event store.
+type Node interface {
+	// Ready returns nil when the node can take commands, or why not.
+	Ready(ctx context.Context) error
+	// Status describes the node for /ready and the dashboard.
+	Status() any
+	// WaitApplied blocks until this node's state includes position pos.
+	WaitApplied(ctx context.Context, pos uint64) error
+}
+
+// Config configures the API.
+type Config struct {
+	Store chronicle.EventStore
+	Node  Node
+	// CORSOrigins lists browser origins allowed to call the API ("*" for any).
+	CORSOrigins []string
+	// MaxBodyBytes bounds a request body (default 1 MiB).
+	MaxBodyBytes int64
+	// RequestTimeout bounds how long one command waits for its acknowledgement.
+	RequestTimeout time.Duration
+	// MaxWait bounds a query's wait for ?min_position.
+	MaxWait time.Duration
+	Logger  *slog.Logger
+	Version string
+}
+
+// API is the HTTP handler.
+type API struct {
+	cfg    Config
+	log    *slog.Logger
+	router chi.Router
+}
+
+// New builds the router.
+func New(cfg Config) *API {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 15 * time.Second
+	}
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	a := &API{cfg: cfg, log: cfg.Logger.With("component", "httpapi")}
+	r := chi.NewRouter()
+	r.Use(middleware.RequestID, a.recoverer, a.logRequests, a.cors)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, chronicle.Errorf(chronicle.KindNotFound, chronicle.CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeErrorStatus(w, http.StatusMethodNotAllowed, chronicle.CodeMethodNotAllowed, "method "+r.Method+" is not allowed here")
+	})
+	r.Get("/health", a.health)
+	r.Get("/ready", a.ready)
+	r.Route("/commands", func(r chi.Router) {
+		r.Post("/create-account", a.command(chronicle.CmdCreateAccount))
+		r.Post("/deposit", a.command(chronicle.CmdDeposit))
+		r.Post("/withdraw", a.command(chronicle.CmdWithdraw))
+		r.Post("/transfer", a.command(chronicle.CmdTransfer))
+		r.Post("/batch", a.batch)
+	})
+	r.Get("/accounts", a.listAccounts)
+	r.Get("/accounts/{id}", a.getAccount)
+	r.Get("/accounts/{id}/transactions", a.transactions)
+	r.Get("/accounts/{id}/balance-at", a.balanceAt)
+	r.Get("/events", a.events)
+	a.router = r
+	return a
+}
+
+// ServeHTTP implements http.Handler.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.ServeHTTP(w, r) }
+
+// Router exposes the router so the node can mount more (the dashboard, cluster routes).
+func (a *API) Router() chi.Router { return a.router }
+
+func (a *API) health(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "service": "chronicle", "version": a.cfg.Version})
+}
+
+func (a *API) ready(w http.ResponseWriter, r *http.Request) {
+	body := map[string]any{"status": "ready", "node": a.cfg.Node.Status()}
+	if err := a.cfg.Node.Ready(r.Context()); err != nil {
+		body["status"] = "not_ready"
+		body["error"] = err.Error()
+		writeJSON(w, http.StatusServiceUnavailable, body)
+		return
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// errorBody is the JSON of every error response.
+type errorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+	Field string `json:"field,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	e := chronicle.AsError(err)
+	writeJSON(w, e.Kind.HTTPStatus(), errorBody{Error: e.Message, Code: e.Code, Field: e.Field})
+}
+
+func writeErrorStatus(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, errorBody{Error: msg, Code: code})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(true)
+	_ = enc.Encode(v) // the client went away; nothing to do
+}
+
+// recoverer turns a panic into a logged 500: a bug, never the client's fault.
+func (a *API) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				a.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", v)
+				writeErrorStatus(w, http.StatusInternalServerError, chronicle.CodeInternal, "internal error")
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (a *API) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		start := time.Now()
+		next.ServeHTTP(ww, r)
+		level := slog.LevelDebug
+		if ww.Status() >= 500 {
+			level = slog.LevelError
+		}
+		a.log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path, "status", ww.Status(),
+			"bytes", ww.BytesWritten(), "duration", time.Since(start), "request_id", middleware.GetReqID(r.Context()))
+	})
+}
+
+// cors lets browser clients on the configured origins call the API, as the seed let its
+// dashboard on another port do.
+func (a *API) cors(next http.Handler) http.Handler {
+	allowed := map[string]bool{}
+	any := false
+	for _, o := range a.cfg.CORSOrigins {
+		if o == "*" {
+			any = true
+		}
+		allowed[o] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin != "" && (any || allowed[origin]) {
+			h := w.Header()
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Add("Vary", "Origin")
+			h.Set("Access-Control-Expose-Headers", "X-Request-Id, X-Chronicle-Position, X-Chronicle-Leader")
+			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+				h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
+				h.Set("Access-Control-Allow-Headers", "Content-Type, Idempotency-Key, X-Request-Id, Last-Event-ID")
+				h.Set("Access-Control-Max-Age", "600")
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}

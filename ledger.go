@@ -1,0 +1,517 @@
+package chronicle
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Head is the tail of the log: its last position, that event's hash, and the commit time
+// of the last command, from which the next commit time is derived.
+type Head struct {
+	Position   uint64    `json:"position"`
+	Hash       string    `json:"hash"`
+	CommitTime time.Time `json:"commit_time"`
+}
+
+// GenesisHead is the head of an empty log.
+func GenesisHead() Head { return Head{Hash: GenesisHash} }
+
+// Result is the outcome of one command.
+type Result struct {
+	// Err is set when the command was refused; a refused command wrote nothing.
+	Err *Error `json:"error,omitempty"`
+	// Replayed is set when an idempotency key matched an earlier command whose result this is.
+	Replayed   bool      `json:"replayed,omitempty"`
+	Position   uint64    `json:"position,omitempty"`
+	CommitTime time.Time `json:"commit_time"`
+	TransferID string    `json:"transfer_id,omitempty"`
+	Events     []Event   `json:"events,omitempty"`
+}
+
+// IdempotencyRecord remembers the result of a command sent with an idempotency key.
+type IdempotencyRecord struct {
+	Key         string    `json:"key"`
+	Fingerprint string    `json:"fingerprint"`
+	CommitTime  time.Time `json:"commit_time"`
+	Result      Result    `json:"result"`
+}
+
+// Expired reports whether r is past the window at commit time t. A window of zero or
+// less keeps keys forever.
+func (r IdempotencyRecord) Expired(t time.Time, window time.Duration) bool {
+	return window > 0 && t.Sub(r.CommitTime) > window
+}
+
+// BalancePoint is one entry of an account's balance history.
+type BalancePoint struct {
+	AccountID string    `json:"account_id"`
+	Time      time.Time `json:"timestamp"`
+	Balance   int64     `json:"balance"`
+	Position  uint64    `json:"position"`
+}
+
+// State is what the state machine reads: the current accounts and idempotency records.
+type State interface {
+	Account(id string) (Account, bool, error)
+	Idempotency(key string) (IdempotencyRecord, bool, error)
+}
+
+// Batch is the unit of replication: commands and the leader's clock reading. The
+// idempotency window travels with it so that every replica expires keys alike.
+type Batch struct {
+	Time              time.Time     `json:"time"`
+	IdempotencyWindow time.Duration `json:"idempotency_window"`
+	Commands          []Command     `json:"commands"`
+}
+
+// Outcome is everything a batch changes, for a store to write atomically.
+type Outcome struct {
+	Results []Result
+	Events  []Event
+	// Accounts holds the final state of every account the batch changed, in the order
+	// first changed, so that writing them is deterministic.
+	Accounts    []Account
+	Idempotency []IdempotencyRecord
+	History     []BalancePoint
+	Head        Head
+}
+
+// InvariantError reports a broken ledger invariant. A store that gets one must stop
+// rather than write: it means a bug, and going on would diverge quietly.
+type InvariantError struct{ Msg string }
+
+func (e *InvariantError) Error() string { return "ledger invariant violated: " + e.Msg }
+
+// Apply runs batch b against st, whose log ends at head. It is deterministic: the same
+// state, head and batch give the same outcome on every replica and on every replay. The
+// error is only for a failure to read st or a broken invariant; a refused command is a
+// Result with Err set.
+func Apply(st State, head Head, b Batch) (Outcome, error) {
+	if len(b.Commands) > MaxBatchCommands {
+		return Outcome{}, fmt.Errorf("batch of %d commands exceeds %d", len(b.Commands), MaxBatchCommands)
+	}
+	m := machine{st: st, head: head, base: b.Time.UTC().Round(0), window: b.IdempotencyWindow,
+		accounts: map[string]Account{}, keys: map[string]IdempotencyRecord{}}
+	out := Outcome{Results: make([]Result, len(b.Commands))}
+	for i, c := range b.Commands {
+		r, err := m.command(c, &out)
+		if err != nil {
+			return Outcome{}, err
+		}
+		out.Results[i] = r
+	}
+	for _, id := range m.order {
+		out.Accounts = append(out.Accounts, m.accounts[id])
+	}
+	out.Head = m.head
+	return out, nil
+}
+
+// machine holds the state of one Apply: an overlay of the accounts and keys changed so far.
+type machine struct {
+	st       State
+	head     Head
+	base     time.Time
+	window   time.Duration
+	accounts map[string]Account
+	order    []string
+	keys     map[string]IdempotencyRecord
+}
+
+func (m *machine) account(id string) (Account, bool, error) {
+	if a, ok := m.accounts[id]; ok {
+		return a, true, nil
+	}
+	a, ok, err := m.st.Account(id)
+	if err != nil {
+		return Account{}, false, fmt.Errorf("read account %s: %w", id, err)
+	}
+	return a, ok, nil
+}
+
+func (m *machine) idempotency(key string) (IdempotencyRecord, bool, error) {
+	if r, ok := m.keys[key]; ok {
+		return r, true, nil
+	}
+	r, ok, err := m.st.Idempotency(key)
+	if err != nil {
+		return r, false, fmt.Errorf("read idempotency key: %w", err)
+	}
+	return r, ok, nil
+}
+
+// nextTime is the commit time of the next command: the leader's clock, but strictly after
+// the previous command even if clocks went backwards (a new leader, a clock step).
+func (m *machine) nextTime() time.Time {
+	t := m.base
+	if !t.After(m.head.CommitTime) {
+		t = m.head.CommitTime.Add(time.Nanosecond)
+	}
+	return t
+}
+
+// command applies one command. Refusals come back as a Result; the error is fatal.
+func (m *machine) command(c Command, out *Outcome) (Result, error) {
+	if err := c.Validate(); err != nil {
+		return Result{Err: AsError(err)}, nil
+	}
+	if c.IdempotencyKey != "" {
+		rec, ok, err := m.idempotency(c.IdempotencyKey)
+		if err != nil {
+			return Result{}, err
+		}
+		if ok && !rec.Expired(m.nextTime(), m.window) {
+			if rec.Fingerprint != c.Fingerprint() {
+				return Result{Err: FieldErrorf(KindRejected, CodeIdempotencyMismatch, "Idempotency-Key",
+					"idempotency key was already used for a different request")}, nil
+			}
+			r := rec.Result
+			r.Replayed = true
+			return r, nil
+		}
+	}
+	t := m.nextTime()
+	tx := &txn{m: m, t: t, cmd: c, changed: map[string]Account{}}
+	if err := tx.run(); err != nil {
+		if e, ok := err.(*Error); ok {
+			return Result{Err: e}, nil
+		}
+		return Result{}, err
+	}
+	if err := tx.checkBalanced(); err != nil {
+		return Result{}, err
+	}
+	// The command succeeded: seal its events into the chain and publish its changes.
+	for i := range tx.events {
+		e := &tx.events[i]
+		e.Position = m.head.Position + 1
+		e.PrevHash = m.head.Hash
+		e.Hash = e.ComputeHash()
+		m.head.Position, m.head.Hash = e.Position, e.Hash
+	}
+	m.head.CommitTime = t
+	for _, id := range tx.touched {
+		if _, seen := m.accounts[id]; !seen {
+			m.order = append(m.order, id)
+		}
+		m.accounts[id] = tx.changed[id]
+	}
+	for _, e := range tx.events {
+		out.History = append(out.History, BalancePoint{AccountID: e.AggregateID, Time: t, Balance: tx.balanceAt[e.EventID], Position: e.Position})
+	}
+	out.Events = append(out.Events, tx.events...)
+	r := Result{Position: m.head.Position, CommitTime: t, TransferID: tx.transferID, Events: tx.events}
+	if c.IdempotencyKey != "" {
+		rec := IdempotencyRecord{Key: c.IdempotencyKey, Fingerprint: c.Fingerprint(), CommitTime: t, Result: r}
+		m.keys[c.IdempotencyKey] = rec
+		out.Idempotency = append(out.Idempotency, rec)
+	}
+	return r, nil
+}
+
+// txn is one command's work, kept apart until the command is known to succeed.
+type txn struct {
+	m          *machine
+	t          time.Time
+	cmd        Command
+	changed    map[string]Account
+	touched    []string
+	events     []Event
+	balanceAt  map[string]int64
+	transferID string
+}
+
+func (tx *txn) get(id string) (Account, bool, error) {
+	if a, ok := tx.changed[id]; ok {
+		return a, true, nil
+	}
+	return tx.m.account(id)
+}
+
+func (tx *txn) put(a Account) {
+	if _, ok := tx.changed[a.ID]; !ok {
+		tx.touched = append(tx.touched, a.ID)
+	}
+	tx.changed[a.ID] = a
+}
+
+// existing returns an active customer account or the error a client should see.
+func (tx *txn) existing(field, id string) (Account, error) {
+	a, ok, err := tx.get(id)
+	if err != nil {
+		return Account{}, err
+	}
+	if !ok || a.External() {
+		return Account{}, FieldErrorf(KindNotFound, CodeAccountNotFound, field, "account %q not found", id)
+	}
+	if a.Status != StatusActive {
+		return Account{}, FieldErrorf(KindRejected, CodeAccountNotActive, field, "account %q is %s", id, a.Status)
+	}
+	return a, nil
+}
+
+func (tx *txn) external(cur string) (Account, error) {
+	id := ExternalAccountID(cur)
+	a, ok, err := tx.get(id)
+	if err != nil {
+		return Account{}, err
+	}
+	if !ok {
+		a = Account{ID: id, Currency: cur, Status: StatusActive, CreatedAt: tx.t}
+	}
+	return a, nil
+}
+
+// post moves amount (minor units, > 0) from debit to credit, checking the debit side's limit.
+func (tx *txn) post(debit, credit *Account, amount int64, field string) error {
+	if debit.Currency != credit.Currency {
+		return FieldErrorf(KindRejected, CodeCurrencyMismatch, field, "account %q holds %s, account %q holds %s", debit.ID, debit.Currency, credit.ID, credit.Currency)
+	}
+	nd, ok1 := subInt64(debit.Balance, amount)
+	nc, ok2 := addInt64(credit.Balance, amount)
+	if !ok1 || !ok2 {
+		return FieldErrorf(KindRejected, CodeInvalidAmount, "amount", "amount would overflow a balance")
+	}
+	if !debit.External() && nd < -debit.OverdraftLimit {
+		cur, _ := LookupCurrency(debit.Currency)
+		return FieldErrorf(KindRejected, CodeInsufficientFunds, field, "account %q has %s %s available", debit.ID, FormatMinor(debit.Balance+debit.OverdraftLimit, cur), debit.Currency)
+	}
+	debit.Balance, credit.Balance = nd, nc
+	debit.LastUpdated, credit.LastUpdated = tx.t, tx.t
+	return nil
+}
+
+func (tx *txn) emit(a *Account, eventType string, data EventData) error {
+	payload, err := json.Marshal(data)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", eventType, err)
+	}
+	a.Version++
+	e := Event{
+		EventID: derivedID(tx.cmd.ID, len(tx.events)), AggregateID: a.ID, AggregateType: AggregateAccount,
+		EventType: eventType, EventVersion: a.Version, EventData: payload, CreatedAt: tx.t,
+		CreatedBy: tx.cmd.CreatedBy, Metadata: tx.metadata(),
+	}
+	if tx.balanceAt == nil {
+		tx.balanceAt = map[string]int64{}
+	}
+	tx.balanceAt[e.EventID] = a.Balance
+	tx.events = append(tx.events, e)
+	return nil
+}
+
+func (tx *txn) metadata() map[string]string {
+	md := map[string]string{}
+	if tx.cmd.ID != "" {
+		md["command_id"] = tx.cmd.ID
+	}
+	if tx.cmd.IdempotencyKey != "" {
+		md["idempotency_key"] = tx.cmd.IdempotencyKey
+	}
+	if tx.cmd.RequestID != "" {
+		md["request_id"] = tx.cmd.RequestID
+	}
+	if len(md) == 0 {
+		return nil
+	}
+	return md
+}
+
+func (tx *txn) run() error {
+	c := tx.cmd
+	switch c.Type {
+	case CmdCreateAccount:
+		return tx.createAccount()
+	case CmdDeposit, CmdWithdraw:
+		return tx.depositWithdraw()
+	case CmdTransfer:
+		return tx.transfer()
+	default:
+		return FieldErrorf(KindMalformed, CodeInvalidField, "type", "unknown command type %q", string(c.Type))
+	}
+}
+
+func (tx *txn) createAccount() error {
+	c := tx.cmd
+	if _, ok, err := tx.get(c.AccountID); err != nil {
+		return err
+	} else if ok {
+		return FieldErrorf(KindConflict, CodeAccountExists, "account_id", "account %q already exists", c.AccountID)
+	}
+	cur, err := LookupCurrency(c.Currency)
+	if err != nil {
+		return err
+	}
+	var initial, limit int64
+	if c.InitialBalance != "" {
+		if initial, err = nonNegative("initial_balance", c.InitialBalance, cur); err != nil {
+			return err
+		}
+	}
+	if c.OverdraftLimit != "" {
+		if limit, err = nonNegative("overdraft_limit", c.OverdraftLimit, cur); err != nil {
+			return err
+		}
+	}
+	a := Account{ID: c.AccountID, OwnerName: c.OwnerName, Currency: cur.Code, OverdraftLimit: limit,
+		Status: StatusActive, CreatedAt: tx.t, LastUpdated: tx.t}
+	counterparty := ""
+	if initial > 0 {
+		ext, err := tx.external(cur.Code)
+		if err != nil {
+			return err
+		}
+		if err := tx.post(&ext, &a, initial, "initial_balance"); err != nil {
+			return err
+		}
+		tx.put(ext)
+		counterparty = ext.ID
+	}
+	data := EventData{AccountID: a.ID, OwnerName: a.OwnerName, Currency: cur.Code,
+		InitialBalance: FormatMinor(initial, cur), BalanceAfter: FormatMinor(a.Balance, cur),
+		Description: c.Description, Counterparty: counterparty}
+	if limit > 0 {
+		data.OverdraftLimit = FormatMinor(limit, cur)
+	}
+	if err := tx.emit(&a, EventAccountCreated, data); err != nil {
+		return err
+	}
+	tx.put(a)
+	return nil
+}
+
+func (tx *txn) depositWithdraw() error {
+	c := tx.cmd
+	a, err := tx.existing("account_id", c.AccountID)
+	if err != nil {
+		return err
+	}
+	cur, err := LookupCurrency(a.Currency)
+	if err != nil {
+		return err
+	}
+	if err := requireCurrency(c.Currency, a.Currency); err != nil {
+		return err
+	}
+	amount, err := positive("amount", c.Amount, cur)
+	if err != nil {
+		return err
+	}
+	ext, err := tx.external(cur.Code)
+	if err != nil {
+		return err
+	}
+	eventType := EventMoneyDeposited
+	if c.Type == CmdDeposit {
+		err = tx.post(&ext, &a, amount, "amount")
+	} else {
+		eventType = EventMoneyWithdrawn
+		err = tx.post(&a, &ext, amount, "amount")
+	}
+	if err != nil {
+		return err
+	}
+	if err := tx.emit(&a, eventType, EventData{AccountID: a.ID, Currency: cur.Code, Amount: FormatMinor(amount, cur),
+		BalanceAfter: FormatMinor(a.Balance, cur), Description: c.Description, Counterparty: ext.ID}); err != nil {
+		return err
+	}
+	tx.put(a)
+	tx.put(ext)
+	return nil
+}
+
+func (tx *txn) transfer() error {
+	c := tx.cmd
+	from, err := tx.existing("from_account_id", c.FromAccountID)
+	if err != nil {
+		return err
+	}
+	to, err := tx.existing("to_account_id", c.ToAccountID)
+	if err != nil {
+		return err
+	}
+	if from.Currency != to.Currency {
+		return FieldErrorf(KindRejected, CodeCurrencyMismatch, "to_account_id", "account %q holds %s, account %q holds %s", from.ID, from.Currency, to.ID, to.Currency)
+	}
+	if err := requireCurrency(c.Currency, from.Currency); err != nil {
+		return err
+	}
+	cur, err := LookupCurrency(from.Currency)
+	if err != nil {
+		return err
+	}
+	amount, err := positive("amount", c.Amount, cur)
+	if err != nil {
+		return err
+	}
+	if err := tx.post(&from, &to, amount, "from_account_id"); err != nil {
+		return err
+	}
+	tx.transferID = derivedID(c.ID, -1)
+	base := EventData{Currency: cur.Code, Amount: FormatMinor(amount, cur), Description: c.Description,
+		TransferID: tx.transferID, FromAccountID: from.ID, ToAccountID: to.ID}
+	w := base
+	w.AccountID, w.BalanceAfter, w.Counterparty = from.ID, FormatMinor(from.Balance, cur), to.ID
+	if err := tx.emit(&from, EventMoneyWithdrawn, w); err != nil {
+		return err
+	}
+	d := base
+	d.AccountID, d.BalanceAfter, d.Counterparty = to.ID, FormatMinor(to.Balance, cur), from.ID
+	if err := tx.emit(&to, EventMoneyDeposited, d); err != nil {
+		return err
+	}
+	tx.put(from)
+	tx.put(to)
+	return nil
+}
+
+// checkBalanced asserts double entry: the command's changes sum to zero per currency.
+func (tx *txn) checkBalanced() error {
+	sums := map[string]int64{}
+	for _, id := range tx.touched {
+		after := tx.changed[id]
+		before, _, err := tx.m.account(id)
+		if err != nil {
+			return err
+		}
+		sums[after.Currency] += after.Balance - before.Balance
+	}
+	for cur, s := range sums {
+		if s != 0 {
+			return &InvariantError{Msg: fmt.Sprintf("command %s changes %s balances by %d", tx.cmd.ID, cur, s)}
+		}
+	}
+	return nil
+}
+
+func addInt64(a, b int64) (int64, bool) {
+	s := a + b
+	if (b > 0 && s < a) || (b < 0 && s > a) {
+		return 0, false
+	}
+	return s, true
+}
+
+func subInt64(a, b int64) (int64, bool) {
+	s := a - b
+	if (b > 0 && s > a) || (b < 0 && s < a) {
+		return 0, false
+	}
+	return s, true
+}
+
+// requireCurrency checks the currency a client optionally names against the account's.
+func requireCurrency(asked, held string) error {
+	if asked == "" {
+		return nil
+	}
+	cur, err := LookupCurrency(asked)
+	if err != nil {
+		return err
+	}
+	if cur.Code != held {
+		return FieldErrorf(KindRejected, CodeCurrencyMismatch, "currency", "the account holds %s, not %s", held, cur.Code)
+	}
+	return nil
+}

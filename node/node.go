@@ -1,0 +1,159 @@
+// Package node builds a Chronicle node from its configuration: it opens the event store,
+// mounts the HTTP API and runs them until told to stop. It is the one package that knows
+// every adapter.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/httpapi"
+	"github.com/chronicle-ledger/chronicle/raftlog"
+)
+
+// Version is the build's version, set by the linker.
+const Version = "0.1.0"
+
+// Config is a node's configuration; cmd/chronicle fills it from flags and environment.
+type Config struct {
+	DataDir  string
+	HTTPAddr string
+	NodeID   string
+	RaftAddr string
+	// CORSOrigins lists the browser origins allowed to call the API.
+	CORSOrigins []string
+	// IdempotencyWindow is how long idempotency keys are remembered (commit time).
+	IdempotencyWindow time.Duration
+	// SnapshotThreshold overrides the entries between Raft snapshots (0: default).
+	SnapshotThreshold uint64
+	// TrailingLogs overrides the entries kept behind a snapshot (0: default).
+	TrailingLogs uint64
+	Logger       *slog.Logger
+}
+
+// Defaults fills unset fields with the embedded single-node defaults.
+func (c *Config) Defaults() {
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = "127.0.0.1:4000"
+	}
+	if c.NodeID == "" {
+		c.NodeID = "n1"
+	}
+	if c.RaftAddr == "" {
+		c.RaftAddr = "127.0.0.1:4001"
+	}
+	if c.IdempotencyWindow == 0 {
+		c.IdempotencyWindow = 24 * time.Hour
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Node is a running Chronicle node.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	store *raftlog.Store
+	api   *httpapi.API
+	ln    net.Listener
+	srv   *http.Server
+}
+
+// New opens the node's store and binds its HTTP listener; Run serves.
+func New(ctx context.Context, cfg Config) (*Node, error) {
+	cfg.Defaults()
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID)}
+	store, err := raftlog.Open(raftlog.Config{
+		DataDir: filepath.Join(cfg.DataDir), NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr,
+		Bootstrap: true, IdempotencyWindow: cfg.IdempotencyWindow,
+		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node: open store: %w", err)
+	}
+	n.store = store
+	n.api = httpapi.New(httpapi.Config{Store: store, Node: n, CORSOrigins: cfg.CORSOrigins, Logger: cfg.Logger, Version: Version})
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		_ = store.Close()
+		return nil, fmt.Errorf("node: listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	n.ln = ln
+	n.srv = &http.Server{Handler: n.api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	return n, nil
+}
+
+// URL is the base URL the node serves on.
+func (n *Node) URL() string { return "http://" + n.ln.Addr().String() }
+
+// Store exposes the event store (for tests and tools in this binary).
+func (n *Node) Store() *raftlog.Store { return n.store }
+
+// Run serves HTTP until ctx ends, then shuts down gracefully: in-flight requests finish,
+// Raft stops, and the stores close.
+func (n *Node) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- n.srv.Serve(n.ln) }()
+	n.log.Info("chronicle node serving", "url", n.URL(), "data_dir", n.cfg.DataDir, "raft_addr", n.cfg.RaftAddr)
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.srv.Shutdown(shutdownCtx); err != nil {
+		n.log.Warn("http shutdown", "err", err)
+	}
+	closeErr := n.store.Close()
+	n.log.Info("chronicle node stopped")
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return errors.Join(fmt.Errorf("node: serve: %w", serveErr), closeErr)
+	}
+	return closeErr
+}
+
+// Ready implements httpapi.Node: a node is ready when a leader is known and its state
+// machine is healthy.
+func (n *Node) Ready(ctx context.Context) error {
+	st := n.store.Status()
+	if st.Fatal != "" {
+		return errors.New("state machine stopped: " + st.Fatal)
+	}
+	if st.Leader == "" {
+		return errors.New("no raft leader")
+	}
+	return nil
+}
+
+// Status implements httpapi.Node.
+func (n *Node) Status() any {
+	return map[string]any{"version": Version, "raft": n.store.Status()}
+}
+
+// WaitApplied implements httpapi.Node.
+func (n *Node) WaitApplied(ctx context.Context, pos uint64) error {
+	return n.store.WaitApplied(ctx, pos)
+}
+
+// WaitReady blocks until the node can take commands.
+func (n *Node) WaitReady(ctx context.Context) error {
+	if err := n.store.WaitLeader(ctx); err != nil {
+		return err
+	}
+	return nil
+}
+
+var _ httpapi.Node = (*Node)(nil)
+var _ chronicle.EventStore = (*raftlog.Store)(nil)

@@ -1,0 +1,94 @@
+package raftlog
+
+import (
+	"encoding/binary"
+	"math"
+	"time"
+)
+
+// Key layout of the state DB. One byte of prefix per record kind; ids are followed by a
+// zero byte (ids never contain one) so that one id is never a prefix of another's range.
+const (
+	prefixEvent       = 'e' // e | position            -> event JSON
+	prefixAccount     = 'a' // a | id                  -> account JSON
+	prefixStream      = 's' // s | id 0 | version      -> position
+	prefixHistory     = 'h' // h | id 0 | commit time  -> balance, position
+	prefixType        = 't' // t | type 0 | position   -> (empty)
+	prefixIdem        = 'i' // i | key                 -> idempotency record JSON
+	prefixIdemExpiry  = 'x' // x | commit time | key   -> (empty)
+	prefixMeta        = 'm' // m | name                -> value
+	metaApplied       = "applied"
+	metaHead          = "head"
+	maxPurgePerCommit = 1024
+)
+
+func u64(v uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	return b[:]
+}
+
+// timeKey orders times as their bytes: nanoseconds with the sign bit flipped, clamped to
+// what int64 nanoseconds can hold (years 1678-2262).
+func timeKey(t time.Time) []byte {
+	var n int64
+	switch {
+	case t.Before(time.Unix(0, math.MinInt64)):
+		n = math.MinInt64
+	case t.After(time.Unix(0, math.MaxInt64)):
+		n = math.MaxInt64
+	default:
+		n = t.UnixNano()
+	}
+	return u64(uint64(n) ^ 1<<63)
+}
+
+func keyTime(b []byte) time.Time {
+	return time.Unix(0, int64(binary.BigEndian.Uint64(b)^1<<63)).UTC()
+}
+
+func join(parts ...[]byte) []byte {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	out := make([]byte, 0, n)
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+func eventKey(pos uint64) []byte { return join([]byte{prefixEvent}, u64(pos)) }
+func accountKey(id string) []byte {
+	return join([]byte{prefixAccount}, []byte(id))
+}
+func streamPrefix(id string) []byte { return join([]byte{prefixStream}, []byte(id), []byte{0}) }
+func streamKey(id string, version uint64) []byte {
+	return join(streamPrefix(id), u64(version))
+}
+func historyPrefix(id string) []byte { return join([]byte{prefixHistory}, []byte(id), []byte{0}) }
+func historyKey(id string, t time.Time) []byte {
+	return join(historyPrefix(id), timeKey(t))
+}
+func typePrefix(eventType string) []byte {
+	return join([]byte{prefixType}, []byte(eventType), []byte{0})
+}
+func typeKey(eventType string, pos uint64) []byte { return join(typePrefix(eventType), u64(pos)) }
+func idemKey(key string) []byte                   { return join([]byte{prefixIdem}, []byte(key)) }
+func idemExpiryKey(t time.Time, key string) []byte {
+	return join([]byte{prefixIdemExpiry}, timeKey(t), []byte(key))
+}
+func metaKey(name string) []byte { return join([]byte{prefixMeta}, []byte(name)) }
+
+// prefixEnd is the first key after every key that starts with p.
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,186 @@
+package raftlog
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/chronicle-ledger/chronicle"
+)
+
+// reader reads ledger state from anything Pebble can read: the DB, an indexed batch
+// (which sees its own pending writes), or a snapshot.
+type reader struct{ r pebble.Reader }
+
+var _ chronicle.State = reader{}
+
+func (rd reader) getJSON(key []byte, v any) (bool, error) {
+	b, closer, err := rd.r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer closer.Close()
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("decode %q: %w", key, err)
+	}
+	return true, nil
+}
+
+// Account implements chronicle.State.
+func (rd reader) Account(id string) (chronicle.Account, bool, error) {
+	var a chronicle.Account
+	ok, err := rd.getJSON(accountKey(id), &a)
+	return a, ok, err
+}
+
+// Idempotency implements chronicle.State.
+func (rd reader) Idempotency(key string) (chronicle.IdempotencyRecord, bool, error) {
+	var r chronicle.IdempotencyRecord
+	ok, err := rd.getJSON(idemKey(key), &r)
+	return r, ok, err
+}
+
+func (rd reader) head() (chronicle.Head, error) {
+	h := chronicle.GenesisHead()
+	_, err := rd.getJSON(metaKey(metaHead), &h)
+	return h, err
+}
+
+func (rd reader) applied() (uint64, error) {
+	b, closer, err := rd.r.Get(metaKey(metaApplied))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	if len(b) != 8 {
+		return 0, fmt.Errorf("applied index: %d bytes, want 8", len(b))
+	}
+	return binary.BigEndian.Uint64(b), nil
+}
+
+func (rd reader) event(pos uint64) (chronicle.Event, bool, error) {
+	var e chronicle.Event
+	ok, err := rd.getJSON(eventKey(pos), &e)
+	return e, ok, err
+}
+
+// balanceAt seeks the last history entry of id at or before t: one seek, O(log n).
+func (rd reader) balanceAt(id string, t time.Time) (chronicle.BalancePoint, bool, error) {
+	prefix := historyPrefix(id)
+	it, err := rd.r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return chronicle.BalancePoint{}, false, err
+	}
+	defer it.Close()
+	// SeekLT to the key just past t lands on the newest entry at or before t.
+	seek := historyKey(id, t)
+	seek = append(seek, 0)
+	if !it.SeekLT(seek) {
+		return chronicle.BalancePoint{}, false, it.Error()
+	}
+	k, v := it.Key(), it.Value()
+	if len(v) != 16 {
+		return chronicle.BalancePoint{}, false, fmt.Errorf("history entry of %s: %d bytes, want 16", id, len(v))
+	}
+	return chronicle.BalancePoint{
+		AccountID: id, Time: keyTime(k[len(prefix):]),
+		Balance:  int64(binary.BigEndian.Uint64(v[:8])),
+		Position: binary.BigEndian.Uint64(v[8:]),
+	}, true, nil
+}
+
+// writeOutcome stages everything one applied batch changed.
+func writeOutcome(b *pebble.Batch, out chronicle.Outcome) error {
+	for _, e := range out.Events {
+		v, err := json.Marshal(e)
+		if err != nil {
+			return fmt.Errorf("encode event %d: %w", e.Position, err)
+		}
+		if err := b.Set(eventKey(e.Position), v, nil); err != nil {
+			return err
+		}
+		if err := b.Set(streamKey(e.AggregateID, e.EventVersion), u64(e.Position), nil); err != nil {
+			return err
+		}
+		if err := b.Set(typeKey(e.EventType, e.Position), nil, nil); err != nil {
+			return err
+		}
+	}
+	for _, a := range out.Accounts {
+		v, err := json.Marshal(a)
+		if err != nil {
+			return fmt.Errorf("encode account %s: %w", a.ID, err)
+		}
+		if err := b.Set(accountKey(a.ID), v, nil); err != nil {
+			return err
+		}
+	}
+	for _, h := range out.History {
+		if err := b.Set(historyKey(h.AccountID, h.Time), join(u64(uint64(h.Balance)), u64(h.Position)), nil); err != nil {
+			return err
+		}
+	}
+	for _, r := range out.Idempotency {
+		v, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("encode idempotency record: %w", err)
+		}
+		if err := b.Set(idemKey(r.Key), v, nil); err != nil {
+			return err
+		}
+		if err := b.Set(idemExpiryKey(r.CommitTime, r.Key), nil, nil); err != nil {
+			return err
+		}
+	}
+	hv, err := json.Marshal(out.Head)
+	if err != nil {
+		return fmt.Errorf("encode head: %w", err)
+	}
+	return b.Set(metaKey(metaHead), hv, nil)
+}
+
+// purgeExpired deletes idempotency records older than the window, a bounded number per
+// call so that one apply never stalls. Expired records are already ignored by the state
+// machine, so when this runs changes only the space they take.
+func purgeExpired(b *pebble.Batch, now time.Time, window time.Duration) error {
+	if window <= 0 {
+		return nil
+	}
+	lower := []byte{prefixIdemExpiry}
+	upper := join([]byte{prefixIdemExpiry}, timeKey(now.Add(-window)))
+	it, err := b.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	n := 0
+	for it.First(); it.Valid() && n < maxPurgePerCommit; it.Next() {
+		k := append([]byte(nil), it.Key()...)
+		key := string(k[9:])
+		var rec chronicle.IdempotencyRecord
+		// Only delete the record if it is the one this index entry points at: the key may
+		// have been reused after it expired.
+		if ok, err := (reader{b}).getJSON(idemKey(key), &rec); err != nil {
+			return err
+		} else if ok && rec.CommitTime.Equal(keyTime(k[1:9])) {
+			if err := b.Delete(idemKey(key), nil); err != nil {
+				return err
+			}
+		}
+		if err := b.Delete(k, nil); err != nil {
+			return err
+		}
+		n++
+	}
+	return it.Error()
+}
