@@ -172,7 +172,11 @@ func (s *Store) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("raftlog: raft address %q: %w", cfg.RaftAddr, err)
 	}
-	s.transport, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, addr, 3, 10*time.Second, rc.Logger)
+	var advertise net.Addr = addr
+	if addr.Port == 0 {
+		advertise = nil // an OS-chosen port (tests): advertise what the listener got
+	}
+	s.transport, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, advertise, 3, 10*time.Second, rc.Logger)
 	if err != nil {
 		return fmt.Errorf("raftlog: listen for raft on %s: %w", cfg.RaftAddr, err)
 	}

@@ -1,0 +1,40 @@
+# Chronicle Ledger. Needs only Go (see go.mod) and make.
+GO      ?= go
+BIN     := bin/chronicle
+DATA    ?= ./data
+HTTP    ?= 127.0.0.1:4000
+RAFT    ?= 127.0.0.1:4001
+PKGS    := ./...
+
+.PHONY: build run test test-race bench fuzz lint clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/chronicle
+
+# Starts one node with all state under $(DATA); prints the URL. Ctrl-C stops it cleanly.
+run: build
+	./$(BIN) serve --data-dir $(DATA) --http-addr $(HTTP) --raft-addr $(RAFT)
+
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+
+test-race:
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+# Micro-benchmarks; for end-to-end numbers run `make run` and then `bin/chronicle bench`.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+# A short run of every fuzz target; found inputs land in testdata/fuzz and are kept.
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParseAmount$$' -fuzztime 30s .
+	$(GO) test -run '^$$' -fuzz '^FuzzDecimalJSON$$' -fuzztime 30s .
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime 30s ./httpapi
+
+lint:
+	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
+	$(GO) vet $(PKGS)
+
+clean:
+	rm -rf bin
