@@ -63,6 +63,10 @@ type Store struct {
 	head        chronicle.Head
 	appliedIdx  uint64
 
+	// watchers are woken (without blocking) whenever the log grows.
+	watchMu  sync.Mutex
+	watchers map[chan struct{}]struct{}
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -207,6 +211,31 @@ func (s *Store) noteApplied(h chronicle.Head, idx uint64) {
 	s.head, s.appliedIdx = h, idx
 	s.appliedMu.Unlock()
 	s.appliedCond.Broadcast()
+	s.watchMu.Lock()
+	for ch := range s.watchers {
+		select {
+		case ch <- struct{}{}:
+		default: // already signalled; the watcher will read everything new anyway
+		}
+	}
+	s.watchMu.Unlock()
+}
+
+// Changes returns a channel that receives a signal (coalesced) after the log grows, and a
+// function that stops the signals. Watchers read the log themselves to see what is new.
+func (s *Store) Changes() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	s.watchMu.Lock()
+	if s.watchers == nil {
+		s.watchers = map[chan struct{}]struct{}{}
+	}
+	s.watchers[ch] = struct{}{}
+	s.watchMu.Unlock()
+	return ch, func() {
+		s.watchMu.Lock()
+		delete(s.watchers, ch)
+		s.watchMu.Unlock()
+	}
 }
 
 // Close stops accepting commands, shuts Raft down and closes both Pebble instances.
