@@ -21,13 +21,20 @@ type Node interface {
 	Ready(ctx context.Context) error
 	// Status describes the node for /ready and the dashboard.
 	Status() any
-	// WaitApplied blocks until this node's state includes position pos.
+	// WaitApplied blocks until this node's write-side state includes position pos.
 	WaitApplied(ctx context.Context, pos uint64) error
+	// WaitView blocks until the read model includes position pos.
+	WaitView(ctx context.Context, pos uint64) error
+	// Changes signals (coalesced) whenever the log grows; stop ends the signals.
+	Changes() (signal <-chan struct{}, stop func())
 }
 
 // Config configures the API.
 type Config struct {
+	// Store is the write side: commands, the log, balance history.
 	Store chronicle.EventStore
+	// Reads is the read model the account queries are served from.
+	Reads chronicle.ReadModel
 	Node  Node
 	// CORSOrigins lists browser origins allowed to call the API ("*" for any).
 	CORSOrigins []string
@@ -85,6 +92,7 @@ func New(cfg Config) *API {
 	r.Get("/accounts/{id}/transactions", a.transactions)
 	r.Get("/accounts/{id}/balance-at", a.balanceAt)
 	r.Get("/events", a.events)
+	r.Get("/events/stream", a.stream)
 	a.router = r
 	return a
 }

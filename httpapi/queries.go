@@ -51,33 +51,17 @@ type transactionJSON struct {
 	Timestamp     time.Time `json:"timestamp"`
 }
 
-func toTransaction(e chronicle.Event) (transactionJSON, error) {
-	d, err := e.Data()
-	if err != nil {
-		return transactionJSON{}, err
-	}
-	t := transactionJSON{TransactionID: e.EventID, AccountID: e.AggregateID, EventType: e.EventType,
-		Amount: d.Amount, BalanceAfter: d.BalanceAfter, Currency: d.Currency, Description: d.Description,
-		TransferID: d.TransferID, Counterparty: d.Counterparty, Position: e.Position, Version: e.EventVersion, Timestamp: e.CreatedAt}
-	switch {
-	case e.EventType == chronicle.EventAccountCreated:
-		t.Type, t.Amount = "opening_balance", d.InitialBalance
-	case e.EventType == chronicle.EventMoneyDeposited && d.TransferID != "":
-		t.Type = "transfer_in"
-	case e.EventType == chronicle.EventMoneyWithdrawn && d.TransferID != "":
-		t.Type = "transfer_out"
-	case e.EventType == chronicle.EventMoneyDeposited:
-		t.Type = "deposit"
-	case e.EventType == chronicle.EventMoneyWithdrawn:
-		t.Type = "withdrawal"
-	default:
-		t.Type = e.EventType
-	}
-	return t, nil
+func toTransaction(l chronicle.StatementLine) transactionJSON {
+	cur, _ := chronicle.LookupCurrency(l.Currency) // views hold known currencies
+	return transactionJSON{TransactionID: l.TransactionID, AccountID: l.AccountID, Type: l.Type, EventType: l.EventType,
+		Amount: chronicle.FormatMinor(l.Amount, cur), BalanceAfter: chronicle.FormatMinor(l.BalanceAfter, cur),
+		Currency: l.Currency, Description: l.Description, TransferID: l.TransferID, Counterparty: l.Counterparty,
+		Position: l.Position, Version: l.Version, Timestamp: l.Timestamp}
 }
 
-// waitForPosition honours ?min_position=N: read-your-writes, bounded by MaxWait.
-func (a *API) waitForPosition(w http.ResponseWriter, r *http.Request) bool {
+// waitForPosition honours ?min_position=N — read-your-writes, bounded by MaxWait — on the
+// read model (view) or on the write side, and reports the position answered from.
+func (a *API) waitForPosition(w http.ResponseWriter, r *http.Request, view bool) bool {
 	raw := r.URL.Query().Get("min_position")
 	if raw != "" {
 		pos, err := strconv.ParseUint(raw, 10, 64)
@@ -87,14 +71,33 @@ func (a *API) waitForPosition(w http.ResponseWriter, r *http.Request) bool {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), a.cfg.MaxWait)
 		defer cancel()
-		if err := a.cfg.Node.WaitApplied(ctx, pos); err != nil {
+		wait := a.cfg.Node.WaitApplied
+		if view {
+			wait = a.cfg.Node.WaitView
+		}
+		if err := wait(ctx, pos); err != nil {
 			writeError(w, chronicle.Errorf(chronicle.KindTimeout, chronicle.CodeTimeout, "position %d was not reached within %s", pos, a.cfg.MaxWait))
 			return false
 		}
 	}
-	if h, err := a.cfg.Store.Head(r.Context()); err == nil {
-		w.Header().Set("X-Chronicle-Position", strconv.FormatUint(h.Position, 10))
+	if raw == "" && view {
+		// No explicit position: wait for the view to include everything this node had
+		// committed when the request arrived, so a client reads its own acknowledged
+		// writes. A stalled projector degrades this to a stale answer (the header says
+		// how stale, /ready says why) rather than failing every read.
+		if h, err := a.cfg.Store.Head(r.Context()); err == nil {
+			ctx, cancel := context.WithTimeout(r.Context(), a.cfg.MaxWait)
+			_ = a.cfg.Node.WaitView(ctx, h.Position)
+			cancel()
+		}
 	}
+	var pos uint64
+	if view {
+		pos, _ = a.cfg.Reads.Position(r.Context())
+	} else if h, err := a.cfg.Store.Head(r.Context()); err == nil {
+		pos = h.Position
+	}
+	w.Header().Set("X-Chronicle-Position", strconv.FormatUint(pos, 10))
 	return true
 }
 
@@ -132,10 +135,10 @@ func (a *API) listAccounts(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if !a.waitForPosition(w, r) {
+	if !a.waitForPosition(w, r, true) {
 		return
 	}
-	accts, err := a.cfg.Store.Accounts(r.Context(), after, int(limit))
+	accts, err := a.cfg.Reads.Accounts(r.Context(), after, int(limit))
 	if err != nil {
 		writeError(w, err)
 		return
@@ -157,10 +160,10 @@ func (a *API) getAccount(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if !a.waitForPosition(w, r) {
+	if !a.waitForPosition(w, r, true) {
 		return
 	}
-	acc, err := a.cfg.Store.Account(r.Context(), id)
+	acc, err := a.cfg.Reads.Account(r.Context(), id)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -184,22 +187,17 @@ func (a *API) transactions(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if !a.waitForPosition(w, r) {
+	if !a.waitForPosition(w, r, true) {
 		return
 	}
-	events, err := a.cfg.Store.Transactions(r.Context(), id, before, int(limit))
+	lines, err := a.cfg.Reads.Transactions(r.Context(), id, before, int(limit))
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	out := make([]transactionJSON, 0, len(events))
-	for _, e := range events {
-		t, err := toTransaction(e)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		out = append(out, t)
+	out := make([]transactionJSON, len(lines))
+	for i, l := range lines {
+		out[i] = toTransaction(l)
 	}
 	body := map[string]any{"account_id": id, "transactions": out, "total": len(out)}
 	if len(out) == int(limit) && out[len(out)-1].Version > 1 {
@@ -238,7 +236,7 @@ func (a *API) balanceAt(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if !a.waitForPosition(w, r) {
+	if !a.waitForPosition(w, r, false) {
 		return
 	}
 	acc, err := a.cfg.Store.Account(r.Context(), id)
@@ -290,7 +288,7 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 		writeError(w, chronicle.FieldErrorf(chronicle.KindMalformed, chronicle.CodeInvalidQuery, "type", "type is too long"))
 		return
 	}
-	if !a.waitForPosition(w, r) {
+	if !a.waitForPosition(w, r, false) {
 		return
 	}
 	events, err := a.cfg.Store.Events(r.Context(), eq)

@@ -11,10 +11,12 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/chronicle-ledger/chronicle"
 	"github.com/chronicle-ledger/chronicle/httpapi"
+	"github.com/chronicle-ledger/chronicle/projector"
 	"github.com/chronicle-ledger/chronicle/raftlog"
 )
 
@@ -35,6 +37,9 @@ type Config struct {
 	SnapshotThreshold uint64
 	// TrailingLogs overrides the entries kept behind a snapshot (0: default).
 	TrailingLogs uint64
+	// ReadModel selects the query-side view: "" or "pebble" (embedded, under DataDir)
+	// or a postgres:// URL.
+	ReadModel string
 	Logger       *slog.Logger
 }
 
@@ -65,6 +70,7 @@ type Node struct {
 	cfg   Config
 	log   *slog.Logger
 	store *raftlog.Store
+	proj  *projector.Projector
 	api   *httpapi.API
 	ln    net.Listener
 	srv   *http.Server
@@ -83,9 +89,16 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: open store: %w", err)
 	}
 	n.store = store
-	n.api = httpapi.New(httpapi.Config{Store: store, Node: n, CORSOrigins: cfg.CORSOrigins, Logger: cfg.Logger, Version: Version})
+	view, err := openView(ctx, cfg)
+	if err != nil {
+		_ = store.Close()
+		return nil, err
+	}
+	n.proj = projector.New(store, view, cfg.Logger)
+	n.api = httpapi.New(httpapi.Config{Store: store, Reads: view, Node: n, CORSOrigins: cfg.CORSOrigins, Logger: cfg.Logger, Version: Version})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
+		_ = view.Close()
 		_ = store.Close()
 		return nil, fmt.Errorf("node: listen on %s: %w", cfg.HTTPAddr, err)
 	}
@@ -105,6 +118,10 @@ func (n *Node) Store() *raftlog.Store { return n.store }
 func (n *Node) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- n.srv.Serve(n.ln) }()
+	projCtx, stopProj := context.WithCancel(context.Background())
+	projDone := make(chan error, 1)
+	wake, stopWake := n.store.Changes()
+	go func() { projDone <- n.proj.Run(projCtx, wake) }()
 	n.log.Info("chronicle node serving", "url", n.URL(), "data_dir", n.cfg.DataDir, "raft_addr", n.cfg.RaftAddr)
 	var serveErr error
 	select {
@@ -116,7 +133,10 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := n.srv.Shutdown(shutdownCtx); err != nil {
 		n.log.Warn("http shutdown", "err", err)
 	}
-	closeErr := n.store.Close()
+	stopProj()
+	stopWake()
+	projErr := <-projDone
+	closeErr := errors.Join(projErr, n.proj.View().Close(), n.store.Close())
 	n.log.Info("chronicle node stopped")
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return errors.Join(fmt.Errorf("node: serve: %w", serveErr), closeErr)
@@ -139,7 +159,34 @@ func (n *Node) Ready(ctx context.Context) error {
 
 // Status implements httpapi.Node.
 func (n *Node) Status() any {
-	return map[string]any{"version": Version, "raft": n.store.Status()}
+	return map[string]any{"version": Version, "raft": n.store.Status(), "projector": n.proj.Status()}
+}
+
+// WaitView implements httpapi.Node.
+func (n *Node) WaitView(ctx context.Context, pos uint64) error {
+	return n.proj.WaitPosition(ctx, pos)
+}
+
+// Changes implements httpapi.Node.
+func (n *Node) Changes() (<-chan struct{}, func()) { return n.store.Changes() }
+
+// Projector exposes the node's projector (for tests and status).
+func (n *Node) Projector() *projector.Projector { return n.proj }
+
+// openView opens the configured read model.
+func openView(ctx context.Context, cfg Config) (projector.View, error) {
+	switch {
+	case cfg.ReadModel == "" || cfg.ReadModel == "pebble":
+		v, err := projector.OpenPebbleView(filepath.Join(cfg.DataDir, "views", "pebble"), cfg.Logger)
+		if err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+		return v, nil
+	case strings.HasPrefix(cfg.ReadModel, "postgres://"), strings.HasPrefix(cfg.ReadModel, "postgresql://"):
+		return openPostgresView(ctx, cfg)
+	default:
+		return nil, fmt.Errorf("node: read model %q: want pebble or a postgres:// URL", cfg.ReadModel)
+	}
 }
 
 // WaitApplied implements httpapi.Node.
