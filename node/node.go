@@ -154,6 +154,9 @@ func (n *Node) Ready(ctx context.Context) error {
 	if st.Leader == "" {
 		return errors.New("no raft leader")
 	}
+	if !n.store.Ready() {
+		return errors.New("catching up with the raft log")
+	}
 	return nil
 }
 
@@ -196,10 +199,7 @@ func (n *Node) WaitApplied(ctx context.Context, pos uint64) error {
 
 // WaitReady blocks until the node can take commands.
 func (n *Node) WaitReady(ctx context.Context) error {
-	if err := n.store.WaitLeader(ctx); err != nil {
-		return err
-	}
-	return nil
+	return n.store.WaitReady(ctx)
 }
 
 var _ httpapi.Node = (*Node)(nil)

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -67,6 +68,8 @@ type Store struct {
 	watchMu  sync.Mutex
 	watchers map[chan struct{}]struct{}
 
+	ready atomic.Bool
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -93,7 +96,7 @@ type inflight struct {
 // Bounds on the write path: queued calls, and entries in Raft not yet applied.
 const (
 	queueSize   = 4096
-	maxInflight = 64
+	maxInflight = 2
 )
 
 // Open opens (creating when new) a store under cfg.DataDir and starts Raft.
@@ -449,6 +452,37 @@ func (s *Store) WaitLeader(ctx context.Context) error {
 		}
 	}
 }
+
+// WaitReady blocks until this node's state includes every entry committed before it
+// started: after a restart Raft re-applies the tail of the log only once a leader commits
+// in its new term, and until then reads would miss acknowledged commands.
+func (s *Store) WaitReady(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if s.raft.State() == raft.Leader {
+			// A barrier returns once everything before it is applied to the FSM.
+			if err := s.raft.Barrier(5 * time.Second).Error(); err == nil {
+				s.ready.Store(true)
+				return nil
+			}
+		} else if addr, _ := s.raft.LeaderWithID(); addr != "" {
+			st := s.Status()
+			if st.CommitIndex > 0 && st.AppliedIndex >= st.CommitIndex {
+				s.ready.Store(true)
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait until caught up: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Ready reports whether WaitReady has seen this node caught up.
+func (s *Store) Ready() bool { return s.ready.Load() }
 
 // WaitApplied blocks until this node has applied at least position pos.
 func (s *Store) WaitApplied(ctx context.Context, pos uint64) error {
