@@ -40,7 +40,7 @@ type Config struct {
 	// ReadModel selects the query-side view: "" or "pebble" (embedded, under DataDir)
 	// or a postgres:// URL.
 	ReadModel string
-	Logger       *slog.Logger
+	Logger    *slog.Logger
 }
 
 // Defaults fills unset fields with the embedded single-node defaults.

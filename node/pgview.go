@@ -2,12 +2,15 @@ package node
 
 import (
 	"context"
-	"errors"
+	"fmt"
 
 	"github.com/chronicle-ledger/chronicle/projector"
 )
 
-// openPostgresView is replaced when the PostgreSQL view lands.
 func openPostgresView(ctx context.Context, cfg Config) (projector.View, error) {
-	return nil, errors.New("node: postgres read model not built in yet")
+	v, err := projector.OpenPostgresView(ctx, cfg.ReadModel, cfg.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	return v, nil
 }

@@ -15,6 +15,9 @@ const usage = `chronicle — an event-sourced, double-entry ledger
 Usage:
   chronicle serve [flags]    run a node (embedded Raft + Pebble; data in ./data)
   chronicle bench [flags]    load-test a running node with transfers
+  chronicle verify [flags]   prove the ledger consistent: hash chain, postings, views
+  chronicle projector [flags] [rebuild]
+                             keep a PostgreSQL read model current from a node's log
   chronicle version          print the version
 
 Run 'chronicle <command> -h' for a command's flags.
@@ -37,6 +40,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = serve(ctx, args[1:], stdout, stderr)
 	case "bench":
 		err = bench(ctx, args[1:], stdout, stderr)
+	case "verify":
+		err = verify(ctx, args[1:], stdout, stderr)
+	case "projector":
+		err = projectorCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "chronicle", version())
 		return 0
@@ -49,6 +56,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err == errUsage {
 		return 2
+	}
+	if err == errVerifyFailed {
+		return 1
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "chronicle:", err)

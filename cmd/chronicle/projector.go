@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/chronicle-ledger/chronicle/client"
+	"github.com/chronicle-ledger/chronicle/projector"
+)
+
+// projectorCmd runs a projector as its own process: it tails a node's log over HTTP into
+// a PostgreSQL read model, woken by NATS when given one and polling otherwise.
+func projectorCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	rebuild := len(args) > 0 && args[0] == "rebuild"
+	if rebuild {
+		args = args[1:]
+	}
+	fs := flag.NewFlagSet("chronicle projector", flag.ContinueOnError)
+	from := fs.String("from", "http://127.0.0.1:4000", "node whose event log to read")
+	readModel := fs.String("read-model", "", "PostgreSQL read model to maintain (postgres://...)")
+	natsURL := fs.String("nats-url", "", "NATS server whose event subjects wake the projector (optional)")
+	subject := fs.String("nats-subject", "events.>", "subjects that announce new events")
+	poll := fs.Duration("poll", time.Second, "how often to read the log when nothing wakes the projector")
+	var logLevel, logFormat string
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&logFormat, "log-format", "text", "text or json")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: chronicle projector [rebuild] [flags]\n\nWithout rebuild, follows the log until stopped. With rebuild, empties the read model,\nreplays the whole log into it and exits.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if *readModel == "" {
+		fmt.Fprintln(stderr, "chronicle projector: --read-model postgres://... is required")
+		return errUsage
+	}
+	logger, err := newLogger(stderr, logLevel, logFormat)
+	if err != nil {
+		return err
+	}
+	view, err := projector.OpenPostgresView(ctx, *readModel, logger)
+	if err != nil {
+		return err
+	}
+	defer view.Close()
+	src := client.New(*from, nil).Log()
+	if rebuild {
+		start := time.Now()
+		if err := projector.Rebuild(ctx, src, view, logger); err != nil {
+			return err
+		}
+		pos, _ := view.Position(ctx)
+		fmt.Fprintf(stdout, "rebuilt %s read model to position %d in %s\n", view.Name(), pos, time.Since(start).Round(time.Millisecond))
+		return nil
+	}
+	p := projector.New(src, view, logger)
+	p.SetPoll(*poll)
+	var wake chan struct{}
+	if *natsURL != "" {
+		wake = make(chan struct{}, 1)
+		nc, err := nats.Connect(*natsURL, nats.Name("chronicle-projector"), nats.MaxReconnects(-1),
+			nats.ReconnectWait(time.Second), nats.RetryOnFailedConnect(true),
+			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { logger.Warn("nats disconnected; polling the log", "err", err) }),
+			nats.ReconnectHandler(func(*nats.Conn) { logger.Info("nats reconnected") }))
+		if err != nil {
+			return fmt.Errorf("connect to nats %s: %w", *natsURL, err)
+		}
+		defer nc.Close()
+		sub, err := nc.Subscribe(*subject, func(*nats.Msg) {
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("subscribe to %s: %w", *subject, err)
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+	}
+	logger.Info("projector following", "from", *from, "view", view.Name(), "nats", *natsURL != "")
+	err = p.Run(ctx, wake)
+	st := p.Status()
+	fmt.Fprintf(stdout, "projector stopped at position %d\n", st.Position)
+	logger.Debug("projector exit", "status", st)
+	return err
+}
