@@ -1,0 +1,364 @@
+package eventbus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chronicle-ledger/chronicle"
+)
+
+// Source is where the publisher reads committed events (chronicle.EventStore has it).
+type Source interface {
+	Events(ctx context.Context, q chronicle.EventQuery) ([]chronicle.Event, error)
+}
+
+// Publisher bounds.
+const (
+	pageSize     = chronicle.MaxEventsPage // events read from the log at a time
+	maxPending   = 256                     // publishes awaiting their ack
+	pollInterval = time.Second             // backstop when no wake signal comes
+	ackTimeout   = 10 * time.Second        // one publish's ack
+	minBackoff   = 50 * time.Millisecond
+	maxBackoff   = 5 * time.Second
+	logInterval  = 10 * time.Second // the same complaint at most this often
+	// conflictsBeforeBackoff is how many expected-last-sequence conflicts in a row (a
+	// publisher racing this one) are resolved by re-reading the stream at once.
+	conflictsBeforeBackoff = 3
+)
+
+// RunPublisher publishes every committed event, in position order, until ctx ends (it
+// then returns nil) or the bus is closed (ErrClosed).
+//
+// Stream sequence == log position. Each message carries Nats-Msg-Id = position and
+// Nats-Expected-Last-Sequence = position-1, so the server stores position p only
+// directly after p-1: no gap and no duplicate, even if two publishers race on the same
+// stream (the loser's publishes are refused, it re-reads the stream's last sequence and
+// carries on from there). On start and after every failure the publisher resumes from
+// the stream's last sequence; the payload is the event exactly as chronicle.Event
+// marshals to JSON.
+//
+// It reads the log (src.Events after the last published position, ascending, pages of
+// chronicle.MaxEventsPage) whenever wake signals and every second as a backstop; publishes
+// are pipelined with at most maxPending awaiting acks. When NATS is unreachable or a
+// publish fails it logs (at most every 10s per kind of failure) and retries with capped
+// exponential backoff (50ms..5s); it never skips an event.
+//
+// Before resuming from stream sequence N it checks the stream's message N against
+// log position N (Nats-Msg-Id and event hash). When the stream is ahead of the log
+// (e.g. a wiped data dir while an external stream survived, or a lagging replica) or
+// holds a different history, it publishes nothing: it logs an error and re-checks on
+// every wake and tick. Publishing would either duplicate positions with different
+// events or interleave two histories; recovering is an operator's decision (restore
+// the log, or delete the stream so it is rebuilt from position 1).
+func (b *Bus) RunPublisher(ctx context.Context, src Source, wake <-chan struct{}) error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return ErrClosed
+	}
+	b.wg.Add(1)
+	b.mu.Unlock()
+	defer b.wg.Done()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-b.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	js, err := jetstream.New(b.nc,
+		jetstream.WithDefaultTimeout(requestTimeout),
+		jetstream.WithPublishAsyncMaxPending(2*maxPending),
+		jetstream.WithPublishAsyncTimeout(ackTimeout))
+	if err != nil {
+		return fmt.Errorf("eventbus: jetstream: %w", err)
+	}
+	p := &publisher{b: b, js: js, src: src, log: b.log, lastLog: map[string]time.Time{}}
+	p.run(ctx, wake)
+	select {
+	case <-b.done:
+		return ErrClosed
+	default:
+		return nil
+	}
+}
+
+type publisher struct {
+	b   *Bus
+	js  jetstream.JetStream
+	src Source
+	log *slog.Logger
+
+	next uint64 // last position known in the stream; publishing continues after it
+
+	lastLog    map[string]time.Time
+	suppressed map[string]int
+}
+
+type pendingAck struct {
+	pos uint64
+	f   jetstream.PubAckFuture
+}
+
+func (p *publisher) run(ctx context.Context, wake <-chan struct{}) {
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	idle := func() bool {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-wake:
+		case <-tick.C:
+		}
+		return true
+	}
+	backoff := minBackoff
+	sleep := func() bool {
+		t := time.NewTimer(backoff)
+		defer t.Stop()
+		backoff = min(2*backoff, maxBackoff)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		}
+	}
+	synced, conflicts := false, 0
+	for ctx.Err() == nil {
+		if !synced {
+			ok, err := p.sync(ctx)
+			switch {
+			case ctx.Err() != nil:
+				return
+			case err != nil:
+				p.warn("cannot read the stream; retrying", err, "backoff", backoff)
+				if !sleep() {
+					return
+				}
+				continue
+			case !ok: // the stream is ahead of or diverges from the log: wait for the log
+				if !idle() {
+					return
+				}
+				continue
+			}
+			synced = true
+		}
+		err := p.publishAll(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			synced = false
+			if isConflict(err) {
+				conflicts++
+				p.log.Debug("stream moved under the publisher (another publisher?); re-reading it", "err", err)
+				if conflicts <= conflictsBeforeBackoff {
+					continue
+				}
+			} else {
+				conflicts = 0
+				p.warn("publish failed; resuming from the stream's last sequence", err,
+					"published", p.next, "backoff", backoff, "connected", p.b.Connected())
+			}
+			if !sleep() {
+				return
+			}
+			continue
+		}
+		backoff, conflicts = minBackoff, 0
+		if !idle() {
+			return
+		}
+	}
+}
+
+// sync reads the stream's last sequence (creating the stream when missing) and checks
+// that the stream's last message is the log's event at that position. It reports false
+// when it is not, or when the log does not reach that far.
+func (p *publisher) sync(ctx context.Context) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*requestTimeout)
+	defer cancel()
+	s, err := p.b.ensureStream(ctx, p.js)
+	if err != nil {
+		return false, err
+	}
+	last := s.CachedInfo().State.LastSeq // as of the ensureStream request
+	if last == 0 {
+		p.resumeAt(0)
+		return true, nil
+	}
+	evs, err := p.src.Events(ctx, chronicle.EventQuery{After: last - 1, Limit: 1})
+	if err != nil {
+		return false, fmt.Errorf("read the log at position %d: %w", last, err)
+	}
+	if len(evs) == 0 || evs[0].Position != last {
+		p.errorf("the stream is ahead of the log; publishing nothing until the log reaches it "+
+			"(a wiped or restored data dir while the stream survived? restore the log, or delete the stream to rebuild it)",
+			"stream_last_seq", last)
+		return false, nil
+	}
+	msg, err := s.GetMsg(ctx, last)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		// Aged out by the stream's limits: the sequence alone has to do.
+		p.log.Info("stream's last message is gone (limits); resuming from its sequence", "stream_last_seq", last)
+	case err != nil:
+		return false, fmt.Errorf("read stream message %d: %w", last, err)
+	default:
+		var got struct {
+			Hash string `json:"hash"`
+		}
+		_ = json.Unmarshal(msg.Data, &got)
+		if id := msg.Header.Get(jetstream.MsgIDHeader); id != strconv.FormatUint(last, 10) || got.Hash != evs[0].Hash {
+			p.errorf("the stream holds a different history than the log; publishing nothing "+
+				"(restore the log, or delete the stream to rebuild it)",
+				"stream_last_seq", last, "msg_id", id, "stream_hash", got.Hash, "log_hash", evs[0].Hash)
+			return false, nil
+		}
+	}
+	p.resumeAt(last)
+	return true, nil
+}
+
+func (p *publisher) resumeAt(pos uint64) {
+	if pos != p.next {
+		p.log.Debug("publisher resumes", "after", pos)
+	}
+	p.next = pos
+	p.b.published.Store(pos)
+}
+
+// publishAll publishes everything in the log after p.next and waits for the acks.
+func (p *publisher) publishAll(ctx context.Context) error {
+	pending := make([]pendingAck, 0, maxPending)
+	sent := p.next
+	err := func() error {
+		for {
+			evs, err := p.src.Events(ctx, chronicle.EventQuery{After: sent, Limit: pageSize})
+			if err != nil {
+				return fmt.Errorf("read the log after position %d: %w", sent, err)
+			}
+			if len(evs) == 0 {
+				break
+			}
+			for i := range evs {
+				e := &evs[i]
+				if e.Position != sent+1 {
+					return fmt.Errorf("log read after position %d returned position %d", sent, e.Position)
+				}
+				f, err := p.publish(e)
+				if err != nil {
+					return err
+				}
+				pending = append(pending, pendingAck{pos: e.Position, f: f})
+				sent = e.Position
+				if len(pending) >= maxPending {
+					if err := p.await(ctx, pending[0]); err != nil {
+						return err
+					}
+					pending = pending[1:]
+				}
+			}
+		}
+		for len(pending) > 0 {
+			if err := p.await(ctx, pending[0]); err != nil {
+				return err
+			}
+			pending = pending[1:]
+		}
+		return nil
+	}()
+	if err != nil && len(pending) > 0 {
+		// Let the abandoned publishes resolve (refused, as their predecessor is missing,
+		// or stored) before the stream is re-read, so they cannot clog the next round.
+		t := time.NewTimer(ackTimeout)
+		defer t.Stop()
+		select {
+		case <-p.js.PublishAsyncComplete():
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	return err
+}
+
+func (p *publisher) publish(e *chronicle.Event) (jetstream.PubAckFuture, error) {
+	data, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("encode event %d: %w", e.Position, err)
+	}
+	msg := &nats.Msg{Subject: Subject(p.b.cfg.SubjectPrefix, e.EventType), Data: data}
+	f, err := p.js.PublishMsgAsync(msg,
+		jetstream.WithMsgID(strconv.FormatUint(e.Position, 10)),
+		jetstream.WithExpectLastSequence(e.Position-1),
+		jetstream.WithExpectStream(p.b.cfg.Stream))
+	if err != nil {
+		return nil, fmt.Errorf("publish position %d: %w", e.Position, err)
+	}
+	return f, nil
+}
+
+func (p *publisher) await(ctx context.Context, pa pendingAck) error {
+	select {
+	case ack := <-pa.f.Ok():
+		if ack.Sequence != pa.pos {
+			// A duplicate ack names the sequence the message id was stored at; any other
+			// sequence means the stream and the log disagree. Re-sync checks which.
+			return fmt.Errorf("position %d acked at stream sequence %d (duplicate %t)", pa.pos, ack.Sequence, ack.Duplicate)
+		}
+		p.next = pa.pos
+		p.b.notePublished(pa.pos)
+		return nil
+	case err := <-pa.f.Err():
+		return fmt.Errorf("publish position %d: %w", pa.pos, err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// isConflict reports a refused expected-last-sequence: someone else appended first.
+func isConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// warn logs at warn level, at most every logInterval per message.
+func (p *publisher) warn(msg string, err error, args ...any) {
+	p.limited(slog.LevelWarn, msg, append([]any{"err", err}, args...)...)
+}
+
+// errorf logs at error level, at most every logInterval per message.
+func (p *publisher) errorf(msg string, args ...any) {
+	p.limited(slog.LevelError, msg, args...)
+}
+
+func (p *publisher) limited(level slog.Level, msg string, args ...any) {
+	now := time.Now()
+	if last, ok := p.lastLog[msg]; ok && now.Sub(last) < logInterval {
+		if p.suppressed == nil {
+			p.suppressed = map[string]int{}
+		}
+		p.suppressed[msg]++
+		return
+	}
+	p.lastLog[msg] = now
+	if n := p.suppressed[msg]; n > 0 {
+		args = append(args, "suppressed", n)
+		delete(p.suppressed, msg)
+	}
+	p.log.Log(context.Background(), level, msg, args...)
+}
