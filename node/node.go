@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/eventbus"
 	"github.com/chronicle-ledger/chronicle/httpapi"
 	"github.com/chronicle-ledger/chronicle/projector"
 	"github.com/chronicle-ledger/chronicle/raftlog"
@@ -40,6 +41,15 @@ type Config struct {
 	// ReadModel selects the query-side view: "" or "pebble" (embedded, under DataDir)
 	// or a postgres:// URL.
 	ReadModel string
+	// NATSListen opens the embedded NATS server to outside consumers ("host:port");
+	// empty keeps it in-process only.
+	NATSListen string
+	// NATSURL uses an external NATS server instead of the embedded one.
+	NATSURL string
+	// NATSStream and NATSSubjectPrefix name the JetStream stream and its subjects
+	// (defaults: CHRONICLE_EVENTS and events, the original system's subjects).
+	NATSStream        string
+	NATSSubjectPrefix string
 	Logger    *slog.Logger
 }
 
@@ -71,6 +81,7 @@ type Node struct {
 	log   *slog.Logger
 	store *raftlog.Store
 	proj  *projector.Projector
+	bus   *eventbus.Bus
 	api   *httpapi.API
 	ln    net.Listener
 	srv   *http.Server
@@ -95,9 +106,17 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.proj = projector.New(store, view, cfg.Logger)
+	n.bus, err = eventbus.Open(ctx, eventbus.Config{DataDir: filepath.Join(cfg.DataDir, "nats"), Listen: cfg.NATSListen,
+		URL: cfg.NATSURL, Stream: cfg.NATSStream, SubjectPrefix: cfg.NATSSubjectPrefix, ServerName: cfg.NodeID, Logger: cfg.Logger})
+	if err != nil {
+		_ = view.Close()
+		_ = store.Close()
+		return nil, fmt.Errorf("node: event bus: %w", err)
+	}
 	n.api = httpapi.New(httpapi.Config{Store: store, Reads: view, Node: n, CORSOrigins: cfg.CORSOrigins, Logger: cfg.Logger, Version: Version})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
+		_ = n.bus.Close()
 		_ = view.Close()
 		_ = store.Close()
 		return nil, fmt.Errorf("node: listen on %s: %w", cfg.HTTPAddr, err)
@@ -122,6 +141,9 @@ func (n *Node) Run(ctx context.Context) error {
 	projDone := make(chan error, 1)
 	wake, stopWake := n.store.Changes()
 	go func() { projDone <- n.proj.Run(projCtx, wake) }()
+	pubDone := make(chan error, 1)
+	pubWake, stopPubWake := n.store.Changes()
+	go func() { pubDone <- n.bus.RunPublisher(projCtx, n.store, pubWake) }()
 	n.log.Info("chronicle node serving", "url", n.URL(), "data_dir", n.cfg.DataDir, "raft_addr", n.cfg.RaftAddr)
 	var serveErr error
 	select {
@@ -135,8 +157,10 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	stopProj()
 	stopWake()
+	stopPubWake()
 	projErr := <-projDone
-	closeErr := errors.Join(projErr, n.proj.View().Close(), n.store.Close())
+	pubErr := <-pubDone
+	closeErr := errors.Join(projErr, pubErr, n.proj.View().Close(), n.bus.Close(), n.store.Close())
 	n.log.Info("chronicle node stopped")
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return errors.Join(fmt.Errorf("node: serve: %w", serveErr), closeErr)
@@ -162,7 +186,8 @@ func (n *Node) Ready(ctx context.Context) error {
 
 // Status implements httpapi.Node.
 func (n *Node) Status() any {
-	return map[string]any{"version": Version, "raft": n.store.Status(), "projector": n.proj.Status()}
+	return map[string]any{"version": Version, "raft": n.store.Status(), "projector": n.proj.Status(),
+		"nats": map[string]any{"connected": n.bus.Connected(), "stream": n.bus.Stream(), "published": n.bus.Published(), "url": n.bus.ClientURL()}}
 }
 
 // WaitView implements httpapi.Node.
@@ -172,6 +197,9 @@ func (n *Node) WaitView(ctx context.Context, pos uint64) error {
 
 // Changes implements httpapi.Node.
 func (n *Node) Changes() (<-chan struct{}, func()) { return n.store.Changes() }
+
+// Bus exposes the node's event bus (for tests).
+func (n *Node) Bus() *eventbus.Bus { return n.bus }
 
 // Projector exposes the node's projector (for tests and status).
 func (n *Node) Projector() *projector.Projector { return n.proj }

@@ -85,7 +85,6 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		return f.fail(resp, fmt.Errorf("read head: %w", err))
 	}
 	last := applied
-	var lastBatch chronicle.Batch
 	for i, l := range logs {
 		if l.Index <= applied {
 			// Already in the state DB: a restart replays the log from the snapshot on.
@@ -109,16 +108,15 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			return f.fail(resp, fmt.Errorf("stage entry %d: %w", l.Index, err))
 		}
 		head = out.Head
-		lastBatch = batch
+		// Purge per entry, not per apply call, so every replica's state DB holds the same
+		// bytes at the same index however Raft grouped the entries.
+		if err := purgeExpired(b, head.CommitTime, batch.IdempotencyWindow); err != nil {
+			return f.fail(resp, fmt.Errorf("purge idempotency keys: %w", err))
+		}
 		resp[i] = applyResponse{results: out.Results}
 	}
 	if last == applied {
 		return resp
-	}
-	if lastBatch.IdempotencyWindow > 0 {
-		if err := purgeExpired(b, head.CommitTime, lastBatch.IdempotencyWindow); err != nil {
-			return f.fail(resp, fmt.Errorf("purge idempotency keys: %w", err))
-		}
 	}
 	if err := b.Set(metaKey(metaApplied), u64(last), nil); err != nil {
 		return f.fail(resp, err)
@@ -290,6 +288,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	// Clear everything, then load. A crash midway leaves no applied index, so the next
 	// start restores again.
 	b := f.db.NewBatch()
+	defer func() { _ = b.Close() }()
 	if err := b.DeleteRange([]byte{0}, []byte{0xff, 0xff}, nil); err != nil {
 		return err
 	}
@@ -317,7 +316,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 			if err := b.Commit(pebble.NoSync); err != nil {
 				return err
 			}
-			b.Close()
+			_ = b.Close()
 			b = f.db.NewBatch()
 		}
 	}
@@ -327,7 +326,6 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("commit restored state: %w", err)
 	}
-	b.Close()
 	f.log.Info("restored state from snapshot", "keys", n, "position", h.Head.Position)
 	if f.onApply != nil {
 		f.onApply(h.Head, h.Applied)

@@ -141,6 +141,7 @@ func Open(cfg Config) (*Store, error) {
 		s.closeStores()
 		return nil, fmt.Errorf("raftlog: read applied index: %w", err)
 	}
+	log.Info("opening store", "position", s.head.Position, "applied_index", s.appliedIdx)
 	if err := s.startRaft(); err != nil {
 		s.closeStores()
 		return nil, err
@@ -148,7 +149,7 @@ func Open(cfg Config) (*Store, error) {
 	s.wg.Add(2)
 	go s.batcher()
 	go s.completer()
-	log.Info("store open", "position", s.head.Position, "applied_index", s.appliedIdx)
+
 	return s, nil
 }
 
@@ -301,6 +302,17 @@ func (s *Store) Execute(ctx context.Context, cmds []chronicle.Command) ([]chroni
 	select {
 	case r := <-req.done:
 		return r.results, r.err
+	case <-s.stop:
+		// The request may have been queued after the batcher drained the queue for the
+		// last time. Once the batcher and the completer have returned, every request they
+		// took has its answer; one still without an answer was never proposed.
+		s.wg.Wait()
+		select {
+		case r := <-req.done:
+			return r.results, r.err
+		default:
+			return nil, errStopping()
+		}
 	case <-ctx.Done():
 		// The command may still commit: the caller must treat the outcome as unknown.
 		return nil, ctxError(ctx)
@@ -384,11 +396,10 @@ func (s *Store) propose(reqs []*request, n int) {
 		return
 	}
 	f := s.raft.Apply(data, s.cfg.ApplyTimeout)
-	select {
-	case s.inflight <- inflight{future: f, reqs: reqs}:
-	case <-s.stop:
-		failAll(reqs, errStopping())
-	}
+	// Hand the entry to the completer even when stopping: Raft may commit it, so only its
+	// future can tell the callers how it ended. The completer runs until the batcher
+	// returns and closes s.inflight, so this send cannot block forever.
+	s.inflight <- inflight{future: f, reqs: reqs}
 }
 
 func failAll(reqs []*request, err error) {
