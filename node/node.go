@@ -50,7 +50,7 @@ type Config struct {
 	// (defaults: CHRONICLE_EVENTS and events, the original system's subjects).
 	NATSStream        string
 	NATSSubjectPrefix string
-	Logger    *slog.Logger
+	Logger            *slog.Logger
 }
 
 // Defaults fills unset fields with the embedded single-node defaults.
