@@ -88,6 +88,9 @@ type Error struct {
 	Message string `json:"message"`
 	// Field names the request field at fault, when there is one.
 	Field string `json:"field,omitempty"`
+	// Safe marks a refusal that happened before anything was proposed, so the request
+	// may be sent to another node without risking a second effect.
+	Safe bool `json:"-"`
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }

@@ -230,11 +230,18 @@ func (a *API) command(t chronicle.CommandType) http.HandlerFunc {
 			writeError(w, err)
 			return
 		}
+		if a.cfg.Cluster != nil && !a.cfg.Cluster.IsLeader() {
+			a.toLeader(w, r, body)
+			return
+		}
 		stamp(r, &c)
 		ctx, cancel := context.WithTimeout(r.Context(), a.cfg.RequestTimeout)
 		defer cancel()
 		results, err := a.cfg.Store.Execute(ctx, []chronicle.Command{c})
 		if err != nil {
+			if a.notLeaderRetry(w, r, body, err) {
+				return
+			}
 			writeError(w, err)
 			return
 		}
@@ -289,6 +296,10 @@ func (a *API) batch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, chronicle.Errorf(chronicle.KindTooLarge, chronicle.CodeBatchTooLarge, "at most %d commands per batch", chronicle.MaxBatchCommands))
 		return
 	}
+	if a.cfg.Cluster != nil && !a.cfg.Cluster.IsLeader() {
+		a.toLeader(w, r, body)
+		return
+	}
 	cmds := make([]chronicle.Command, 0, len(req.Commands))
 	for i, raw := range req.Commands {
 		c, err := decodeBatchItem(raw)
@@ -305,6 +316,9 @@ func (a *API) batch(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	results, err := a.cfg.Store.Execute(ctx, cmds)
 	if err != nil {
+		if a.notLeaderRetry(w, r, body, err) {
+			return
+		}
 		writeError(w, err)
 		return
 	}
@@ -347,4 +361,15 @@ func decodeBatchItem(raw json.RawMessage) (chronicle.Command, error) {
 	}
 	c.IdempotencyKey = h.IdempotencyKey
 	return c, c.Validate()
+}
+
+// notLeaderRetry forwards a command that found this node no longer leading before it was
+// proposed (not_leader with nothing sent to Raft is safe to send on).
+func (a *API) notLeaderRetry(w http.ResponseWriter, r *http.Request, body []byte, err error) bool {
+	e := chronicle.AsError(err)
+	if a.cfg.Cluster == nil || e.Code != chronicle.CodeNotLeader || !e.Safe || !forwardable(r) {
+		return false
+	}
+	a.toLeader(w, r, body)
+	return true
 }

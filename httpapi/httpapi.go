@@ -36,6 +36,9 @@ type Config struct {
 	// Reads is the read model the account queries are served from.
 	Reads chronicle.ReadModel
 	Node  Node
+	// Cluster enables forwarding to the leader, read consistency levels and the
+	// /cluster endpoints; nil serves everything locally.
+	Cluster Cluster
 	// CORSOrigins lists browser origins allowed to call the API ("*" for any).
 	CORSOrigins []string
 	// MaxBodyBytes bounds a request body (default 1 MiB).
@@ -50,9 +53,10 @@ type Config struct {
 
 // API is the HTTP handler.
 type API struct {
-	cfg    Config
-	log    *slog.Logger
-	router chi.Router
+	cfg     Config
+	log     *slog.Logger
+	router  chi.Router
+	forward *http.Client
 }
 
 // New builds the router.
@@ -69,9 +73,10 @@ func New(cfg Config) *API {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &API{cfg: cfg, log: cfg.Logger.With("component", "httpapi")}
+	a := &API{cfg: cfg, log: cfg.Logger.With("component", "httpapi"),
+		forward: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}}}
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, a.recoverer, a.logRequests, a.cors)
+	r.Use(middleware.RequestID, a.recoverer, a.logRequests, a.cors, a.servedBy)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, chronicle.Errorf(chronicle.KindNotFound, chronicle.CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
 	})
@@ -93,6 +98,9 @@ func New(cfg Config) *API {
 	r.Get("/accounts/{id}/balance-at", a.balanceAt)
 	r.Get("/events", a.events)
 	r.Get("/events/stream", a.stream)
+	if cfg.Cluster != nil {
+		a.mountCluster(r)
+	}
 	a.router = r
 	return a
 }
@@ -196,6 +204,19 @@ func (a *API) cors(next http.Handler) http.Handler {
 				h.Set("Access-Control-Max-Age", "600")
 				w.WriteHeader(http.StatusNoContent)
 				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// servedBy names the node that answered and, on a node that leads, the leader.
+func (a *API) servedBy(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c := a.cfg.Cluster; c != nil {
+			w.Header().Set(headerServedBy, c.NodeID())
+			if c.IsLeader() {
+				w.Header().Set(headerLeader, c.NodeID())
 			}
 		}
 		next.ServeHTTP(w, r)

@@ -123,6 +123,9 @@ func accountIDParam(r *http.Request) (string, error) {
 }
 
 func (a *API) listAccounts(w http.ResponseWriter, r *http.Request) {
+	if !a.consistent(w, r) {
+		return
+	}
 	limit, err := intParam(r, "limit", chronicle.DefaultPageSize, 1, chronicle.MaxPageSize)
 	if err != nil {
 		writeError(w, err)
@@ -155,6 +158,9 @@ func (a *API) listAccounts(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) getAccount(w http.ResponseWriter, r *http.Request) {
+	if !a.consistent(w, r) {
+		return
+	}
 	id, err := accountIDParam(r)
 	if err != nil {
 		writeError(w, err)
@@ -172,6 +178,9 @@ func (a *API) getAccount(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) transactions(w http.ResponseWriter, r *http.Request) {
+	if !a.consistent(w, r) {
+		return
+	}
 	id, err := accountIDParam(r)
 	if err != nil {
 		writeError(w, err)
@@ -226,6 +235,9 @@ func truncate(s string, n int) string {
 }
 
 func (a *API) balanceAt(w http.ResponseWriter, r *http.Request) {
+	if !a.consistent(w, r) {
+		return
+	}
 	id, err := accountIDParam(r)
 	if err != nil {
 		writeError(w, err)
@@ -257,6 +269,9 @@ func (a *API) balanceAt(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) events(w http.ResponseWriter, r *http.Request) {
+	if !a.consistent(w, r) {
+		return
+	}
 	q := r.URL.Query()
 	limit, err := intParam(r, "limit", 100, 1, chronicle.MaxEventsPage)
 	if err != nil {

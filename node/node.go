@@ -50,7 +50,17 @@ type Config struct {
 	// (defaults: CHRONICLE_EVENTS and events, the original system's subjects).
 	NATSStream        string
 	NATSSubjectPrefix string
-	Logger            *slog.Logger
+	// Join lists API URLs of cluster members to join (or, with BootstrapExpect, to
+	// found a cluster with).
+	Join []string
+	// BootstrapExpect is the number of founding members to wait for before forming a
+	// new cluster together (0 or 1: a node without Join founds a one-node cluster).
+	BootstrapExpect int
+	// AdvertiseURL is the API URL other nodes use for this node (default: the listener).
+	AdvertiseURL string
+	// RaftFaults injects network partitions into Raft traffic (tests only).
+	RaftFaults *raftlog.Faults
+	Logger     *slog.Logger
 }
 
 // Defaults fills unset fields with the embedded single-node defaults.
@@ -85,6 +95,7 @@ type Node struct {
 	api   *httpapi.API
 	ln    net.Listener
 	srv   *http.Server
+	peers *http.Client
 }
 
 // New opens the node's store and binds its HTTP listener; Run serves.
@@ -93,8 +104,8 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID)}
 	store, err := raftlog.Open(raftlog.Config{
 		DataDir: filepath.Join(cfg.DataDir), NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr,
-		Bootstrap: true, IdempotencyWindow: cfg.IdempotencyWindow,
-		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs, Logger: cfg.Logger,
+		Bootstrap: len(cfg.Join) == 0, IdempotencyWindow: cfg.IdempotencyWindow,
+		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs, Faults: cfg.RaftFaults, Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: open store: %w", err)
@@ -113,7 +124,8 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		_ = store.Close()
 		return nil, fmt.Errorf("node: event bus: %w", err)
 	}
-	n.api = httpapi.New(httpapi.Config{Store: store, Reads: view, Node: n, CORSOrigins: cfg.CORSOrigins, Logger: cfg.Logger, Version: Version})
+	n.peers = &http.Client{Timeout: 30 * time.Second}
+	n.api = httpapi.New(httpapi.Config{Store: store, Reads: view, Node: n, Cluster: n, CORSOrigins: cfg.CORSOrigins, Logger: cfg.Logger, Version: Version})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		_ = n.bus.Close()
@@ -144,7 +156,13 @@ func (n *Node) Run(ctx context.Context) error {
 	pubDone := make(chan error, 1)
 	pubWake, stopPubWake := n.store.Changes()
 	go func() { pubDone <- n.bus.RunPublisher(projCtx, n.store, pubWake) }()
-	n.log.Info("chronicle node serving", "url", n.URL(), "data_dir", n.cfg.DataDir, "raft_addr", n.cfg.RaftAddr)
+	clusterDone := make(chan struct{})
+	go func() {
+		defer close(clusterDone)
+		n.form(projCtx)
+		n.leadership(projCtx)
+	}()
+	n.log.Info("chronicle node serving", "url", n.URL(), "data_dir", n.cfg.DataDir, "raft_addr", n.store.RaftAddr())
 	var serveErr error
 	select {
 	case <-ctx.Done():
@@ -156,6 +174,7 @@ func (n *Node) Run(ctx context.Context) error {
 		n.log.Warn("http shutdown", "err", err)
 	}
 	stopProj()
+	<-clusterDone
 	stopWake()
 	stopPubWake()
 	projErr := <-projDone

@@ -95,6 +95,17 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		if l.Type != raft.LogCommand {
 			continue
 		}
+		if len(l.Data) > 0 && l.Data[0] == entryMeta {
+			var m NodeMeta
+			if err := json.Unmarshal(l.Data[1:], &m); err != nil {
+				return f.fail(resp, fmt.Errorf("decode meta entry %d: %w", l.Index, err))
+			}
+			if err := b.Set(nodeKey(m.ID), l.Data[1:], nil); err != nil {
+				return f.fail(resp, err)
+			}
+			resp[i] = applyResponse{}
+			continue
+		}
 		var batch chronicle.Batch
 		if err := json.Unmarshal(l.Data, &batch); err != nil {
 			// Only this package proposes entries, so this is a bug or corruption; stop.

@@ -17,6 +17,7 @@ const (
 	prefixIdem        = 'i' // i | key                 -> idempotency record JSON
 	prefixIdemExpiry  = 'x' // x | commit time | key   -> (empty)
 	prefixMeta        = 'm' // m | name                -> value
+	prefixNode        = 'n' // n | node id             -> NodeMeta JSON
 	metaApplied       = "applied"
 	metaHead          = "head"
 	maxPurgePerCommit = 1024
@@ -80,6 +81,7 @@ func idemExpiryKey(t time.Time, key string) []byte {
 	return join([]byte{prefixIdemExpiry}, timeKey(t), []byte(key))
 }
 func metaKey(name string) []byte { return join([]byte{prefixMeta}, []byte(name)) }
+func nodeKey(id string) []byte   { return join([]byte{prefixNode}, []byte(id)) }
 
 // prefixEnd is the first key after every key that starts with p.
 func prefixEnd(p []byte) []byte {

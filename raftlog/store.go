@@ -41,7 +41,9 @@ type Config struct {
 	TrailingLogs uint64
 	// ApplyTimeout bounds how long a command waits to be enqueued into Raft.
 	ApplyTimeout time.Duration
-	Logger       *slog.Logger
+	// Faults, when set, lets tests cut this node's Raft traffic to chosen peers.
+	Faults *Faults
+	Logger *slog.Logger
 }
 
 // Store is a chronicle.EventStore on hashicorp/raft with Pebble for the log and state.
@@ -68,7 +70,8 @@ type Store struct {
 	watchMu  sync.Mutex
 	watchers map[chan struct{}]struct{}
 
-	ready atomic.Bool
+	ready    atomic.Bool
+	hadState bool // Raft state existed at open: this node was already in a cluster
 
 	closeOnce sync.Once
 	closeErr  error
@@ -161,8 +164,8 @@ func (s *Store) startRaft() error {
 	rc.BatchApplyCh = true
 	rc.MaxAppendEntries = 256
 	// Detect a lost leader in about a second on a LAN without flapping under load.
-	rc.HeartbeatTimeout = 1000 * time.Millisecond
-	rc.ElectionTimeout = 1000 * time.Millisecond
+	rc.HeartbeatTimeout = 700 * time.Millisecond
+	rc.ElectionTimeout = 700 * time.Millisecond
 	rc.LeaderLeaseTimeout = 500 * time.Millisecond
 	rc.SnapshotThreshold = 8192
 	rc.TrailingLogs = 10240
@@ -184,8 +187,13 @@ func (s *Store) startRaft() error {
 	if addr.Port == 0 {
 		advertise = nil // an OS-chosen port (tests): advertise what the listener got
 	}
-	s.transport, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, advertise, 3, 10*time.Second, rc.Logger)
-	if err != nil {
+	if cfg.Faults != nil {
+		ln, err := net.Listen("tcp", cfg.RaftAddr)
+		if err != nil {
+			return fmt.Errorf("raftlog: listen for raft on %s: %w", cfg.RaftAddr, err)
+		}
+		s.transport = raft.NewNetworkTransportWithLogger(&faultyLayer{Listener: ln, advertise: advertise, faults: cfg.Faults}, 3, 10*time.Second, rc.Logger)
+	} else if s.transport, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, advertise, 3, 10*time.Second, rc.Logger); err != nil {
 		return fmt.Errorf("raftlog: listen for raft on %s: %w", cfg.RaftAddr, err)
 	}
 	existing, err := raft.HasExistingState(s.logs, s.logs, snaps)
@@ -193,6 +201,7 @@ func (s *Store) startRaft() error {
 		_ = s.transport.Close()
 		return fmt.Errorf("raftlog: inspect raft state: %w", err)
 	}
+	s.hadState = existing
 	if s.raft, err = raft.NewRaft(rc, s.fsm, s.logs, s.logs, snaps, s.transport); err != nil {
 		_ = s.transport.Close()
 		return fmt.Errorf("raftlog: start raft: %w", err)
@@ -332,7 +341,9 @@ func (s *Store) notLeader() error {
 	if addr == "" {
 		return chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeNoLeader, "no leader is elected")
 	}
-	return chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeNotLeader, "this node is not the leader; leader is %s at %s", id, addr)
+	e := chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeNotLeader, "this node is not the leader; leader is %s at %s", id, addr)
+	e.Safe = true
+	return e
 }
 
 // batcher is the group commit: it gathers whatever calls are queued into one Raft entry
@@ -436,7 +447,12 @@ func (s *Store) completer() {
 // applyError maps a Raft apply failure to what a client should be told.
 func (s *Store) applyError(err error) error {
 	switch {
-	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		// Raft refused the entry before appending it: nothing can commit.
+		e := chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeNotLeader, "this node stopped leading before the command was proposed (%v)", err)
+		e.Safe = true
+		return e
+	case errors.Is(err, raft.ErrLeadershipLost):
 		// ErrLeadershipLost: the entry may or may not commit under the next leader.
 		return chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeNotLeader, "leadership changed before the command was acknowledged (%v); its outcome is unknown", err)
 	case errors.Is(err, raft.ErrRaftShutdown):
@@ -524,7 +540,9 @@ type Status struct {
 	CommitIndex  uint64 `json:"commit_index"`
 	AppliedIndex uint64 `json:"applied_index"`
 	Position     uint64 `json:"position"`
-	Fatal        string `json:"fatal,omitempty"`
+	// LastContact is how long ago a follower last heard from the leader ("0" on the leader).
+	LastContact string `json:"last_contact"`
+	Fatal       string `json:"fatal,omitempty"`
 }
 
 // Status reports this node's Raft role and progress.
@@ -535,7 +553,8 @@ func (s *Store) Status() Status {
 	pos, applied := s.head.Position, s.appliedIdx
 	s.appliedMu.Unlock()
 	out := Status{NodeID: s.cfg.NodeID, State: s.raft.State().String(), Leader: string(id), LeaderAddr: string(addr),
-		Term: parseUint(st["term"]), CommitIndex: parseUint(st["commit_index"]), AppliedIndex: applied, Position: pos}
+		Term: parseUint(st["term"]), CommitIndex: parseUint(st["commit_index"]), AppliedIndex: applied, Position: pos,
+		LastContact: st["last_contact"]}
 	if err := s.fsm.failed(); err != nil {
 		out.Fatal = err.Error()
 	}

@@ -26,13 +26,16 @@ func version() string {
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg node.Config
-	var cors listFlag
+	var cors, join listFlag
 	var logLevel, logFormat string
 	fs := flag.NewFlagSet("chronicle serve", flag.ContinueOnError)
 	fs.StringVar(&cfg.DataDir, "data-dir", "./data", "directory for all node state (Raft log, ledger state, snapshots)")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:4000", "host:port for the HTTP API and dashboard")
 	fs.StringVar(&cfg.NodeID, "node-id", "n1", "this node's id in the Raft cluster")
 	fs.StringVar(&cfg.RaftAddr, "raft-addr", "127.0.0.1:4001", "host:port for Raft traffic between nodes")
+	fs.Var(&join, "join", "API URLs of cluster members to join (comma-separated or repeated)")
+	fs.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 0, "found a new cluster once this many nodes (this one included) answer at --join")
+	fs.StringVar(&cfg.AdvertiseURL, "advertise-url", "", "API URL other nodes reach this node at (default http://<http-addr>)")
 	fs.Var(&cors, "cors-origin", "browser origin allowed to call the API (repeatable or comma-separated; * for any)")
 	fs.DurationVar(&cfg.IdempotencyWindow, "idempotency-window", 0, "how long idempotency keys are remembered (default 24h)")
 	fs.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", 0, "Raft entries between snapshots (default 8192)")
@@ -48,7 +51,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
-	cfg.CORSOrigins = cors
+	cfg.CORSOrigins, cfg.Join = cors, join
 	logger, err := newLogger(stderr, logLevel, logFormat)
 	if err != nil {
 		return err
@@ -58,11 +61,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := n.WaitReady(ctx); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "chronicle %s serving at %s (node %s, data in %s)\n", version(), n.URL(), cfg.NodeID, cfg.DataDir)
-	return n.Run(ctx)
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	readyCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		if err := n.WaitReady(readyCtx); err == nil {
+			fmt.Fprintf(stdout, "chronicle %s serving at %s (node %s, data in %s)\n", version(), n.URL(), cfg.NodeID, cfg.DataDir)
+		}
+	}()
+	return <-done
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

@@ -50,17 +50,27 @@ func Logger() *slog.Logger {
 
 func start(t testing.TB, cfg node.Config) *Node {
 	t.Helper()
+	tn := Launch(t, cfg)
+	waitCtx, waitCancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer waitCancel()
+	if err := tn.WaitReady(waitCtx); err != nil {
+		t.Fatalf("node %s not ready: %v", cfg.NodeID, err)
+	}
+	return tn
+}
+
+// Launch starts a node with cfg without waiting for it to be ready (a cluster member
+// becomes ready only once the cluster forms). It is stopped when the test ends.
+func Launch(t testing.TB, cfg node.Config) *Node {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = Logger()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n, err := node.New(ctx, cfg)
 	if err != nil {
 		cancel()
-		t.Fatalf("start node: %v", err)
-	}
-	waitCtx, waitCancel := context.WithTimeout(ctx, 30*time.Second)
-	defer waitCancel()
-	if err := n.WaitReady(waitCtx); err != nil {
-		cancel()
-		t.Fatalf("node not ready: %v", err)
+		t.Fatalf("start node %s: %v", cfg.NodeID, err)
 	}
 	tn := &Node{Node: n, Client: client.New(n.URL(), nil), Config: cfg, cancel: cancel, done: make(chan error, 1)}
 	go func() { tn.done <- n.Run(ctx) }()

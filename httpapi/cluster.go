@@ -1,0 +1,205 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/chronicle-ledger/chronicle"
+)
+
+// Cluster is what the API needs of Raft membership and leadership.
+type Cluster interface {
+	// NodeID is this node's id.
+	NodeID() string
+	// IsLeader reports whether this node leads now.
+	IsLeader() bool
+	// LeaderURL is the leader's API base URL; an error (no_leader) when none is known.
+	LeaderURL(ctx context.Context) (string, error)
+	// VerifyLeader confirms leadership with a quorum and waits until this node has
+	// applied everything committed so far.
+	VerifyLeader(ctx context.Context) error
+	// Info describes this node alone (GET /cluster/info).
+	Info(ctx context.Context) any
+	// Overview describes every member as seen from here (GET /cluster).
+	Overview(ctx context.Context) (any, error)
+	// Join admits a node (leader only).
+	Join(ctx context.Context, id, raftAddr, apiURL string) error
+	// Remove removes a node (leader only).
+	Remove(ctx context.Context, id string) error
+}
+
+// Headers of forwarding.
+const (
+	headerForwarded = "X-Chronicle-Forwarded-By"
+	headerLeader    = "X-Chronicle-Leader"
+	headerServedBy  = "X-Chronicle-Served-By"
+)
+
+// forwardable reports whether a request may still be forwarded: once only, so that two
+// nodes that each believe the other leads cannot bounce a request between them.
+func forwardable(r *http.Request) bool { return r.Header.Get(headerForwarded) == "" }
+
+// toLeader proxies the request (whose body was already read into body) to the leader and
+// copies its answer back. It reports false when it wrote an error instead.
+func (a *API) toLeader(w http.ResponseWriter, r *http.Request, body []byte) {
+	if !forwardable(r) {
+		writeError(w, chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeNotLeader, "this node is not the leader and the request was already forwarded once"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.RequestTimeout)
+	defer cancel()
+	leader, err := a.waitLeaderURL(ctx)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, r.Method, leader+r.URL.RequestURI(), rd)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	for _, h := range []string{"Content-Type", "Idempotency-Key", "Last-Event-ID", "Accept"} {
+		if v := r.Header.Get(h); v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	req.Header.Set("X-Request-Id", middleware.GetReqID(r.Context()))
+	req.Header.Set(headerForwarded, a.cfg.Cluster.NodeID())
+	resp, err := a.forward.Do(req)
+	if err != nil {
+		// The leader may or may not have committed the command: say so.
+		writeError(w, chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "forwarding to the leader at %s failed: %v; the outcome is unknown, retry with the same Idempotency-Key", leader, err))
+		return
+	}
+	defer resp.Body.Close()
+	for _, h := range []string{"Content-Type", "X-Chronicle-Position", headerLeader, headerServedBy} {
+		if v := resp.Header.Get(h); v != "" {
+			w.Header().Set(h, v)
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, resp.Body)
+}
+
+// waitLeaderURL waits (bounded by ctx) for a leader to be known, as during an election.
+func (a *API) waitLeaderURL(ctx context.Context) (string, error) {
+	t := time.NewTicker(25 * time.Millisecond)
+	defer t.Stop()
+	for {
+		u, err := a.cfg.Cluster.LeaderURL(ctx)
+		if err == nil {
+			return u, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", err
+		case <-t.C:
+		}
+	}
+}
+
+// consistent applies the read's ?consistency= level: local (this node's state), leader
+// (default: served by the leader), linearizable (leader verified with a quorum). It
+// reports whether the caller should serve the read here; otherwise it has answered.
+func (a *API) consistent(w http.ResponseWriter, r *http.Request) bool {
+	level := r.URL.Query().Get("consistency")
+	switch level {
+	case "local":
+		return true
+	case "", "leader", "linearizable":
+	default:
+		writeError(w, chronicle.FieldErrorf(chronicle.KindMalformed, chronicle.CodeInvalidQuery, "consistency", "consistency must be local, leader or linearizable"))
+		return false
+	}
+	if a.cfg.Cluster == nil {
+		return true
+	}
+	if !a.cfg.Cluster.IsLeader() {
+		a.toLeader(w, r, nil)
+		return false
+	}
+	if level == "linearizable" {
+		ctx, cancel := context.WithTimeout(r.Context(), a.cfg.MaxWait)
+		defer cancel()
+		if err := a.cfg.Cluster.VerifyLeader(ctx); err != nil {
+			writeError(w, err)
+			return false
+		}
+	}
+	return true
+}
+
+type joinRequest struct {
+	NodeID   string `json:"node_id"`
+	RaftAddr string `json:"raft_addr"`
+	APIURL   string `json:"api_url"`
+}
+
+func (a *API) mountCluster(r chi.Router) {
+	r.Get("/cluster", func(w http.ResponseWriter, r *http.Request) {
+		ov, err := a.cfg.Cluster.Overview(r.Context())
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, ov)
+	})
+	r.Get("/cluster/info", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, a.cfg.Cluster.Info(r.Context()))
+	})
+	r.Post("/cluster/join", func(w http.ResponseWriter, r *http.Request) {
+		body, err := a.readBody(w, r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		var req joinRequest
+		if err := decodeStrict(body, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+		if err := chronicle.ValidateAccountID("node_id", req.NodeID); err != nil {
+			writeError(w, err)
+			return
+		}
+		if req.RaftAddr == "" {
+			writeError(w, chronicle.FieldErrorf(chronicle.KindMalformed, chronicle.CodeMissingField, "raft_addr", "raft_addr is required"))
+			return
+		}
+		if !a.cfg.Cluster.IsLeader() {
+			a.toLeader(w, r, body)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), a.cfg.RequestTimeout)
+		defer cancel()
+		if err := a.cfg.Cluster.Join(ctx, req.NodeID, req.RaftAddr, req.APIURL); err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"success": true, "node_id": req.NodeID, "leader": a.cfg.Cluster.NodeID()})
+	})
+	r.Delete("/cluster/nodes/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if !a.cfg.Cluster.IsLeader() {
+			a.toLeader(w, r, nil)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), a.cfg.RequestTimeout)
+		defer cancel()
+		id := chi.URLParam(r, "id")
+		if err := a.cfg.Cluster.Remove(ctx, id); err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"success": true, "removed": id})
+	})
+}

@@ -1,0 +1,207 @@
+package raftlog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/hashicorp/raft"
+
+	"github.com/chronicle-ledger/chronicle"
+)
+
+// entryMeta tags a Raft entry that carries cluster metadata instead of a command batch
+// (a batch is JSON and starts with '{').
+const entryMeta = 'M'
+
+// NodeMeta is what the cluster knows of a node beyond its Raft address: where its API
+// is, so that followers can forward to the leader.
+type NodeMeta struct {
+	ID     string `json:"id"`
+	APIURL string `json:"api_url"`
+}
+
+// Server is one member of the Raft configuration.
+type Server struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	APIURL   string `json:"api_url,omitempty"`
+	Suffrage string `json:"suffrage"`
+	Leader   bool   `json:"leader"`
+}
+
+// Register replicates this node's API URL (or another node's, when the leader admits it)
+// so that every node can find every other's API.
+func (s *Store) Register(ctx context.Context, m NodeMeta) error {
+	if s.raft.State() != raft.Leader {
+		return s.notLeader()
+	}
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	f := s.raft.Apply(append([]byte{entryMeta}, data...), timeoutOf(ctx, s.cfg.ApplyTimeout))
+	if err := f.Error(); err != nil {
+		return s.applyError(err)
+	}
+	return nil
+}
+
+// NodeMeta returns what the cluster registered for node id.
+func (s *Store) NodeMeta(id string) (NodeMeta, bool, error) {
+	var m NodeMeta
+	var ok bool
+	err := s.read(func(rd reader) error {
+		var err error
+		ok, err = rd.getJSON(nodeKey(id), &m)
+		return err
+	})
+	return m, ok, err
+}
+
+// Servers lists the Raft configuration with each server's registered API URL.
+func (s *Store) Servers() ([]Server, error) {
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("raftlog: read configuration: %w", err)
+	}
+	_, leader := s.raft.LeaderWithID()
+	var out []Server
+	for _, srv := range f.Configuration().Servers {
+		m, _, err := s.NodeMeta(string(srv.ID))
+		if err != nil && !errors.Is(err, pebble.ErrNotFound) {
+			return nil, err
+		}
+		out = append(out, Server{ID: string(srv.ID), RaftAddr: string(srv.Address), APIURL: m.APIURL,
+			Suffrage: srv.Suffrage.String(), Leader: srv.ID == leader})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// Join adds a node as a voter (or updates its address), then registers its API URL.
+// Only the leader can; others answer not_leader.
+func (s *Store) Join(ctx context.Context, id, raftAddr, apiURL string) error {
+	if s.raft.State() != raft.Leader {
+		return s.notLeader()
+	}
+	cfg := s.raft.GetConfiguration()
+	if err := cfg.Error(); err != nil {
+		return fmt.Errorf("raftlog: read configuration: %w", err)
+	}
+	for _, srv := range cfg.Configuration().Servers {
+		switch {
+		case srv.ID == raft.ServerID(id) && srv.Address == raft.ServerAddress(raftAddr):
+			s.log.Info("node already a member; refreshing its registration", "id", id)
+			return s.Register(ctx, NodeMeta{ID: id, APIURL: apiURL})
+		case srv.ID == raft.ServerID(id) || srv.Address == raft.ServerAddress(raftAddr):
+			// Same id at a new address, or a new id at an old address: replace it.
+			if err := s.raft.RemoveServer(srv.ID, 0, timeoutOf(ctx, 10*time.Second)).Error(); err != nil {
+				return s.applyError(err)
+			}
+		}
+	}
+	if err := s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, timeoutOf(ctx, 10*time.Second)).Error(); err != nil {
+		return s.applyError(err)
+	}
+	s.log.Info("node joined", "id", id, "raft_addr", raftAddr, "api_url", apiURL)
+	return s.Register(ctx, NodeMeta{ID: id, APIURL: apiURL})
+}
+
+// Remove takes a node out of the Raft configuration.
+func (s *Store) Remove(ctx context.Context, id string) error {
+	if s.raft.State() != raft.Leader {
+		return s.notLeader()
+	}
+	found := false
+	cfg := s.raft.GetConfiguration()
+	if err := cfg.Error(); err != nil {
+		return fmt.Errorf("raftlog: read configuration: %w", err)
+	}
+	for _, srv := range cfg.Configuration().Servers {
+		found = found || srv.ID == raft.ServerID(id)
+	}
+	if !found {
+		return chronicle.Errorf(chronicle.KindNotFound, chronicle.CodeNotFound, "node %q is not a member", id)
+	}
+	if err := s.raft.RemoveServer(raft.ServerID(id), 0, timeoutOf(ctx, 10*time.Second)).Error(); err != nil {
+		return s.applyError(err)
+	}
+	s.log.Info("node removed", "id", id)
+	return nil
+}
+
+// BootstrapWith forms a new cluster of the given servers. Every founding node calls it
+// with the same list (as --bootstrap-expect does); a node that already has state refuses.
+func (s *Store) BootstrapWith(servers []Server) error {
+	var cfg raft.Configuration
+	for _, srv := range servers {
+		cfg.Servers = append(cfg.Servers, raft.Server{ID: raft.ServerID(srv.ID), Address: raft.ServerAddress(srv.RaftAddr), Suffrage: raft.Voter})
+	}
+	sort.Slice(cfg.Servers, func(i, j int) bool { return cfg.Servers[i].ID < cfg.Servers[j].ID })
+	err := s.raft.BootstrapCluster(cfg).Error()
+	if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("raftlog: bootstrap: %w", err)
+	}
+	return nil
+}
+
+// HasState reports whether this node has ever been part of a cluster.
+func (s *Store) HasState() bool { return s.hadState }
+
+// IsLeader reports whether this node is the leader now.
+func (s *Store) IsLeader() bool { return s.raft.State() == raft.Leader }
+
+// LeaderID is the current leader's id ("" when none is known).
+func (s *Store) LeaderID() string {
+	_, id := s.raft.LeaderWithID()
+	return string(id)
+}
+
+// RaftAddr is the address this node's Raft transport advertises.
+func (s *Store) RaftAddr() string { return string(s.transport.LocalAddr()) }
+
+// LeaderChanges delivers true/false as this node gains and loses leadership.
+func (s *Store) LeaderChanges() <-chan bool { return s.raft.LeaderCh() }
+
+// VerifyLeader confirms with a quorum that this node is still the leader, then waits
+// until its state includes everything committed at that moment: after it, a local read
+// is linearizable.
+func (s *Store) VerifyLeader(ctx context.Context) error {
+	if s.raft.State() != raft.Leader {
+		return s.notLeader()
+	}
+	if err := s.raft.VerifyLeader().Error(); err != nil {
+		return s.applyError(err)
+	}
+	commit := s.raft.CommitIndex()
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for {
+		s.appliedMu.Lock()
+		applied := s.appliedIdx
+		s.appliedMu.Unlock()
+		if applied >= commit || s.raft.AppliedIndex() >= commit {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return chronicle.Errorf(chronicle.KindTimeout, chronicle.CodeTimeout, "waiting to apply index %d: %v", commit, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+func timeoutOf(ctx context.Context, def time.Duration) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		if left := time.Until(d); left > 0 {
+			return left
+		}
+		return time.Millisecond
+	}
+	return def
+}
