@@ -30,8 +30,9 @@ type fsm struct {
 	fatalMu sync.Mutex
 	fatal   error
 
-	// onApply is called (outside locks) after each applied batch with the new head.
-	onApply func(chronicle.Head, uint64)
+	// onApply is called after each applied batch with the new head, applied index and
+	// the events the batch appended (nil after a restore: the log was replaced).
+	onApply func(chronicle.Head, uint64, []chronicle.Event)
 }
 
 var (
@@ -85,6 +86,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		return f.fail(resp, fmt.Errorf("read head: %w", err))
 	}
 	last := applied
+	var appended []chronicle.Event
 	for i, l := range logs {
 		if l.Index <= applied {
 			// Already in the state DB: a restart replays the log from the snapshot on.
@@ -119,6 +121,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			return f.fail(resp, fmt.Errorf("stage entry %d: %w", l.Index, err))
 		}
 		head = out.Head
+		appended = append(appended, out.Events...)
 		// Purge per entry, not per apply call, so every replica's state DB holds the same
 		// bytes at the same index however Raft grouped the entries.
 		if err := purgeExpired(b, head.CommitTime, batch.IdempotencyWindow); err != nil {
@@ -139,7 +142,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		return f.fail(resp, fmt.Errorf("commit state batch: %w", err))
 	}
 	if f.onApply != nil {
-		f.onApply(head, last)
+		f.onApply(head, last, appended)
 	}
 	return resp
 }
@@ -339,7 +342,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	f.log.Info("restored state from snapshot", "keys", n, "position", h.Head.Position)
 	if f.onApply != nil {
-		f.onApply(h.Head, h.Applied)
+		f.onApply(h.Head, h.Applied, nil)
 	}
 	return nil
 }

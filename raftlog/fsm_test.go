@@ -128,7 +128,7 @@ func TestFSMSnapshotRestoreRoundTrip(t *testing.T) {
 	fresh := newBareFSM(t)
 	var notified []uint64
 	var notifiedHead chronicle.Head
-	fresh.onApply = func(h chronicle.Head, idx uint64) {
+	fresh.onApply = func(h chronicle.Head, idx uint64, _ []chronicle.Event) {
 		notified = append(notified, idx)
 		notifiedHead = h
 	}
@@ -288,7 +288,7 @@ func TestFSMPersistCancelsOnError(t *testing.T) {
 func TestFSMSkipsAppliedEntries(t *testing.T) {
 	f := newBareFSM(t)
 	var heads []chronicle.Head
-	f.onApply = func(h chronicle.Head, _ uint64) { heads = append(heads, h) }
+	f.onApply = func(h chronicle.Head, _ uint64, _ []chronicle.Event) { heads = append(heads, h) }
 	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	e1 := batchEntry(t, 1, at, cmdCreate("a", "USD", "10.00", ""))
 	cfg := &raft.Log{Index: 2, Term: 1, Type: raft.LogConfiguration}

@@ -70,6 +70,7 @@ type Store struct {
 	watchMu  sync.Mutex
 	watchers map[chan struct{}]struct{}
 
+	recent   tailCache
 	ready    atomic.Bool
 	hadState bool // Raft state existed at open: this node was already in a cluster
 
@@ -218,11 +219,13 @@ func (s *Store) startRaft() error {
 	return nil
 }
 
-// noteApplied records the new head and wakes waiters.
-func (s *Store) noteApplied(h chronicle.Head, idx uint64) {
+// noteApplied records the new head, keeps the newest events for readers that follow the
+// tail of the log, and wakes waiters.
+func (s *Store) noteApplied(h chronicle.Head, idx uint64, events []chronicle.Event) {
 	s.appliedMu.Lock()
 	s.head, s.appliedIdx = h, idx
 	s.appliedMu.Unlock()
+	s.recent.add(h, events)
 	s.appliedCond.Broadcast()
 	s.watchMu.Lock()
 	for ch := range s.watchers {
@@ -690,6 +693,12 @@ func (s *Store) BalanceAt(ctx context.Context, id string, t time.Time) (chronicl
 func (s *Store) Events(ctx context.Context, q chronicle.EventQuery) ([]chronicle.Event, error) {
 	if q.Limit <= 0 || q.Limit > chronicle.MaxEventsPage {
 		q.Limit = chronicle.MaxEventsPage
+	}
+	if !q.Descending && q.EventType == "" && q.AggregateID == "" {
+		// The projector, the publisher and live streams all read just behind the head.
+		if evs, ok := s.recent.after(q.After, q.Limit); ok {
+			return evs, nil
+		}
 	}
 	out := []chronicle.Event{}
 	err := s.read(func(rd reader) error {
