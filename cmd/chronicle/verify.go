@@ -47,6 +47,7 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	rep := &report{w: stdout}
 	state := rep.checkLog(events)
 	if state == nil {
+		fmt.Fprintln(stdout, "RESULT: FAIL")
 		return errVerifyFailed
 	}
 	head := uint64(len(events))
