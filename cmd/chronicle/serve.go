@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/pprof"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/chronicle-ledger/chronicle/node"
 )
@@ -27,7 +30,7 @@ func version() string {
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg node.Config
 	var cors, join listFlag
-	var logLevel, logFormat string
+	var logLevel, logFormat, pprofAddr string
 	fs := flag.NewFlagSet("chronicle serve", flag.ContinueOnError)
 	fs.StringVar(&cfg.DataDir, "data-dir", "./data", "directory for all node state (Raft log, ledger state, snapshots)")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:4000", "host:port for the HTTP API and dashboard")
@@ -42,6 +45,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.ReadModel, "read-model", "pebble", "query-side view: pebble (embedded) or a postgres:// URL")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "open the embedded NATS server to outside consumers on host:port")
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "publish to this external NATS server instead of the embedded one")
+	fs.StringVar(&pprofAddr, "pprof-addr", "", "serve Go profiling (net/http/pprof) on this host:port; off by default")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	fs.Usage = func() {
@@ -60,6 +64,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	n, err := node.New(ctx, cfg)
 	if err != nil {
 		return err
+	}
+	if pprofAddr != "" {
+		go servePprof(ctx, pprofAddr, logger)
 	}
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx) }()
@@ -86,5 +93,22 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	default:
 		return nil, fmt.Errorf("log format %q: want text or json", format)
+	}
+}
+
+// servePprof exposes the runtime profiles on their own listener, never on the API port.
+func servePprof(ctx context.Context, addr string, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
+		log.Warn("pprof server", "err", err)
 	}
 }
