@@ -15,6 +15,13 @@ build:
 run: build
 	./$(BIN) serve --data-dir $(DATA) --http-addr $(HTTP) --raft-addr $(RAFT)
 
+# Three nodes n1..n3 on 127.0.0.1 (HTTP 4101-4103, Raft 4201-4203, NATS 4301-4303), state in
+# $(DATA)/n1..n3, logs in $(DATA)/nN.log; prints the URLs and the leader. Ctrl-C stops them
+# cleanly; run it again to restart them on their data. Settings: see scripts/cluster.sh.
+.PHONY: cluster
+cluster: build
+	BIN='$(BIN)' BUILD=0 DATA='$(DATA)' bash scripts/cluster.sh
+
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 20m $(PKGS)

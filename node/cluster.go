@@ -240,14 +240,30 @@ func (n *Node) tryBootstrap(ctx context.Context) error {
 }
 
 // leadership registers this node's API URL each time it becomes leader, so followers
-// can forward to it.
+// can forward to it. A follower's own registration runs in its own goroutine: it calls
+// the leader over HTTP, and a leader that just got cut off can hold that call for a
+// whole request timeout, which must not delay registering this node when it wins the
+// next election (followers could not forward to it meanwhile).
 func (n *Node) leadership(ctx context.Context) {
+	done := make(chan struct{})
+	defer func() { <-done }()
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				n.ensureRegistered(ctx)
+			}
+		}
+	}()
 	ch := n.store.LeaderChanges()
 	if n.store.IsLeader() {
 		n.onLeader(ctx)
 	}
-	tick := time.NewTicker(2 * time.Second)
-	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -256,8 +272,6 @@ func (n *Node) leadership(ctx context.Context) {
 			if leader {
 				n.onLeader(ctx)
 			}
-		case <-tick.C:
-			n.ensureRegistered(ctx)
 		}
 	}
 }

@@ -497,8 +497,9 @@ func (s *Store) WaitReady(ctx context.Context) error {
 				return nil
 			}
 		} else if addr, _ := s.raft.LeaderWithID(); addr != "" {
-			st := s.Status()
-			if st.CommitIndex > 0 && st.AppliedIndex >= st.CommitIndex {
+			// Raft's own applied index counts the no-op and barrier entries a new term
+			// starts with, which never reach the FSM.
+			if commit := s.raft.CommitIndex(); commit > 0 && s.raft.AppliedIndex() >= commit {
 				s.ready.Store(true)
 				return nil
 			}
@@ -556,7 +557,7 @@ func (s *Store) Status() Status {
 	pos, applied := s.head.Position, s.appliedIdx
 	s.appliedMu.Unlock()
 	out := Status{NodeID: s.cfg.NodeID, State: s.raft.State().String(), Leader: string(id), LeaderAddr: string(addr),
-		Term: parseUint(st["term"]), CommitIndex: parseUint(st["commit_index"]), AppliedIndex: applied, Position: pos,
+		Term: parseUint(st["term"]), CommitIndex: parseUint(st["commit_index"]), AppliedIndex: max(applied, s.raft.AppliedIndex()), Position: pos,
 		LastContact: st["last_contact"]}
 	if err := s.fsm.failed(); err != nil {
 		out.Fatal = err.Error()

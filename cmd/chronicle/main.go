@@ -18,6 +18,8 @@ Usage:
   chronicle verify [flags]   prove the ledger consistent: hash chain, postings, views
   chronicle projector [flags] [rebuild]
                              keep a PostgreSQL read model current from a node's log
+  chronicle cluster status|join|remove [flags]
+                             show a cluster's members and roles; admit or remove a node
   chronicle version          print the version
 
 Run 'chronicle <command> -h' for a command's flags.
@@ -44,6 +46,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = verify(ctx, args[1:], stdout, stderr)
 	case "projector":
 		err = projectorCmd(ctx, args[1:], stdout, stderr)
+	case "cluster":
+		err = clusterCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "chronicle", version())
 		return 0
