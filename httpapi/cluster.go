@@ -3,7 +3,9 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"time"
 
@@ -24,6 +26,9 @@ type Cluster interface {
 	// VerifyLeader confirms leadership with a quorum and waits until this node has
 	// applied everything committed so far.
 	VerifyLeader(ctx context.Context) error
+	// LeaderBarrier waits until a newly elected leader has applied everything its
+	// predecessors committed (once per term).
+	LeaderBarrier(ctx context.Context) error
 	// Info describes this node alone (GET /cluster/info).
 	Info(ctx context.Context) any
 	// Overview describes every member as seen from here (GET /cluster).
@@ -35,6 +40,9 @@ type Cluster interface {
 }
 
 // Headers of forwarding.
+// leaderWait bounds how long a follower waits for a leader to be elected and known.
+const leaderWait = 3 * time.Second
+
 const (
 	headerForwarded = "X-Chronicle-Forwarded-By"
 	headerLeader    = "X-Chronicle-Leader"
@@ -54,7 +62,11 @@ func (a *API) toLeader(w http.ResponseWriter, r *http.Request, body []byte) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.RequestTimeout)
 	defer cancel()
-	leader, err := a.waitLeaderURL(ctx)
+	// An election takes one to two seconds; wait a little longer than that for one,
+	// not the whole request timeout, so a cut-off node answers no_leader promptly.
+	waitCtx, waitCancel := context.WithTimeout(ctx, leaderWait)
+	leader, err := a.waitLeaderURL(waitCtx)
+	waitCancel()
 	if err != nil {
 		writeError(w, err)
 		return
@@ -76,6 +88,13 @@ func (a *API) toLeader(w http.ResponseWriter, r *http.Request, body []byte) {
 	req.Header.Set("X-Request-Id", middleware.GetReqID(r.Context()))
 	req.Header.Set(headerForwarded, a.cfg.Cluster.NodeID())
 	resp, err := a.forward.Do(req)
+	var op *net.OpError
+	if err != nil && errors.As(err, &op) && op.Op == "dial" {
+		e := chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeNoLeader, "the leader at %s is unreachable (%v); the request was not delivered, retry", leader, op.Err)
+		e.Safe = true
+		writeError(w, e)
+		return
+	}
 	if err != nil {
 		// The leader may or may not have committed the command: say so.
 		writeError(w, chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "forwarding to the leader at %s failed: %v; the outcome is unknown, retry with the same Idempotency-Key", leader, err))
@@ -128,13 +147,15 @@ func (a *API) consistent(w http.ResponseWriter, r *http.Request) bool {
 		a.toLeader(w, r, nil)
 		return false
 	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.MaxWait)
+	defer cancel()
+	check := a.cfg.Cluster.LeaderBarrier
 	if level == "linearizable" {
-		ctx, cancel := context.WithTimeout(r.Context(), a.cfg.MaxWait)
-		defer cancel()
-		if err := a.cfg.Cluster.VerifyLeader(ctx); err != nil {
-			writeError(w, err)
-			return false
-		}
+		check = a.cfg.Cluster.VerifyLeader
+	}
+	if err := check(ctx); err != nil {
+		writeError(w, err)
+		return false
 	}
 	return true
 }

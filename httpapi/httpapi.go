@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -57,7 +58,14 @@ type API struct {
 	log     *slog.Logger
 	router  chi.Router
 	forward *http.Client
+	// closing ends live streams when the server shuts down (they would hold it open).
+	closing   chan struct{}
+	closeOnce sync.Once
 }
+
+// CloseStreams ends every open /events/stream so that a graceful shutdown need not wait
+// for clients that never hang up.
+func (a *API) CloseStreams() { a.closeOnce.Do(func() { close(a.closing) }) }
 
 // New builds the router.
 func New(cfg Config) *API {
@@ -73,7 +81,7 @@ func New(cfg Config) *API {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &API{cfg: cfg, log: cfg.Logger.With("component", "httpapi"),
+	a := &API{cfg: cfg, log: cfg.Logger.With("component", "httpapi"), closing: make(chan struct{}),
 		forward: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}}}
 	r := chi.NewRouter()
 	r.Use(middleware.RequestID, a.recoverer, a.logRequests, a.cors, a.servedBy)
@@ -101,6 +109,7 @@ func New(cfg Config) *API {
 	if cfg.Cluster != nil {
 		a.mountCluster(r)
 	}
+	a.mountWeb(r)
 	a.router = r
 	return a
 }

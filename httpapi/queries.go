@@ -87,8 +87,12 @@ func (a *API) waitForPosition(w http.ResponseWriter, r *http.Request, view bool)
 		// how stale, /ready says why) rather than failing every read.
 		if h, err := a.cfg.Store.Head(r.Context()); err == nil {
 			ctx, cancel := context.WithTimeout(r.Context(), a.cfg.MaxWait)
-			_ = a.cfg.Node.WaitView(ctx, h.Position)
+			err := a.cfg.Node.WaitView(ctx, h.Position)
 			cancel()
+			if err != nil && r.URL.Query().Get("consistency") == "linearizable" {
+				writeError(w, chronicle.Errorf(chronicle.KindTimeout, chronicle.CodeTimeout, "the view has not reached position %d; a linearizable read cannot be served stale", h.Position))
+				return false
+			}
 		}
 	}
 	var pos uint64

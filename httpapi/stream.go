@@ -91,6 +91,8 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-a.closing:
+			return
 		case <-changes:
 		case <-tick.C:
 			// The comment carries the cursor so an idle filtered stream still resumes right.

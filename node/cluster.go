@@ -43,6 +43,9 @@ func (n *Node) LeaderURL(ctx context.Context) (string, error) {
 	return m.APIURL, nil
 }
 
+// LeaderBarrier implements httpapi.Cluster.
+func (n *Node) LeaderBarrier(ctx context.Context) error { return n.store.LeaderBarrier(ctx) }
+
 // VerifyLeader implements httpapi.Cluster.
 func (n *Node) VerifyLeader(ctx context.Context) error { return n.store.VerifyLeader(ctx) }
 

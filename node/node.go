@@ -168,10 +168,12 @@ func (n *Node) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case serveErr = <-errc:
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	n.api.CloseStreams()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := n.srv.Shutdown(shutdownCtx); err != nil {
 		n.log.Warn("http shutdown", "err", err)
+		_ = n.srv.Close()
 	}
 	stopProj()
 	<-clusterDone

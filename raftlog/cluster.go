@@ -168,24 +168,40 @@ func (s *Store) RaftAddr() string { return string(s.transport.LocalAddr()) }
 // LeaderChanges delivers true/false as this node gains and loses leadership.
 func (s *Store) LeaderChanges() <-chan bool { return s.raft.LeaderCh() }
 
+// LeaderBarrier makes sure this leader has committed an entry of its own term and
+// applied everything before it. Until then a new leader's commit index can still be its
+// follower-era value, and reads would miss writes the previous leader acknowledged. The
+// barrier runs once per term; later calls return at once.
+func (s *Store) LeaderBarrier(ctx context.Context) error {
+	if s.raft.State() != raft.Leader {
+		return s.notLeader()
+	}
+	term := parseUint(s.raft.Stats()["term"])
+	if s.barrierTerm.Load() == term {
+		return nil
+	}
+	if err := s.raft.Barrier(timeoutOf(ctx, 5*time.Second)).Error(); err != nil {
+		return s.readError(err)
+	}
+	s.barrierTerm.Store(term)
+	return nil
+}
+
 // VerifyLeader confirms with a quorum that this node is still the leader, then waits
 // until its state includes everything committed at that moment: after it, a local read
 // is linearizable.
 func (s *Store) VerifyLeader(ctx context.Context) error {
-	if s.raft.State() != raft.Leader {
-		return s.notLeader()
+	if err := s.LeaderBarrier(ctx); err != nil {
+		return err
 	}
 	if err := s.raft.VerifyLeader().Error(); err != nil {
-		return s.applyError(err)
+		return s.readError(err)
 	}
 	commit := s.raft.CommitIndex()
 	t := time.NewTicker(time.Millisecond)
 	defer t.Stop()
 	for {
-		s.appliedMu.Lock()
-		applied := s.appliedIdx
-		s.appliedMu.Unlock()
-		if applied >= commit || s.raft.AppliedIndex() >= commit {
+		if s.raft.AppliedIndex() >= commit {
 			return nil
 		}
 		select {
@@ -194,6 +210,16 @@ func (s *Store) VerifyLeader(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// readError maps a failed leadership check to what a reader should be told.
+func (s *Store) readError(err error) error {
+	if errors.Is(err, raft.ErrRaftShutdown) {
+		return errStopping()
+	}
+	e := chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeNotLeader, "this node could not confirm it leads (%v); retry on the leader", err)
+	e.Safe = true
+	return e
 }
 
 func timeoutOf(ctx context.Context, def time.Duration) time.Duration {

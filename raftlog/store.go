@@ -70,9 +70,10 @@ type Store struct {
 	watchMu  sync.Mutex
 	watchers map[chan struct{}]struct{}
 
-	recent   tailCache
-	ready    atomic.Bool
-	hadState bool // Raft state existed at open: this node was already in a cluster
+	recent      tailCache
+	barrierTerm atomic.Uint64 // last term whose leader barrier completed
+	ready       atomic.Bool
+	hadState    bool // Raft state existed at open: this node was already in a cluster
 
 	closeOnce sync.Once
 	closeErr  error
@@ -544,6 +545,9 @@ type Status struct {
 	CommitIndex  uint64 `json:"commit_index"`
 	AppliedIndex uint64 `json:"applied_index"`
 	Position     uint64 `json:"position"`
+	// RaftApplied is Raft's applied index, which also counts entries (no-ops, barriers,
+	// configuration) that never reach the ledger state.
+	RaftApplied uint64 `json:"raft_applied_index"`
 	// LastContact is how long ago a follower last heard from the leader ("0" on the leader).
 	LastContact string `json:"last_contact"`
 	Fatal       string `json:"fatal,omitempty"`
@@ -557,7 +561,7 @@ func (s *Store) Status() Status {
 	pos, applied := s.head.Position, s.appliedIdx
 	s.appliedMu.Unlock()
 	out := Status{NodeID: s.cfg.NodeID, State: s.raft.State().String(), Leader: string(id), LeaderAddr: string(addr),
-		Term: parseUint(st["term"]), CommitIndex: parseUint(st["commit_index"]), AppliedIndex: max(applied, s.raft.AppliedIndex()), Position: pos,
+		Term: parseUint(st["term"]), CommitIndex: parseUint(st["commit_index"]), AppliedIndex: applied, RaftApplied: s.raft.AppliedIndex(), Position: pos,
 		LastContact: st["last_contact"]}
 	if err := s.fsm.failed(); err != nil {
 		out.Fatal = err.Error()
