@@ -1,0 +1,140 @@
+// Command forms. Each submission carries an Idempotency-Key: kept while the outcome is
+// unknown (network error, timeout) so that submitting again cannot post twice, and
+// replaced once the node has answered or the form changes.
+
+import { api, command, ApiError } from '../lib/api.js';
+import { h, $, $$, replace, uuid } from '../lib/dom.js';
+import { money } from '../lib/format.js';
+
+const OPTIONAL = new Set(['initial_balance', 'overdraft_limit', 'description']);
+const UNKNOWN_OUTCOME = new Set(['network', 'timeout', 'unavailable', 'no_leader', 'not_leader', 'http_502', 'http_503', 'http_504']);
+
+export class CommandsView {
+  constructor() {
+    for (const form of $$('form.command')) this.wire(form);
+  }
+
+  show(params) {
+    const id = params.get('account');
+    if (id) {
+      for (const sel of ['#dp-account', '#wd-account', '#tr-from']) $(sel).value = id;
+    }
+  }
+
+  wire(form) {
+    form.addEventListener('input', (e) => {
+      delete form.dataset.key; // changed content is a new submission
+      if (e.target.name) this.clearFieldError(form, e.target);
+    });
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      this.submit(form);
+    });
+  }
+
+  payload(form) {
+    const out = {};
+    for (const el of form.elements) {
+      if (!el.name) continue;
+      let v = el.value.trim();
+      if (el.name === 'currency') v = v.toUpperCase();
+      if (v === '' && OPTIONAL.has(el.name)) continue;
+      out[el.name] = v; // amounts go as strings: exact decimals, never floats
+    }
+    return out;
+  }
+
+  clearFieldError(form, el) {
+    el.removeAttribute('aria-invalid');
+    const msg = form.querySelector(`#${el.id}-error`);
+    if (msg) msg.textContent = '';
+  }
+
+  clearErrors(form) {
+    for (const el of form.elements) if (el.name) this.clearFieldError(form, el);
+  }
+
+  async submit(form) {
+    if (form.dataset.busy === 'true') return; // a double click while the first is in flight
+    const name = form.dataset.command;
+    const result = $('.form-result', form);
+    const button = $('button[type=submit]', form);
+    const payload = this.payload(form);
+    const key = form.dataset.key || (form.dataset.key = uuid());
+    this.clearErrors(form);
+    form.dataset.busy = 'true';
+    form.setAttribute('aria-busy', 'true');
+    button.disabled = true;
+    result.dataset.kind = 'pending';
+    replace(result, 'Sending…');
+    try {
+      const res = await command(name, payload, key);
+      delete form.dataset.key;
+      await this.success(form, name, payload, res, result);
+    } catch (err) {
+      this.failure(form, err, result);
+    } finally {
+      delete form.dataset.busy;
+      form.removeAttribute('aria-busy');
+      button.disabled = false;
+    }
+  }
+
+  async success(form, name, p, res, result) {
+    const replay = res.idempotent_replay ? ' (already applied: this is the original result)' : '';
+    const ids = name === 'transfer' ? [p.from_account_id, p.to_account_id] : [res.account_id || p.account_id];
+    let head;
+    switch (name) {
+      case 'create-account': head = `Account ${p.account_id} opened for ${p.owner_name}`; break;
+      case 'deposit': head = `Deposited ${p.amount} into ${p.account_id}`; break;
+      case 'withdraw': head = `Withdrew ${p.amount} from ${p.account_id}`; break;
+      default: head = `Transferred ${p.amount} from ${p.from_account_id} to ${p.to_account_id}`;
+    }
+    const balances = h('span', { class: 'result-balances' });
+    result.dataset.kind = 'ok';
+    replace(result,
+      h('strong', null, `✓ ${head}${replay}`),
+      h('span', { class: 'result-meta' },
+        `Position ${res.position} · event `, h('code', { class: 'break' }, res.event_id || '—'),
+        res.transfer_id ? [' · transfer ', h('code', { class: 'break' }, res.transfer_id)] : null),
+      balances,
+      h('span', { class: 'result-links' }, ...ids.flatMap((id, i) => [i ? ' · ' : '', h('a', { href: `#/accounts/${encodeURIComponent(id)}` }, `Open ${id}`)]),
+        ' · ', h('a', { href: '#/events' }, 'Event log')));
+    // Clear what should not be sent twice by accident; keep the accounts.
+    for (const field of ['amount', 'description', 'initial_balance', 'overdraft_limit']) {
+      if (form.elements[field]) form.elements[field].value = '';
+    }
+    if (name === 'create-account') {
+      form.elements.account_id.value = '';
+      form.elements.owner_name.value = '';
+    }
+    // Show the balances the command produced (read-your-writes via min_position).
+    const parts = [];
+    for (const id of ids) {
+      try {
+        const a = await api.account(id, { min_position: res.position });
+        parts.push(`${a.account_id}: ${money(a.balance, a.currency)}`);
+      } catch { /* the result above stands on its own */ }
+    }
+    if (parts.length) balances.textContent = `Balance now ${parts.join(' · ')}`;
+  }
+
+  failure(form, err, result) {
+    const e = err instanceof ApiError ? err : new ApiError(0, null, String(err));
+    if (!UNKNOWN_OUTCOME.has(e.code)) delete form.dataset.key;
+    const el = e.field && form.elements[e.field];
+    result.dataset.kind = 'error';
+    if (el && el.id) {
+      el.setAttribute('aria-invalid', 'true');
+      const msg = form.querySelector(`#${el.id}-error`);
+      if (msg) msg.textContent = e.message;
+      replace(result, h('span', null, `Not committed: ${e.message}`), h('span', { class: 'code' }, ` (${e.code})`));
+      el.focus();
+      return;
+    }
+    const text = UNKNOWN_OUTCOME.has(e.code)
+      ? `Outcome unknown: ${e.message} Submitting again is safe: it reuses the same Idempotency-Key.`
+      : `Not committed: ${e.message}`;
+    replace(result, h('span', null, text), h('span', { class: 'code' }, ` (${e.code})`));
+  }
+}
