@@ -62,23 +62,58 @@ func (a *API) toLeader(w http.ResponseWriter, r *http.Request, body []byte) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.RequestTimeout)
 	defer cancel()
-	// An election takes one to two seconds; wait a little longer than that for one,
-	// not the whole request timeout, so a cut-off node answers no_leader promptly.
-	waitCtx, waitCancel := context.WithTimeout(ctx, leaderWait)
-	leader, err := a.waitLeaderURL(waitCtx)
-	waitCancel()
-	if err != nil {
-		writeError(w, err)
+	// An election takes one to two seconds; wait a little longer than that for a leader,
+	// not the whole request timeout, so a cut-off node answers no_leader promptly. A
+	// leader that refuses connections has died: wait for its successor, as the request
+	// was not delivered.
+	deadline := time.Now().Add(leaderWait)
+	tried := ""
+	for {
+		waitCtx, waitCancel := context.WithDeadline(ctx, deadline)
+		leader, err := a.waitNewLeaderURL(waitCtx, tried)
+		waitCancel()
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		resp, err := a.send(ctx, r, body, leader)
+		var op *net.OpError
+		if err != nil && errors.As(err, &op) && op.Op == "dial" {
+			if time.Now().Before(deadline) {
+				tried = leader
+				continue
+			}
+			e := chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeNoLeader, "the leader at %s is unreachable (%v); the request was not delivered, retry", leader, op.Err)
+			e.Safe = true
+			writeError(w, e)
+			return
+		}
+		if err != nil {
+			// The leader may or may not have committed the command: say so.
+			writeError(w, chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "forwarding to the leader at %s failed: %v; the outcome is unknown, retry with the same Idempotency-Key", leader, err))
+			return
+		}
+		defer resp.Body.Close()
+		for _, h := range []string{"Content-Type", "X-Chronicle-Position", headerLeader, headerServedBy} {
+			if v := resp.Header.Get(h); v != "" {
+				w.Header().Set(h, v)
+			}
+		}
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
 		return
 	}
+}
+
+// send forwards one request to the leader at base.
+func (a *API) send(ctx context.Context, r *http.Request, body []byte, base string) (*http.Response, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, r.Method, leader+r.URL.RequestURI(), rd)
+	req, err := http.NewRequestWithContext(ctx, r.Method, base+r.URL.RequestURI(), rd)
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
 	for _, h := range []string{"Content-Type", "Idempotency-Key", "Last-Event-ID", "Accept"} {
 		if v := r.Header.Get(h); v != "" {
@@ -87,37 +122,22 @@ func (a *API) toLeader(w http.ResponseWriter, r *http.Request, body []byte) {
 	}
 	req.Header.Set("X-Request-Id", middleware.GetReqID(r.Context()))
 	req.Header.Set(headerForwarded, a.cfg.Cluster.NodeID())
-	resp, err := a.forward.Do(req)
-	var op *net.OpError
-	if err != nil && errors.As(err, &op) && op.Op == "dial" {
-		e := chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeNoLeader, "the leader at %s is unreachable (%v); the request was not delivered, retry", leader, op.Err)
-		e.Safe = true
-		writeError(w, e)
-		return
-	}
-	if err != nil {
-		// The leader may or may not have committed the command: say so.
-		writeError(w, chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "forwarding to the leader at %s failed: %v; the outcome is unknown, retry with the same Idempotency-Key", leader, err))
-		return
-	}
-	defer resp.Body.Close()
-	for _, h := range []string{"Content-Type", "X-Chronicle-Position", headerLeader, headerServedBy} {
-		if v := resp.Header.Get(h); v != "" {
-			w.Header().Set(h, v)
-		}
-	}
-	w.WriteHeader(resp.StatusCode)
-	_, _ = io.Copy(w, resp.Body)
+	return a.forward.Do(req)
 }
 
-// waitLeaderURL waits (bounded by ctx) for a leader to be known, as during an election.
-func (a *API) waitLeaderURL(ctx context.Context) (string, error) {
+// waitNewLeaderURL waits (bounded by ctx) for a leader other than the one at skip to be
+// known, as during an election.
+func (a *API) waitNewLeaderURL(ctx context.Context, skip string) (string, error) {
 	t := time.NewTicker(25 * time.Millisecond)
 	defer t.Stop()
 	for {
 		u, err := a.cfg.Cluster.LeaderURL(ctx)
-		if err == nil {
+		if err == nil && u != skip {
 			return u, nil
+		}
+		if err == nil {
+			err = chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeNoLeader, "the leader at %s is unreachable and no successor is elected yet; the request was not delivered, retry", skip)
+			err.(*chronicle.Error).Safe = true
 		}
 		select {
 		case <-ctx.Done():

@@ -1,8 +1,14 @@
 package node_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chronicle-ledger/chronicle"
 
 	"github.com/chronicle-ledger/chronicle/client"
 	"github.com/chronicle-ledger/chronicle/node/nodetest"
@@ -27,6 +33,66 @@ func TestClusterForwardsToLeader(t *testing.T) {
 		var loc client.Account
 		if _, err := n.Client.Do(ctx, http.MethodGet, "/accounts/x?consistency=local&min_position=1", nil, nil, &loc); err != nil || loc.Balance != "7.00" {
 			t.Fatalf("node %d local read: %+v, %v", i, loc, err)
+		}
+	}
+}
+
+// TestJetStreamAcrossFailover: every node's JetStream stream holds each position of the
+// log exactly once, in order, across a leader change and the old leader's restart.
+func TestJetStreamAcrossFailover(t *testing.T) {
+	c := nodetest.StartCluster(t, 3)
+	ctx := ctxT(t)
+	l := c.Leader(t)
+	mustCreate(t, c.Nodes[l].Client, "a", "USD", "100")
+	mustCreate(t, c.Nodes[l].Client, "b", "USD", "0")
+	move := func(via *client.Client, k int) {
+		for i := 0; i < k; i++ {
+			if _, err := via.Transfer(ctx, client.Transfer{FromAccountID: "a", ToAccountID: "b", Amount: "1"}, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	move(c.Nodes[(l+1)%3].Client, 10)
+	c.Stop(t, l)
+	survivor := c.Nodes[(l+1)%3]
+	move(survivor.Client, 10) // forwarded to whichever node now leads
+	c.Restart(t, l)
+	c.WaitReady(t)
+	res, err := survivor.Client.Deposit(ctx, client.Money{AccountID: "b", Amount: "1"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := res.Position
+	for i, n := range c.Nodes {
+		js, err := jetstream.New(n.Bus().Conn())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st *jetstream.StreamInfo
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			s, err := js.Stream(ctx, n.Bus().Stream())
+			if err == nil {
+				st, err = s.Info(ctx)
+			}
+			if err == nil && st.State.LastSeq >= head || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if st == nil || st.State.Msgs != head || st.State.LastSeq != head || st.State.FirstSeq != 1 {
+			t.Fatalf("node %d stream state %+v, want positions 1..%d exactly once", i, st, head)
+		}
+		s, _ := js.Stream(ctx, n.Bus().Stream())
+		for _, seq := range []uint64{1, head / 2, head} {
+			m, err := s.GetMsg(ctx, seq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var e chronicle.Event
+			if err := json.Unmarshal(m.Data, &e); err != nil || e.Position != seq {
+				t.Fatalf("node %d: stream sequence %d holds position %d (%v)", i, seq, e.Position, err)
+			}
 		}
 	}
 }
