@@ -169,6 +169,9 @@ func (s *Store) startRaft() error {
 	rc.HeartbeatTimeout = 700 * time.Millisecond
 	rc.ElectionTimeout = 700 * time.Millisecond
 	rc.LeaderLeaseTimeout = 500 * time.Millisecond
+	// Check every 30 s (raft's default is 2 min) whether SnapshotThreshold entries have
+	// accumulated, so the log and restart replay stay short.
+	rc.SnapshotInterval = 30 * time.Second
 	rc.SnapshotThreshold = 8192
 	rc.TrailingLogs = 10240
 	if cfg.SnapshotThreshold > 0 {
