@@ -300,7 +300,10 @@ func (l *clusterLoad) worker(ctx context.Context, w, maxRequests int) {
 		l.led.mu.Lock()
 		switch {
 		case err == nil:
-			if res.Status != http.StatusCreated || res.TransferID == "" || len(res.Events) != 2 ||
+			// 200 + replayed is an acknowledgement too: an HTTP transport may resend a request
+			// carrying an Idempotency-Key when a connection breaks, and the key makes that safe.
+			created := res.Status == http.StatusCreated || res.Status == http.StatusOK && res.Replayed
+			if !created || res.TransferID == "" || len(res.Events) != 2 ||
 				res.Events[0].Type != chronicle.EventMoneyWithdrawn || res.Events[1].Type != chronicle.EventMoneyDeposited {
 				l.led.mu.Unlock()
 				l.problem("transfer %s via %s: unexpected acknowledgement %+v", key, n.id, res)

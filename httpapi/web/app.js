@@ -1,6 +1,6 @@
 // The Chronicle dashboard: a hash router over four views, the theme toggle, and start-up.
 
-import { $, $$ } from './lib/dom.js';
+import { $, $$, decode } from './lib/dom.js';
 import { EventsView } from './views/events.js';
 import { AccountsView } from './views/accounts.js';
 import { CommandsView } from './views/commands.js';
@@ -40,7 +40,7 @@ function route({ focus }) {
     }
     current = name;
   }
-  document.title = `${rest && name === 'accounts' ? `${decodeURIComponent(rest)} · ` : ''}${TITLES[name]} · Chronicle`;
+  document.title = `${rest && name === 'accounts' ? `${decode(rest)} · ` : ''}${TITLES[name]} · Chronicle`;
   views[name].show?.(params, rest);
   if (changed && focus) $(`#${name}-title`).focus({ preventScroll: false });
 }

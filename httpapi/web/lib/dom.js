@@ -107,3 +107,12 @@ export function debounce(fn, ms) {
     t = setTimeout(() => fn(...args), ms);
   };
 }
+
+/** decodeURIComponent that returns its input when it is not valid percent-encoding. */
+export function decode(s) {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}

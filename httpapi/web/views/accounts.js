@@ -2,7 +2,7 @@
 // time travel (balance at any instant).
 
 import { api, ApiError } from '../lib/api.js';
-import { h, s, $, replace, debounce } from '../lib/dom.js';
+import { h, s, $, replace, debounce, decode } from '../lib/dom.js';
 import { dateTime, shortTime, money, lineSign, lineName, localInputValue } from '../lib/format.js';
 import { feed } from '../lib/feed.js';
 import { BalanceChart } from '../lib/chart.js';
@@ -59,7 +59,7 @@ export class AccountsView {
       this.loadedOnce = true;
       await this.loadMore();
     }
-    const id = rest ? decodeURIComponent(rest) : null;
+    const id = rest ? decode(rest) : null;
     if (id && id !== this.selected) {
       this.selected = id;
       this.renderList();
@@ -275,7 +275,7 @@ export class AccountsView {
       }, clockIcon());
       btn.addEventListener('click', () => this.travel(new Date(l.timestamp), l.timestamp));
       return h('tr', { dataset: { position: String(l.position) } },
-        h('td', null, h('time', { datetime: l.timestamp, title: l.timestamp }, shortTime(l.timestamp))),
+        h('td', { class: 'time-cell' }, h('time', { datetime: l.timestamp, title: l.timestamp }, withMillis(shortTime(l.timestamp)))),
         h('td', null, lineName(l.type)),
         h('td', { class: `num amount ${sign === '+' ? 'plus' : 'minus'}` }, `${sign}${l.amount}`),
         h('td', { class: 'cp-cell' }, cpCell),
@@ -418,6 +418,12 @@ export class AccountsView {
       h('span', { class: 'tt-meta' }, `Balance of ${id} at ${dateTime(date)}`,
         res.position ? ` · after position ${res.position}, committed ${dateTime(res.as_of)}` : ''));
   }
+}
+
+/** "10:01:28.774" as text with the milliseconds in their own span (hidden on phones). */
+function withMillis(t) {
+  const dot = t.lastIndexOf('.');
+  return dot < 0 ? t : [t.slice(0, dot), h('span', { class: 'ms' }, t.slice(dot))];
 }
 
 function clockIcon() {

@@ -4,6 +4,7 @@
 import { api } from '../lib/api.js';
 import { h, $, replace } from '../lib/dom.js';
 import { number, goDuration, dateTime } from '../lib/format.js';
+import { feed } from '../lib/feed.js';
 
 const REFRESH_MS = 2000;
 
@@ -16,6 +17,15 @@ export class ClusterView {
     this.busy = false;
     document.addEventListener('visibilitychange', () => {
       if (!document.hidden) this.tick();
+    });
+    // Between polls, the live log keeps the header's position current.
+    feed.addEventListener('events', (e) => {
+      const raft = this.ready && this.ready.node && this.ready.node.raft;
+      const last = e.detail[e.detail.length - 1];
+      if (raft && last && last.position > raft.position) {
+        raft.position = last.position;
+        this.renderPill();
+      }
     });
   }
 

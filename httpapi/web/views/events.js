@@ -175,7 +175,8 @@ export class EventsView {
     if (!fresh.length) return;
     const rows = fresh.map((ev) => {
       const li = this.row(ev);
-      li.classList.add('is-new');
+      li.classList.add('is-new'); // a short highlight, once
+      li.addEventListener('animationend', () => li.classList.remove('is-new'), { once: true });
       li.hidden = !this.matches(ev);
       return li;
     });
