@@ -6,11 +6,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chronicle-ledger/chronicle"
 
 	"github.com/chronicle-ledger/chronicle/client"
+	"github.com/chronicle-ledger/chronicle/node"
 	"github.com/chronicle-ledger/chronicle/node/nodetest"
 )
 
@@ -93,6 +96,72 @@ func TestJetStreamAcrossFailover(t *testing.T) {
 			if err := json.Unmarshal(m.Data, &e); err != nil || e.Position != seq {
 				t.Fatalf("node %d: stream sequence %d holds position %d (%v)", i, seq, e.Position, err)
 			}
+		}
+	}
+}
+
+// TestSharedNATSOnlyLeaderPublishes: with one external NATS for the whole cluster, the
+// stream holds every position exactly once, in order, across a leader change.
+func TestSharedNATSOnlyLeaderPublishes(t *testing.T) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	defer ns.Shutdown()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	c := nodetest.StartCluster(t, 3, func(cfg *node.Config) { cfg.NATSURL = ns.ClientURL() })
+	ctx := ctxT(t)
+	l := c.Leader(t)
+	mustCreate(t, c.Nodes[l].Client, "a", "USD", "100")
+	mustCreate(t, c.Nodes[l].Client, "b", "USD", "0")
+	via := c.Nodes[(l+1)%3].Client
+	var head uint64
+	move := func(k int) {
+		for i := 0; i < k; i++ {
+			res, err := via.Transfer(ctx, client.Transfer{FromAccountID: "a", ToAccountID: "b", Amount: "1"}, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			head = res.Position
+		}
+	}
+	move(10)
+	c.Stop(t, l)
+	move(10)
+	c.Restart(t, l)
+	move(5)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	deadline := time.Now().Add(30 * time.Second)
+	var st *jetstream.StreamInfo
+	for {
+		if s, err := js.Stream(ctx, "CHRONICLE_EVENTS"); err == nil {
+			st, _ = s.Info(ctx)
+		}
+		if st != nil && st.State.LastSeq >= head || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st == nil || st.State.Msgs != head || st.State.LastSeq != head {
+		t.Fatalf("shared stream state %+v, want positions 1..%d exactly once", st, head)
+	}
+	s, _ := js.Stream(ctx, "CHRONICLE_EVENTS")
+	for seq := uint64(1); seq <= head; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e chronicle.Event
+		if err := json.Unmarshal(m.Data, &e); err != nil || e.Position != seq {
+			t.Fatalf("sequence %d holds position %d (%v)", seq, e.Position, err)
 		}
 	}
 }

@@ -155,7 +155,7 @@ func (n *Node) Run(ctx context.Context) error {
 	go func() { projDone <- n.proj.Run(projCtx, wake) }()
 	pubDone := make(chan error, 1)
 	pubWake, stopPubWake := n.store.Changes()
-	go func() { pubDone <- n.bus.RunPublisher(projCtx, n.store, pubWake) }()
+	go func() { pubDone <- n.publish(projCtx, pubWake) }()
 	clusterDone := make(chan struct{})
 	go func() {
 		defer close(clusterDone)
@@ -253,3 +253,40 @@ func (n *Node) WaitReady(ctx context.Context) error {
 
 var _ httpapi.Node = (*Node)(nil)
 var _ chronicle.EventStore = (*raftlog.Store)(nil)
+
+// publish runs the NATS publisher. Into its own embedded server every node publishes its
+// own copy of the log (any node's stream holds every event). Into an external NATS shared
+// by the cluster only the leader publishes: it runs while this node leads and stops when
+// it loses leadership, and the next leader resumes from the stream's last sequence.
+func (n *Node) publish(ctx context.Context, wake <-chan struct{}) error {
+	if n.cfg.NATSURL == "" {
+		return n.bus.RunPublisher(ctx, n.store, wake)
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		for !n.store.IsLeader() {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tick.C:
+			}
+		}
+		leadCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- n.bus.RunPublisher(leadCtx, n.store, wake) }()
+		for n.store.IsLeader() && ctx.Err() == nil {
+			select {
+			case <-ctx.Done():
+			case <-tick.C:
+			}
+		}
+		stop()
+		if err := <-done; err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
