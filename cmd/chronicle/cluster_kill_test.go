@@ -7,16 +7,13 @@ package main
 // (procCluster) are shared with linearizable_test.go.
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -462,54 +459,10 @@ func (cl *procCluster) launch(t *testing.T, n *procNode) <-chan string {
 	t.Helper()
 	n.runs++
 	stderrPath := filepath.Join(cl.logDir, fmt.Sprintf("%s-run%d.log", n.id, n.runs))
-	stderr, err := os.Create(stderrPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stderr.Close() // the child has its own copy
-	cmd := exec.Command(cl.bin, "serve", "--node-id", n.id, "--data-dir", n.dataDir,
+	p, urls := launchChronicle(t, cl.bin, stderrPath, "serve", "--node-id", n.id, "--data-dir", n.dataDir,
 		"--http-addr", n.httpAddr, "--raft-addr", n.raftAddr,
 		"--join", cl.join, "--bootstrap-expect", strconv.Itoa(len(cl.nodes)))
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CHRONICLE_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Stderr = stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", n.id, err)
-	}
-	p := &chronicleProc{cmd: cmd, stderrPath: stderrPath, exited: make(chan error, 1)}
 	n.proc = p
-	t.Cleanup(func() {
-		if !p.waited {
-			_ = cmd.Process.Kill()
-			p.wait()
-		}
-	})
-	urls := make(chan string, 1)
-	stdoutDone := make(chan struct{})
-	go func() {
-		defer close(stdoutDone)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := servingRE.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case urls <- m[1]:
-				default:
-				}
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	go func() {
-		<-stdoutDone // Wait closes the pipe: finish reading first
-		p.exited <- cmd.Wait()
-	}()
 	return urls
 }
 

@@ -446,53 +446,7 @@ var servingRE = regexp.MustCompile(`serving at (http://\S+)`)
 func startChronicle(t *testing.T, ctx context.Context, bin, dataDir string, run int) *chronicleProc {
 	t.Helper()
 	stderrPath := filepath.Join(t.TempDir(), fmt.Sprintf("stderr-%d.log", run))
-	stderr, err := os.Create(stderrPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stderr.Close() // the child has its own copy
-	cmd := exec.Command(bin, "serve", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0")
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CHRONICLE_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Stderr = stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start chronicle: %v", err)
-	}
-	p := &chronicleProc{cmd: cmd, stderrPath: stderrPath, exited: make(chan error, 1)}
-	t.Cleanup(func() {
-		if !p.waited {
-			_ = cmd.Process.Kill()
-			p.wait()
-		}
-	})
-
-	urls := make(chan string, 1)
-	stdoutDone := make(chan struct{})
-	go func() {
-		defer close(stdoutDone)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := servingRE.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case urls <- m[1]:
-				default:
-				}
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	go func() {
-		<-stdoutDone // Wait closes the pipe: finish reading first
-		p.exited <- cmd.Wait()
-	}()
-
+	p, urls := launchChronicle(t, bin, stderrPath, "serve", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0")
 	readyCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	select {
@@ -546,4 +500,57 @@ func (p *chronicleProc) stderrTail() string {
 		b = append([]byte("...\n"), b[len(b)-tail:]...)
 	}
 	return string(b)
+}
+
+// launchChronicle starts the binary with args (without the caller's CHRONICLE_*
+// environment), its stderr in stderrPath; the channel receives the URL it prints once
+// serving. The process is killed when the test ends if nobody waited for it.
+func launchChronicle(t *testing.T, bin, stderrPath string, args ...string) (*chronicleProc, <-chan string) {
+	t.Helper()
+	stderr, err := os.Create(stderrPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stderr.Close() // the child has its own copy
+	cmd := exec.Command(bin, args...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CHRONICLE_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Stderr = stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start chronicle: %v", err)
+	}
+	p := &chronicleProc{cmd: cmd, stderrPath: stderrPath, exited: make(chan error, 1)}
+	t.Cleanup(func() {
+		if !p.waited {
+			_ = cmd.Process.Kill()
+			p.wait()
+		}
+	})
+	urls := make(chan string, 1)
+	stdoutDone := make(chan struct{})
+	go func() {
+		defer close(stdoutDone)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := servingRE.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case urls <- m[1]:
+				default:
+				}
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	go func() {
+		<-stdoutDone // Wait closes the pipe: finish reading first
+		p.exited <- cmd.Wait()
+	}()
+	return p, urls
 }
