@@ -416,17 +416,43 @@ func headPosition(t *testing.T, ctx context.Context, c *client.Client) uint64 {
 // buildChronicle builds this package's binary into a temporary directory.
 func buildChronicle(t *testing.T, ctx context.Context) string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
+	built.once.Do(func() {
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		}
+		built.path = filepath.Join(built.dir, "chronicle")
+		cmd := exec.CommandContext(ctx, goBin, "build", "-o", built.path, ".")
+		cmd.Dir = "." // go test runs in the package directory
+		if out, err := cmd.CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.path
+}
+
+// built is the binary under test, built once for the whole package (a build costs
+// seconds and every process-level test needs the same one).
+var built struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "chronicle-bin-")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
-	bin := filepath.Join(t.TempDir(), "chronicle")
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", bin, ".")
-	cmd.Dir = "." // go test runs in the package directory
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
+	built.dir = dir
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // chronicleProc is a running `chronicle serve` child process.
