@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/golang/snappy"
 	"github.com/hashicorp/raft"
 
 	"github.com/chronicle-ledger/chronicle"
@@ -203,8 +204,11 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	return sink.Close()
 }
 
+// write streams the snapshot through snappy's framing format: ledger state is JSON and
+// compresses several times over, which is disk and network a joining node saves.
 func (s *fsmSnapshot) write(w io.Writer) error {
-	bw := bufio.NewWriterSize(w, 1<<20)
+	sw := snappy.NewBufferedWriter(w)
+	bw := bufio.NewWriterSize(sw, 1<<20)
 	hb, err := json.Marshal(s.header)
 	if err != nil {
 		return err
@@ -232,7 +236,10 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 	if err := writeChunk(bw, nil); err != nil {
 		return err
 	}
-	return bw.Flush()
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	return sw.Close() // flushes; does not close w
 }
 
 // Release implements raft.FSMSnapshot.
@@ -269,6 +276,11 @@ func readChunk(r *bufio.Reader) ([]byte, error) {
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	br := bufio.NewReaderSize(rc, 1<<20)
+	// A snappy frame stream starts with its 0xff stream identifier; an uncompressed
+	// snapshot (format 1 as first written) starts with the header's small length.
+	if first, err := br.Peek(1); err == nil && first[0] == 0xff {
+		br = bufio.NewReaderSize(snappy.NewReader(br), 1<<20)
+	}
 	hb, err := readChunk(br)
 	if err != nil {
 		return fmt.Errorf("read snapshot header: %w", err)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/golang/snappy"
 	"github.com/hashicorp/raft"
 
 	"github.com/chronicle-ledger/chronicle"
@@ -342,5 +343,35 @@ func TestFSMStopsOnCorruptEntry(t *testing.T) {
 	resp = f.ApplyBatch([]*raft.Log{batchEntry(t, 4, time.Now(), cmdCreate("b", "USD", "", ""))})
 	if responseOf(t, resp[0]).err == nil {
 		t.Fatalf("a stopped fsm applied an entry")
+	}
+}
+
+// TestFSMSnapshotCompressedAndLegacy: snapshots are snappy-framed and much smaller than
+// their contents, and an uncompressed stream (the first format) still restores.
+func TestFSMSnapshotCompressedAndLegacy(t *testing.T) {
+	env := newLedgerEnv(t, nil)
+	s := env.open()
+	mustOK(t, s, cmdCreate("a", "USD", "300.00", ""), cmdCreate("b", "USD", "", ""))
+	for range 50 {
+		mustOK(t, s, cmdTransfer("a", "b", "1.10"))
+	}
+	waitAllApplied(t, s)
+	data, contents, _ := persist(t, s.fsm)
+	if data[0] != 0xff {
+		t.Fatalf("snapshot starts with %#x, want a snappy stream identifier", data[0])
+	}
+	raw, err := io.ReadAll(snappy.NewReader(bytes.NewReader(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data)*2 > len(raw) {
+		t.Fatalf("compressed snapshot %d bytes for %d bytes of stream", len(data), len(raw))
+	}
+	for name, stream := range map[string][]byte{"compressed": data, "legacy": raw} {
+		fresh := newBareFSM(t)
+		if err := restore(fresh, stream); err != nil {
+			t.Fatalf("%s restore: %v", name, err)
+		}
+		requireSameState(t, contents, dumpReader(t, fresh.db))
 	}
 }
