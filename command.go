@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"strings"
 )
@@ -84,8 +83,8 @@ func formatUUID(b [16]byte) string {
 func (c Command) Fingerprint() string {
 	body := c
 	body.ID, body.IdempotencyKey, body.RequestID, body.CreatedBy = "", "", "", ""
-	b, _ := json.Marshal(body) // a struct of strings always marshals
-	sum := sha256.Sum256(b)
+	var buf [256]byte
+	sum := sha256.Sum256(body.appendBinary(buf[:0]))
 	return hex.EncodeToString(sum[:])
 }
 

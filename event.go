@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -19,15 +20,193 @@ const (
 // GenesisHash is the prev_hash of the first event.
 var GenesisHash = strings.Repeat("0", 64)
 
-// Event is one immutable fact in the log. Field names are the seed's.
+// Event is one immutable fact in the log. Its JSON form (MarshalJSON) keeps the seed's
+// field names; its hash covers the canonical binary encoding (AppendCanonical), never
+// the JSON.
 type Event struct {
+	Position      uint64
+	EventID       string
+	AggregateID   string
+	AggregateType string
+	EventType     string
+	EventVersion  uint64
+	// Data is the typed payload, "event_data" in JSON.
+	Data      EventData
+	CreatedAt time.Time
+	CreatedBy string
+	Metadata  map[string]string
+	PrevHash  string
+	Hash      string
+}
+
+// EventData is the payload of the account events. Amounts are minor units of Currency;
+// JSON renders them as decimal strings with the currency's decimals, as the seed did.
+// BalanceAfter makes every event a statement line.
+type EventData struct {
+	AccountID string
+	OwnerName string
+	Currency  string
+	// Amount is the posting's amount (deposits, withdrawals and transfer legs).
+	Amount int64
+	// InitialBalance and OverdraftLimit are set by AccountCreated.
+	InitialBalance int64
+	OverdraftLimit int64
+	BalanceAfter   int64
+	Description    string
+	TransferID     string
+	FromAccountID  string
+	ToAccountID    string
+	// Counterparty is the other side of the posting: an account or a currency's
+	// external account such as "@world:USD".
+	Counterparty string
+}
+
+// canonicalVersion is the first byte of every canonical event encoding. A new layout
+// gets a new version; old events keep hashing under the old one.
+const canonicalVersion = 1
+
+// AppendCanonical appends the canonical encoding of e to b: every field but Hash, in a
+// fixed order (envelope, then payload, then prev_hash), metadata sorted by key.
+//
+//	version u8 = 1
+//	position u64 | event_id str | aggregate_id str | aggregate_type str | event_type str |
+//	event_version u64 | created_at i64 (Unix ns) | created_by str |
+//	metadata: count u32, then (key str, value str) sorted by key |
+//	account_id str | owner_name str | currency str | amount i64 | initial_balance i64 |
+//	overdraft_limit i64 | balance_after i64 | description str | transfer_id str |
+//	from_account_id str | to_account_id str | counterparty str |
+//	prev_hash str
+func (e *Event) AppendCanonical(b []byte) []byte {
+	b = appendU8(b, canonicalVersion)
+	b = appendU64(b, e.Position)
+	b = appendStr(b, e.EventID)
+	b = appendStr(b, e.AggregateID)
+	b = appendStr(b, e.AggregateType)
+	b = appendStr(b, e.EventType)
+	b = appendU64(b, e.EventVersion)
+	b = appendTime(b, e.CreatedAt)
+	b = appendStr(b, e.CreatedBy)
+	b = appendU32(b, uint32(len(e.Metadata)))
+	keys := make([]string, 0, len(e.Metadata))
+	for k := range e.Metadata {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		b = appendStr(b, k)
+		b = appendStr(b, e.Metadata[k])
+	}
+	d := &e.Data
+	b = appendStr(b, d.AccountID)
+	b = appendStr(b, d.OwnerName)
+	b = appendStr(b, d.Currency)
+	b = appendI64(b, d.Amount)
+	b = appendI64(b, d.InitialBalance)
+	b = appendI64(b, d.OverdraftLimit)
+	b = appendI64(b, d.BalanceAfter)
+	b = appendStr(b, d.Description)
+	b = appendStr(b, d.TransferID)
+	b = appendStr(b, d.FromAccountID)
+	b = appendStr(b, d.ToAccountID)
+	b = appendStr(b, d.Counterparty)
+	return appendStr(b, e.PrevHash)
+}
+
+// decodeCanonical reads what AppendCanonical wrote (Hash is not part of it).
+func (d *decoder) canonicalEvent(e *Event) {
+	d.version(canonicalVersion)
+	e.Position = d.u64()
+	e.EventID = d.str()
+	e.AggregateID = d.str()
+	e.AggregateType = d.str()
+	e.EventType = d.str()
+	e.EventVersion = d.u64()
+	e.CreatedAt = d.time()
+	e.CreatedBy = d.str()
+	n := d.u32()
+	if n > 0 && d.err == nil {
+		if int(n) > (len(d.b)-d.off)/8 {
+			d.fail("metadata count %d exceeds the record", n)
+			return
+		}
+		e.Metadata = make(map[string]string, n)
+		prev := ""
+		for i := 0; i < int(n) && d.err == nil; i++ {
+			k, v := d.str(), d.str()
+			if i > 0 && k <= prev {
+				d.fail("metadata keys out of order")
+			}
+			e.Metadata[k], prev = v, k
+		}
+	}
+	p := &e.Data
+	p.AccountID = d.str()
+	p.OwnerName = d.str()
+	p.Currency = d.str()
+	p.Amount = d.i64()
+	p.InitialBalance = d.i64()
+	p.OverdraftLimit = d.i64()
+	p.BalanceAfter = d.i64()
+	p.Description = d.str()
+	p.TransferID = d.str()
+	p.FromAccountID = d.str()
+	p.ToAccountID = d.str()
+	p.Counterparty = d.str()
+	e.PrevHash = d.str()
+}
+
+// ComputeHash is SHA-256 over the canonical encoding of e, which includes PrevHash, so
+// each hash seals the whole history before it.
+func (e *Event) ComputeHash() string {
+	var buf [512]byte
+	sum := sha256.Sum256(e.AppendCanonical(buf[:0]))
+	return hex.EncodeToString(sum[:])
+}
+
+// storedEventVersion is the first byte of an event as stores keep it.
+const storedEventVersion = 1
+
+// MarshalBinary is the stored form of an event: a version byte, the canonical encoding
+// and the 32 bytes of its hash. A store can recompute the hash from the bytes it holds.
+func (e *Event) MarshalBinary() ([]byte, error) {
+	return e.AppendBinary(make([]byte, 0, 320))
+}
+
+// AppendBinary appends the stored form of e (see MarshalBinary).
+func (e *Event) AppendBinary(b []byte) ([]byte, error) {
+	var h [32]byte
+	if n, err := hex.Decode(h[:], []byte(e.Hash)); err != nil || n != 32 || len(e.Hash) != 64 {
+		return nil, fmt.Errorf("encode event %d: hash %q is not 64 hex digits", e.Position, e.Hash)
+	}
+	b = appendU8(b, storedEventVersion)
+	b = e.AppendCanonical(b)
+	return append(b, h[:]...), nil
+}
+
+// UnmarshalBinary reads the stored form of an event. It does not check the hash against
+// the content: that is ChainVerifier's job, which also sees prev_hash links.
+func (e *Event) UnmarshalBinary(b []byte) error {
+	d := decoder{b: b, what: "event"}
+	d.version(storedEventVersion)
+	var out Event
+	d.canonicalEvent(&out)
+	out.Hash = hex.EncodeToString(d.take(32))
+	if err := d.done(); err != nil {
+		return err
+	}
+	*e = out
+	return nil
+}
+
+// eventJSON is the seed's JSON shape of an event.
+type eventJSON struct {
 	Position      uint64            `json:"position"`
 	EventID       string            `json:"event_id"`
 	AggregateID   string            `json:"aggregate_id"`
 	AggregateType string            `json:"aggregate_type"`
 	EventType     string            `json:"event_type"`
 	EventVersion  uint64            `json:"event_version"`
-	EventData     json.RawMessage   `json:"event_data"`
+	EventData     eventDataJSON     `json:"event_data"`
 	CreatedAt     time.Time         `json:"created_at"`
 	CreatedBy     string            `json:"created_by,omitempty"`
 	Metadata      map[string]string `json:"metadata,omitempty"`
@@ -35,9 +214,8 @@ type Event struct {
 	Hash          string            `json:"hash"`
 }
 
-// EventData is the payload of the account events. Amounts are decimal strings with the
-// currency's decimals, exact and readable; BalanceAfter makes every event a statement line.
-type EventData struct {
+// eventDataJSON is the seed's JSON shape of a payload: amounts as decimal strings.
+type eventDataJSON struct {
 	AccountID      string `json:"account_id"`
 	OwnerName      string `json:"owner_name,omitempty"`
 	Currency       string `json:"currency"`
@@ -49,52 +227,66 @@ type EventData struct {
 	TransferID     string `json:"transfer_id,omitempty"`
 	FromAccountID  string `json:"from_account_id,omitempty"`
 	ToAccountID    string `json:"to_account_id,omitempty"`
-	// Counterparty is the other side of the posting: an account or a currency's
-	// external account such as "@world:USD".
-	Counterparty string `json:"counterparty,omitempty"`
+	Counterparty   string `json:"counterparty,omitempty"`
 }
 
-// Data decodes the event's payload.
-func (e Event) Data() (EventData, error) {
-	var d EventData
-	if err := json.Unmarshal(e.EventData, &d); err != nil {
-		return d, fmt.Errorf("decode %s data at position %d: %w", e.EventType, e.Position, err)
+// MarshalJSON renders the seed's shape from the typed event: AccountCreated carries
+// initial_balance (and overdraft_limit when there is one), the other events amount.
+func (e Event) MarshalJSON() ([]byte, error) {
+	d := e.Data
+	// An unknown currency cannot be in a committed event; render with no decimals rather
+	// than fail a whole page of events.
+	cur, _ := LookupCurrency(d.Currency)
+	cur.Code = d.Currency
+	j := eventDataJSON{AccountID: d.AccountID, OwnerName: d.OwnerName, Currency: d.Currency,
+		BalanceAfter: FormatMinor(d.BalanceAfter, cur), Description: d.Description, TransferID: d.TransferID,
+		FromAccountID: d.FromAccountID, ToAccountID: d.ToAccountID, Counterparty: d.Counterparty}
+	if e.EventType == EventAccountCreated {
+		j.InitialBalance = FormatMinor(d.InitialBalance, cur)
+		if d.OverdraftLimit != 0 {
+			j.OverdraftLimit = FormatMinor(d.OverdraftLimit, cur)
+		}
+	} else {
+		j.Amount = FormatMinor(d.Amount, cur)
 	}
-	return d, nil
+	return json.Marshal(eventJSON{Position: e.Position, EventID: e.EventID, AggregateID: e.AggregateID,
+		AggregateType: e.AggregateType, EventType: e.EventType, EventVersion: e.EventVersion, EventData: j,
+		CreatedAt: e.CreatedAt, CreatedBy: e.CreatedBy, Metadata: e.Metadata, PrevHash: e.PrevHash, Hash: e.Hash})
 }
 
-// hashedEvent is the canonical encoding covered by the hash: every field but the hash,
-// in a fixed order, with the time in a fixed format.
-type hashedEvent struct {
-	Position      uint64            `json:"position"`
-	EventID       string            `json:"event_id"`
-	AggregateID   string            `json:"aggregate_id"`
-	AggregateType string            `json:"aggregate_type"`
-	EventType     string            `json:"event_type"`
-	EventVersion  uint64            `json:"event_version"`
-	EventData     json.RawMessage   `json:"event_data"`
-	CreatedAt     string            `json:"created_at"`
-	CreatedBy     string            `json:"created_by"`
-	Metadata      map[string]string `json:"metadata"`
-	PrevHash      string            `json:"prev_hash"`
-}
-
-// ComputeHash is SHA-256 over the canonical encoding of e, which includes PrevHash, so
-// each hash seals the whole history before it.
-func (e Event) ComputeHash() string {
-	b, err := json.Marshal(hashedEvent{
-		Position: e.Position, EventID: e.EventID, AggregateID: e.AggregateID,
-		AggregateType: e.AggregateType, EventType: e.EventType, EventVersion: e.EventVersion,
-		EventData: e.EventData, CreatedAt: e.CreatedAt.UTC().Format(time.RFC3339Nano),
-		CreatedBy: e.CreatedBy, Metadata: e.Metadata, PrevHash: e.PrevHash,
-	})
+// UnmarshalJSON reads the seed's shape back into the typed event (clients, remote
+// projectors). Amounts must be exact in the event's currency.
+func (e *Event) UnmarshalJSON(b []byte) error {
+	var j eventJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	d := j.EventData
+	cur, err := LookupCurrency(d.Currency)
 	if err != nil {
-		// EventData is produced by json.Marshal or read back from the log; invalid JSON
-		// here means the stored event is corrupt, and a hash that cannot match says so.
-		return "invalid:" + err.Error()
+		return fmt.Errorf("event %d: %w", j.Position, err)
 	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	out := Event{Position: j.Position, EventID: j.EventID, AggregateID: j.AggregateID, AggregateType: j.AggregateType,
+		EventType: j.EventType, EventVersion: j.EventVersion, CreatedAt: j.CreatedAt, CreatedBy: j.CreatedBy,
+		Metadata: j.Metadata, PrevHash: j.PrevHash, Hash: j.Hash,
+		Data: EventData{AccountID: d.AccountID, OwnerName: d.OwnerName, Currency: d.Currency,
+			Description: d.Description, TransferID: d.TransferID, FromAccountID: d.FromAccountID,
+			ToAccountID: d.ToAccountID, Counterparty: d.Counterparty}}
+	for _, f := range []struct {
+		name string
+		text string
+		dst  *int64
+	}{{"amount", d.Amount, &out.Data.Amount}, {"initial_balance", d.InitialBalance, &out.Data.InitialBalance},
+		{"overdraft_limit", d.OverdraftLimit, &out.Data.OverdraftLimit}, {"balance_after", d.BalanceAfter, &out.Data.BalanceAfter}} {
+		if f.text == "" {
+			continue
+		}
+		if *f.dst, err = ParseMoney(f.text, cur); err != nil {
+			return fmt.Errorf("event %d: %s: %w", j.Position, f.name, err)
+		}
+	}
+	*e = out
+	return nil
 }
 
 // ChainVerifier checks events one at a time, in position order, against the hash chain.

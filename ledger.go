@@ -1,7 +1,6 @@
 package chronicle
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -22,19 +21,53 @@ type Result struct {
 	// Err is set when the command was refused; a refused command wrote nothing.
 	Err *Error `json:"error,omitempty"`
 	// Replayed is set when an idempotency key matched an earlier command whose result this is.
-	Replayed   bool      `json:"replayed,omitempty"`
+	Replayed bool `json:"replayed,omitempty"`
+	// Position is the position of the command's last event.
 	Position   uint64    `json:"position,omitempty"`
 	CommitTime time.Time `json:"commit_time"`
 	TransferID string    `json:"transfer_id,omitempty"`
-	Events     []Event   `json:"events,omitempty"`
+	// Events are the command's events. The state machine leaves them out of a replayed
+	// result (an idempotency record keeps positions, not events): the store reads them
+	// back from its log, positions FirstPosition() to Position, and calls SetEvents.
+	Events []Event `json:"events,omitempty"`
+	// EventCount is the number of events the command appended.
+	EventCount int `json:"-"`
 }
 
-// IdempotencyRecord remembers the result of a command sent with an idempotency key.
+// FirstPosition is the position of the command's first event (0 for a refusal).
+func (r Result) FirstPosition() uint64 {
+	if r.EventCount == 0 {
+		return 0
+	}
+	return r.Position - uint64(r.EventCount) + 1
+}
+
+// SetEvents fills a replayed result with the events read back from the log.
+func (r *Result) SetEvents(events []Event) {
+	r.Events = events
+	for _, e := range events {
+		if e.Data.TransferID != "" {
+			r.TransferID = e.Data.TransferID
+			break
+		}
+	}
+}
+
+// IdempotencyRecord remembers a command sent with an idempotency key: what it asked for
+// (Fingerprint) and where its result is in the log. The events themselves are read back
+// from the log, so they are stored once.
 type IdempotencyRecord struct {
 	Key         string    `json:"key"`
 	Fingerprint string    `json:"fingerprint"`
 	CommitTime  time.Time `json:"commit_time"`
-	Result      Result    `json:"result"`
+	// Position is the command's last event; Count is how many events it appended.
+	Position uint64 `json:"position"`
+	Count    uint32 `json:"count"`
+}
+
+// Result is the replayed result the record stands for, without its events.
+func (r IdempotencyRecord) Result() Result {
+	return Result{Replayed: true, Position: r.Position, CommitTime: r.CommitTime, EventCount: int(r.Count)}
 }
 
 // Expired reports whether r is past the window at commit time t. A window of zero or
@@ -166,9 +199,7 @@ func (m *machine) command(c Command, out *Outcome) (Result, error) {
 				return Result{Err: FieldErrorf(KindRejected, CodeIdempotencyMismatch, "Idempotency-Key",
 					"idempotency key was already used for a different request")}, nil
 			}
-			r := rec.Result
-			r.Replayed = true
-			return r, nil
+			return rec.Result(), nil
 		}
 	}
 	t := m.nextTime()
@@ -198,12 +229,13 @@ func (m *machine) command(c Command, out *Outcome) (Result, error) {
 		m.accounts[id] = tx.changed[id]
 	}
 	for _, e := range tx.events {
-		out.History = append(out.History, BalancePoint{AccountID: e.AggregateID, Time: t, Balance: tx.balanceAt[e.EventID], Position: e.Position})
+		out.History = append(out.History, BalancePoint{AccountID: e.AggregateID, Time: t, Balance: e.Data.BalanceAfter, Position: e.Position})
 	}
 	out.Events = append(out.Events, tx.events...)
-	r := Result{Position: m.head.Position, CommitTime: t, TransferID: tx.transferID, Events: tx.events}
+	r := Result{Position: m.head.Position, CommitTime: t, TransferID: tx.transferID, Events: tx.events, EventCount: len(tx.events)}
 	if c.IdempotencyKey != "" {
-		rec := IdempotencyRecord{Key: c.IdempotencyKey, Fingerprint: c.Fingerprint(), CommitTime: t, Result: r}
+		rec := IdempotencyRecord{Key: c.IdempotencyKey, Fingerprint: c.Fingerprint(), CommitTime: t,
+			Position: r.Position, Count: uint32(len(tx.events))}
 		m.keys[c.IdempotencyKey] = rec
 		out.Idempotency = append(out.Idempotency, rec)
 	}
@@ -218,7 +250,6 @@ type txn struct {
 	changed    map[string]Account
 	touched    []string
 	events     []Event
-	balanceAt  map[string]int64
 	transferID string
 }
 
@@ -282,23 +313,15 @@ func (tx *txn) post(debit, credit *Account, amount int64, field string) error {
 	return nil
 }
 
-func (tx *txn) emit(a *Account, eventType string, data EventData) error {
-	payload, err := json.Marshal(data)
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", eventType, err)
-	}
+// emit appends an event of a's stream; data.BalanceAfter is a's balance after it.
+func (tx *txn) emit(a *Account, eventType string, data EventData) {
 	a.Version++
-	e := Event{
+	data.BalanceAfter = a.Balance
+	tx.events = append(tx.events, Event{
 		EventID: derivedID(tx.cmd.ID, len(tx.events)), AggregateID: a.ID, AggregateType: AggregateAccount,
-		EventType: eventType, EventVersion: a.Version, EventData: payload, CreatedAt: tx.t,
+		EventType: eventType, EventVersion: a.Version, Data: data, CreatedAt: tx.t,
 		CreatedBy: tx.cmd.CreatedBy, Metadata: tx.metadata(),
-	}
-	if tx.balanceAt == nil {
-		tx.balanceAt = map[string]int64{}
-	}
-	tx.balanceAt[e.EventID] = a.Balance
-	tx.events = append(tx.events, e)
-	return nil
+	})
 }
 
 func (tx *txn) metadata() map[string]string {
@@ -368,15 +391,8 @@ func (tx *txn) createAccount() error {
 		tx.put(ext)
 		counterparty = ext.ID
 	}
-	data := EventData{AccountID: a.ID, OwnerName: a.OwnerName, Currency: cur.Code,
-		InitialBalance: FormatMinor(initial, cur), BalanceAfter: FormatMinor(a.Balance, cur),
-		Description: c.Description, Counterparty: counterparty}
-	if limit > 0 {
-		data.OverdraftLimit = FormatMinor(limit, cur)
-	}
-	if err := tx.emit(&a, EventAccountCreated, data); err != nil {
-		return err
-	}
+	tx.emit(&a, EventAccountCreated, EventData{AccountID: a.ID, OwnerName: a.OwnerName, Currency: cur.Code,
+		InitialBalance: initial, OverdraftLimit: limit, Description: c.Description, Counterparty: counterparty})
 	tx.put(a)
 	return nil
 }
@@ -412,10 +428,8 @@ func (tx *txn) depositWithdraw() error {
 	if err != nil {
 		return err
 	}
-	if err := tx.emit(&a, eventType, EventData{AccountID: a.ID, Currency: cur.Code, Amount: FormatMinor(amount, cur),
-		BalanceAfter: FormatMinor(a.Balance, cur), Description: c.Description, Counterparty: ext.ID}); err != nil {
-		return err
-	}
+	tx.emit(&a, eventType, EventData{AccountID: a.ID, Currency: cur.Code, Amount: amount,
+		Description: c.Description, Counterparty: ext.ID})
 	tx.put(a)
 	tx.put(ext)
 	return nil
@@ -449,18 +463,14 @@ func (tx *txn) transfer() error {
 		return err
 	}
 	tx.transferID = derivedID(c.ID, -1)
-	base := EventData{Currency: cur.Code, Amount: FormatMinor(amount, cur), Description: c.Description,
+	base := EventData{Currency: cur.Code, Amount: amount, Description: c.Description,
 		TransferID: tx.transferID, FromAccountID: from.ID, ToAccountID: to.ID}
 	w := base
-	w.AccountID, w.BalanceAfter, w.Counterparty = from.ID, FormatMinor(from.Balance, cur), to.ID
-	if err := tx.emit(&from, EventMoneyWithdrawn, w); err != nil {
-		return err
-	}
+	w.AccountID, w.Counterparty = from.ID, to.ID
+	tx.emit(&from, EventMoneyWithdrawn, w)
 	d := base
-	d.AccountID, d.BalanceAfter, d.Counterparty = to.ID, FormatMinor(to.Balance, cur), from.ID
-	if err := tx.emit(&to, EventMoneyDeposited, d); err != nil {
-		return err
-	}
+	d.AccountID, d.Counterparty = to.ID, from.ID
+	tx.emit(&to, EventMoneyDeposited, d)
 	tx.put(from)
 	tx.put(to)
 	return nil

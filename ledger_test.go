@@ -111,13 +111,36 @@ func wantRefused(t tb, r chronicle.Result, kind chronicle.Kind, code, field stri
 	}
 }
 
-func eventData(t tb, e chronicle.Event) chronicle.EventData {
+// dataText is an event's payload as the API shows it: amounts as decimal strings.
+type dataText struct {
+	AccountID      string `json:"account_id"`
+	OwnerName      string `json:"owner_name,omitempty"`
+	Currency       string `json:"currency"`
+	Amount         string `json:"amount,omitempty"`
+	InitialBalance string `json:"initial_balance,omitempty"`
+	OverdraftLimit string `json:"overdraft_limit,omitempty"`
+	BalanceAfter   string `json:"balance_after"`
+	Description    string `json:"description,omitempty"`
+	TransferID     string `json:"transfer_id,omitempty"`
+	FromAccountID  string `json:"from_account_id,omitempty"`
+	ToAccountID    string `json:"to_account_id,omitempty"`
+	Counterparty   string `json:"counterparty,omitempty"`
+}
+
+// eventData renders e as JSON and returns its payload as the API shows it.
+func eventData(t tb, e chronicle.Event) dataText {
 	t.Helper()
-	d, err := e.Data()
+	b, err := json.Marshal(e)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return d
+	var v struct {
+		Data dataText `json:"event_data"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	return v.Data
 }
 
 func balanceOf(t tb, s *chronicle.MemState, id string) int64 {
@@ -176,7 +199,7 @@ func TestCreateAccount(t *testing.T) {
 		currency           string
 		external           int64 // balance of the currency's external account afterwards
 		hasExternal        bool
-		data               chronicle.EventData // AccountID/OwnerName/Currency/amounts checked
+		data               dataText // AccountID/OwnerName/Currency/amounts checked
 	}
 	type refusal struct {
 		kind        chronicle.Kind
@@ -190,35 +213,35 @@ func TestCreateAccount(t *testing.T) {
 		err   *refusal
 	}{
 		{name: "no initial balance", cmd: newCreate("alice", "USD", "", ""),
-			want: &want{currency: "USD", data: chronicle.EventData{InitialBalance: "0.00", BalanceAfter: "0.00"}}},
+			want: &want{currency: "USD", data: dataText{InitialBalance: "0.00", BalanceAfter: "0.00"}}},
 		{name: "zero initial balance", cmd: newCreate("alice", "USD", "0", ""),
-			want: &want{currency: "USD", data: chronicle.EventData{InitialBalance: "0.00", BalanceAfter: "0.00"}}},
+			want: &want{currency: "USD", data: dataText{InitialBalance: "0.00", BalanceAfter: "0.00"}}},
 		{name: "initial balance", cmd: newCreate("alice", "USD", "100.5", ""),
 			want: &want{balance: 10050, currency: "USD", external: -10050, hasExternal: true,
-				data: chronicle.EventData{InitialBalance: "100.50", BalanceAfter: "100.50", Counterparty: "@world:USD"}}},
+				data: dataText{InitialBalance: "100.50", BalanceAfter: "100.50", Counterparty: "@world:USD"}}},
 		{name: "initial balance with zero padding", cmd: newCreate("alice", "USD", "1.230", ""),
 			want: &want{balance: 123, currency: "USD", external: -123, hasExternal: true,
-				data: chronicle.EventData{InitialBalance: "1.23", BalanceAfter: "1.23", Counterparty: "@world:USD"}}},
+				data: dataText{InitialBalance: "1.23", BalanceAfter: "1.23", Counterparty: "@world:USD"}}},
 		{name: "overdraft limit", cmd: newCreate("alice", "USD", "", "50"),
 			want: &want{overdraft: 5000, currency: "USD",
-				data: chronicle.EventData{InitialBalance: "0.00", BalanceAfter: "0.00", OverdraftLimit: "50.00"}}},
+				data: dataText{InitialBalance: "0.00", BalanceAfter: "0.00", OverdraftLimit: "50.00"}}},
 		{name: "initial balance and overdraft", cmd: newCreate("alice", "EUR", "20.00", "7.25"),
 			want: &want{balance: 2000, overdraft: 725, currency: "EUR", external: -2000, hasExternal: true,
-				data: chronicle.EventData{InitialBalance: "20.00", BalanceAfter: "20.00", OverdraftLimit: "7.25", Counterparty: "@world:EUR"}}},
+				data: dataText{InitialBalance: "20.00", BalanceAfter: "20.00", OverdraftLimit: "7.25", Counterparty: "@world:EUR"}}},
 		{name: "lower-case currency", cmd: newCreate("alice", "eur", "1", ""),
 			want: &want{balance: 100, currency: "EUR", external: -100, hasExternal: true,
-				data: chronicle.EventData{InitialBalance: "1.00", BalanceAfter: "1.00", Counterparty: "@world:EUR"}}},
+				data: dataText{InitialBalance: "1.00", BalanceAfter: "1.00", Counterparty: "@world:EUR"}}},
 		{name: "second account adds to the external account",
 			setup: []chronicle.Command{newCreate("bob", "USD", "5", "")},
 			cmd:   newCreate("alice", "USD", "10", ""),
 			want: &want{balance: 1000, currency: "USD", external: -1500, hasExternal: true,
-				data: chronicle.EventData{InitialBalance: "10.00", BalanceAfter: "10.00", Counterparty: "@world:USD"}}},
+				data: dataText{InitialBalance: "10.00", BalanceAfter: "10.00", Counterparty: "@world:USD"}}},
 		{name: "JPY", cmd: newCreate("alice", "JPY", "1000", "500"),
 			want: &want{balance: 1000, overdraft: 500, currency: "JPY", external: -1000, hasExternal: true,
-				data: chronicle.EventData{InitialBalance: "1000", BalanceAfter: "1000", OverdraftLimit: "500", Counterparty: "@world:JPY"}}},
+				data: dataText{InitialBalance: "1000", BalanceAfter: "1000", OverdraftLimit: "500", Counterparty: "@world:JPY"}}},
 		{name: "BHD", cmd: newCreate("alice", "BHD", "1.5", "0.001"),
 			want: &want{balance: 1500, overdraft: 1, currency: "BHD", external: -1500, hasExternal: true,
-				data: chronicle.EventData{InitialBalance: "1.500", BalanceAfter: "1.500", OverdraftLimit: "0.001", Counterparty: "@world:BHD"}}},
+				data: dataText{InitialBalance: "1.500", BalanceAfter: "1.500", OverdraftLimit: "0.001", Counterparty: "@world:BHD"}}},
 
 		{name: "duplicate", setup: []chronicle.Command{newCreate("alice", "USD", "1", "")},
 			cmd: newCreate("alice", "USD", "1", ""),
@@ -523,9 +546,9 @@ func TestTransfer(t *testing.T) {
 			t.Fatalf("ids not distinct: %s %s %s", w.EventID, d.EventID, r.TransferID)
 		}
 		wd, dd := eventData(t, w), eventData(t, d)
-		wantW := chronicle.EventData{AccountID: "a", Currency: "USD", Amount: "30.25", BalanceAfter: "69.75",
+		wantW := dataText{AccountID: "a", Currency: "USD", Amount: "30.25", BalanceAfter: "69.75",
 			TransferID: r.TransferID, FromAccountID: "a", ToAccountID: "b", Counterparty: "b"}
-		wantD := chronicle.EventData{AccountID: "b", Currency: "USD", Amount: "30.25", BalanceAfter: "35.25",
+		wantD := dataText{AccountID: "b", Currency: "USD", Amount: "30.25", BalanceAfter: "35.25",
 			TransferID: r.TransferID, FromAccountID: "a", ToAccountID: "b", Counterparty: "a"}
 		if r.TransferID == "" || wd != wantW || dd != wantD {
 			t.Fatalf("event data\n%+v\n%+v\nwant\n%+v\n%+v", wd, dd, wantW, wantD)

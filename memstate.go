@@ -46,7 +46,20 @@ func (s *MemState) Execute(b Batch) ([]Result, error) {
 	}
 	s.Log = append(s.Log, out.Events...)
 	s.Head = out.Head
+	for i := range out.Results {
+		if r := &out.Results[i]; r.Replayed {
+			r.SetEvents(s.EventsBetween(r.FirstPosition(), r.Position))
+		}
+	}
 	return out.Results, nil
+}
+
+// EventsBetween returns the logged events at positions first to last, inclusive.
+func (s *MemState) EventsBetween(first, last uint64) []Event {
+	if first == 0 || last < first || last > uint64(len(s.Log)) {
+		return nil
+	}
+	return append([]Event(nil), s.Log[first-1:last]...)
 }
 
 // Totals sums balances per currency over every account, external ones included; a sound
@@ -86,10 +99,7 @@ func (r *Replayer) Add(e Event) error {
 	if err := r.chain.Check(e); err != nil {
 		return err
 	}
-	d, err := e.Data()
-	if err != nil {
-		return err
-	}
+	d := e.Data
 	cur, err := LookupCurrency(d.Currency)
 	if err != nil {
 		return fmt.Errorf("position %d: %w", e.Position, err)
@@ -102,23 +112,16 @@ func (r *Replayer) Add(e Event) error {
 		if ok {
 			return fmt.Errorf("position %d: account %s created twice", e.Position, e.AggregateID)
 		}
-		a = Account{ID: e.AggregateID, OwnerName: d.OwnerName, Currency: cur.Code, Status: StatusActive, CreatedAt: e.CreatedAt}
-		if d.OverdraftLimit != "" {
-			if a.OverdraftLimit, err = ParseMoney(d.OverdraftLimit, cur); err != nil {
-				return fmt.Errorf("position %d: overdraft_limit: %w", e.Position, err)
-			}
-		}
-		if d.InitialBalance != "" {
-			if amount, err = ParseMoney(d.InitialBalance, cur); err != nil {
-				return fmt.Errorf("position %d: initial_balance: %w", e.Position, err)
-			}
-		}
+		a = Account{ID: e.AggregateID, OwnerName: d.OwnerName, Currency: cur.Code, Status: StatusActive,
+			CreatedAt: e.CreatedAt, OverdraftLimit: d.OverdraftLimit}
+		amount = d.InitialBalance
 	case EventMoneyDeposited, EventMoneyWithdrawn:
 		if !ok {
 			return fmt.Errorf("position %d: %s on unknown account %s", e.Position, e.EventType, e.AggregateID)
 		}
-		if amount, err = ParseMoney(d.Amount, cur); err != nil {
-			return fmt.Errorf("position %d: amount: %w", e.Position, err)
+		amount = d.Amount
+		if amount <= 0 {
+			return fmt.Errorf("position %d: amount %d is not positive", e.Position, amount)
 		}
 		if e.EventType == EventMoneyWithdrawn {
 			amount = -amount
@@ -126,14 +129,18 @@ func (r *Replayer) Add(e Event) error {
 	default:
 		return fmt.Errorf("position %d: unknown event type %s", e.Position, e.EventType)
 	}
-	a.Balance += amount
+	var sumOK bool
+	if a.Balance, sumOK = addInt64(a.Balance, amount); !sumOK {
+		return fmt.Errorf("position %d: balance overflows", e.Position)
+	}
 	a.Version++
 	a.LastUpdated = e.CreatedAt
 	if a.Version != e.EventVersion {
 		return fmt.Errorf("position %d: event_version %d, expected %d", e.Position, e.EventVersion, a.Version)
 	}
-	if got := FormatMinor(a.Balance, cur); got != d.BalanceAfter {
-		return fmt.Errorf("position %d: balance_after %s, postings give %s", e.Position, d.BalanceAfter, got)
+	if a.Balance != d.BalanceAfter {
+		return fmt.Errorf("position %d: balance_after %s, postings give %s", e.Position,
+			FormatMinor(d.BalanceAfter, cur), FormatMinor(a.Balance, cur))
 	}
 	st.Accounts[a.ID] = a
 	// Postings against the external account have no stream of their own: book them here.
@@ -159,18 +166,7 @@ func BalanceAt(events []Event, accountID string, t time.Time) (balance int64, ok
 		if e.AggregateID != accountID || e.CreatedAt.After(t) {
 			continue
 		}
-		d, err := e.Data()
-		if err != nil {
-			return 0, false, err
-		}
-		cur, err := LookupCurrency(d.Currency)
-		if err != nil {
-			return 0, false, err
-		}
-		if balance, err = ParseMoney(d.BalanceAfter, cur); err != nil {
-			return 0, false, err
-		}
-		ok = true
+		balance, ok = e.Data.BalanceAfter, true
 	}
 	return balance, ok, nil
 }

@@ -36,27 +36,19 @@ type StatementLine struct {
 // its AccountCreated) and returns the account after it and the statement line it adds.
 // Every read model is built with this one function, so views cannot disagree on rules.
 func Project(acc Account, e Event) (Account, StatementLine, error) {
-	d, err := e.Data()
-	if err != nil {
-		return acc, StatementLine{}, err
-	}
+	d := e.Data
 	cur, err := LookupCurrency(d.Currency)
 	if err != nil {
 		return acc, StatementLine{}, fmt.Errorf("position %d: %w", e.Position, err)
 	}
 	line := StatementLine{TransactionID: e.EventID, AccountID: e.AggregateID, EventType: e.EventType,
 		Currency: cur.Code, Description: d.Description, TransferID: d.TransferID, Counterparty: d.Counterparty,
-		Position: e.Position, Version: e.EventVersion, Timestamp: e.CreatedAt}
-	amountText := d.Amount
+		Position: e.Position, Version: e.EventVersion, Timestamp: e.CreatedAt, Amount: d.Amount, BalanceAfter: d.BalanceAfter}
 	switch e.EventType {
 	case EventAccountCreated:
-		acc = Account{ID: e.AggregateID, OwnerName: d.OwnerName, Currency: cur.Code, Status: StatusActive, CreatedAt: e.CreatedAt}
-		if d.OverdraftLimit != "" {
-			if acc.OverdraftLimit, err = ParseMoney(d.OverdraftLimit, cur); err != nil {
-				return acc, line, fmt.Errorf("position %d: overdraft_limit: %w", e.Position, err)
-			}
-		}
-		line.Type, amountText = LineOpening, d.InitialBalance
+		acc = Account{ID: e.AggregateID, OwnerName: d.OwnerName, Currency: cur.Code, Status: StatusActive,
+			CreatedAt: e.CreatedAt, OverdraftLimit: d.OverdraftLimit}
+		line.Type, line.Amount = LineOpening, d.InitialBalance
 	case EventMoneyDeposited:
 		line.Type = LineDeposit
 		if d.TransferID != "" {
@@ -72,14 +64,6 @@ func Project(acc Account, e Event) (Account, StatementLine, error) {
 	}
 	if acc.ID != e.AggregateID {
 		return acc, line, fmt.Errorf("position %d: %s for account %s, which has no AccountCreated", e.Position, e.EventType, e.AggregateID)
-	}
-	if amountText != "" {
-		if line.Amount, err = ParseMoney(amountText, cur); err != nil {
-			return acc, line, fmt.Errorf("position %d: amount: %w", e.Position, err)
-		}
-	}
-	if line.BalanceAfter, err = ParseMoney(d.BalanceAfter, cur); err != nil {
-		return acc, line, fmt.Errorf("position %d: balance_after: %w", e.Position, err)
 	}
 	acc.Balance, acc.Version, acc.LastUpdated = line.BalanceAfter, e.EventVersion, e.CreatedAt
 	return acc, line, nil

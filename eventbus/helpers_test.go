@@ -365,9 +365,9 @@ func syntheticEvents(n int) []chronicle.Event {
 	prev := chronicle.GenesisHash
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := range out {
-		data, _ := json.Marshal(chronicle.EventData{AccountID: "a", Currency: "USD", Amount: "1.00", BalanceAfter: strconv.Itoa(i + 1)})
+		data := chronicle.EventData{AccountID: "a", Currency: "USD", Amount: 100, BalanceAfter: int64(i+1) * 100}
 		e := chronicle.Event{Position: uint64(i + 1), EventID: chronicle.NewID(), AggregateID: "a", AggregateType: "Account",
-			EventType: chronicle.EventMoneyDeposited, EventVersion: uint64(i + 1), EventData: data,
+			EventType: chronicle.EventMoneyDeposited, EventVersion: uint64(i + 1), Data: data,
 			CreatedAt: t0.Add(time.Duration(i) * time.Millisecond), PrevHash: prev}
 		e.Hash = e.ComputeHash()
 		prev = e.Hash

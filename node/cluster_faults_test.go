@@ -1087,11 +1087,7 @@ func (l *cfLoad) check(t *testing.T, events []chronicle.Event) {
 	byTID := map[string][]chronicle.Event{}
 	cmds := map[string]map[string]bool{}
 	for _, e := range events {
-		d, err := e.Data()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d.TransferID != "" {
+		if d := e.Data; d.TransferID != "" {
 			byTID[d.TransferID] = append(byTID[d.TransferID], e)
 		}
 		if k := e.Metadata["idempotency_key"]; k != "" {

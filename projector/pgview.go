@@ -456,8 +456,8 @@ func (v *PostgresView) Apply(ctx context.Context, events []chronicle.Event) erro
 		lines.add(line, cur)
 		if line.Type == chronicle.LineTransferOut {
 			to := line.Counterparty
-			if d, err := e.Data(); err == nil && d.ToAccountID != "" {
-				to = d.ToAccountID
+			if e.Data.ToAccountID != "" {
+				to = e.Data.ToAccountID
 			}
 			ts, tn := splitTime(line.Timestamp)
 			transfers.id = append(transfers.id, line.TransferID)

@@ -556,7 +556,7 @@ func TestPostgresViewConcurrentApply(t *testing.T) {
 	}
 	wantTransfers := 0
 	for _, e := range log {
-		if e.EventType == chronicle.EventMoneyWithdrawn && strings.Contains(string(e.EventData), `"transfer_id"`) {
+		if e.EventType == chronicle.EventMoneyWithdrawn && e.Data.TransferID != "" {
 			wantTransfers++
 		}
 	}

@@ -77,11 +77,7 @@ func TestBench(t *testing.T) {
 		case chronicle.EventAccountCreated:
 			created++
 		case chronicle.EventMoneyWithdrawn:
-			d, err := e.Data()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d.TransferID != "" {
+			if e.Data.TransferID != "" {
 				withdrawn++
 			}
 		}

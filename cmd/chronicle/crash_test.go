@@ -250,10 +250,7 @@ func verifyLedger(t *testing.T, ctx context.Context, c *client.Client, led *ledg
 
 	v := logView{withdrawn: map[string]int{}, deposited: map[string]int{}, keyEvents: map[string]int{}, keyTransfer: map[string]string{}}
 	for _, e := range events {
-		d, err := e.Data()
-		if err != nil {
-			t.Fatalf("%s: %v", when, err)
-		}
+		d := e.Data
 		switch e.EventType {
 		case chronicle.EventMoneyWithdrawn:
 			if d.TransferID != "" {
@@ -289,7 +286,7 @@ func verifyLedger(t *testing.T, ctx context.Context, c *client.Client, led *ledg
 				continue
 			}
 			e := events[pos-1]
-			d, _ := e.Data()
+			d := e.Data
 			wantType, wantAcct := chronicle.EventMoneyWithdrawn, a.req.FromAccountID
 			if i == 1 {
 				wantType, wantAcct = chronicle.EventMoneyDeposited, a.req.ToAccountID
