@@ -1,6 +1,6 @@
 // Package chronicle is the domain of Chronicle Ledger: accounts, exact money, commands,
 // hash-chained events and the deterministic state machine that turns one into the other.
-// It imports only the standard library and the ISO 4217 table of golang.org/x/text, so
+// It imports only the standard library (its ISO 4217 table is generated and checked in), so
 // every store (Raft + Pebble, SQL) runs the same rules.
 package chronicle
 

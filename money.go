@@ -6,15 +6,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-
-	"golang.org/x/text/currency"
 )
 
 // Amounts are exact everywhere: a Decimal is text, a balance is an int64 count of minor
 // units, and conversion between the two is digit arithmetic. No float is ever involved.
 
 // Currency is an ISO 4217 currency and the number of decimals of its minor unit.
+// The accepted currencies are frozen in currency_table.go (see internal/currencygen), so a
+// dependency bump cannot change what the state machine accepts.
 type Currency struct {
 	Code     string
 	Exponent int
@@ -38,12 +37,11 @@ func LookupCurrency(code string) (Currency, error) {
 			}
 		}
 		if ok {
-			list := currencyTable()
 			key := string(up[:])
-			if i, found := slices.BinarySearchFunc(list, key, func(c Currency, k string) int {
+			if i, found := slices.BinarySearchFunc(currencyTable[:], key, func(c Currency, k string) int {
 				return strings.Compare(c.Code, k)
 			}); found {
-				return list[i], nil
+				return currencyTable[i], nil
 			}
 		}
 	}
@@ -53,65 +51,7 @@ func LookupCurrency(code string) (Currency, error) {
 // Currencies lists every ISO 4217 currency the table knows, sorted by code.
 // The caller owns the returned slice.
 func Currencies() []Currency {
-	return slices.Clone(currencyTable())
-}
-
-// currencyTable is built once, on first use, from golang.org/x/text/currency (CLDR data)
-// and never modified afterwards. It is sorted by code.
-//
-// What is in it:
-//   - every unit CLDR records as currently in use in some region, tender or not
-//     (currency.Query with NonTender and the default "now" date), so funds codes such as
-//     CLF, BOV or USN are included and withdrawn currencies such as DEM or FRF are not;
-//   - minus the X-codes that are legal tender nowhere: XXX (no currency), XTS (testing),
-//     precious metals (XAU, XAG, XPT, XPD), bond-market units (XBA..XBD), XDR, XSU and
-//     XUA. ISO 4217 gives none of them a minor unit, so there is no exponent to use.
-//     The real X-currencies (XAF, XCD, XOF, XPF) are tender and stay;
-//   - minus CNH, which CLDR lists but which is a market convention, not an ISO 4217 code.
-//
-// The exponent is CLDR's standard (not cash) rounding scale, except where CLDR's
-// "digits" deliberately departs from the ISO 4217 minor unit; isoExponent corrects those.
-var currencyTable = sync.OnceValue(func() []Currency {
-	tender := make(map[string]bool)
-	for it := currency.Query(currency.NonTender); it.Next(); {
-		code := it.Unit().String()
-		tender[code] = tender[code] || it.IsTender()
-	}
-	list := make([]Currency, 0, len(tender))
-	for code, isTender := range tender {
-		if len(code) != 3 || code == "CNH" || (code[0] == 'X' && !isTender) {
-			continue
-		}
-		u, err := currency.ParseISO(code)
-		if err != nil || u.String() != code {
-			continue
-		}
-		exp, ok := isoExponent(code)
-		if !ok {
-			exp, _ = currency.Standard.Rounding(u)
-		}
-		list = append(list, Currency{Code: code, Exponent: exp})
-	}
-	slices.SortFunc(list, func(a, b Currency) int { return strings.Compare(a.Code, b.Code) })
-	return slices.Clip(list)
-})
-
-// isoExponent returns the ISO 4217 minor unit for the currencies whose CLDR standard
-// digits differ from it. CLDR (and so x/text) records the decimals used in practice:
-// it says 0 for IDR, COP, PKR and others whose ISO minor unit is 2, and 0 for IQD
-// whose ISO minor unit is 3. A ledger exchanging amounts with banks and payment
-// networks needs the ISO value, so these are corrected here. Everything else comes
-// from x/text unchanged.
-func isoExponent(code string) (int, bool) {
-	switch code {
-	case "AFN", "ALL", "AMD", "COP", "GYD", "IDR", "IRR", "KPW", "LAK", "LBP",
-		"MGA", "MMK", "MNT", "MRO", "MUR", "PKR", "RSD", "SLL", "SOS", "SYP",
-		"TZS", "UZS", "YER":
-		return 2, true
-	case "IQD":
-		return 3, true
-	}
-	return 0, false
+	return slices.Clone(currencyTable[:])
 }
 
 // Decimal is a decimal amount as written by a client, kept as canonical text until a
