@@ -1,8 +1,9 @@
-package raftlog
+package raftstore
 
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -287,7 +288,7 @@ func accountDiff(want, got chronicle.Account) string {
 
 // verifyAgainstReplay replays the store's events through chronicle.NewReplayer (which
 // checks the hash chain and every balance_after) and checks that every account, the
-// account listing and the head match the replay. It returns the replay and the events.
+// state DB's set of accounts and the head match the replay. It returns the replay and the events.
 func verifyAgainstReplay(t testing.TB, s *Store) (*chronicle.Replayer, []chronicle.Event) {
 	t.Helper()
 	ctx := context.Background()
@@ -333,25 +334,43 @@ func verifyAgainstReplay(t testing.TB, s *Store) (*chronicle.Replayer, []chronic
 			t.Fatalf("%s balances sum to %d, want 0", cur, total)
 		}
 	}
-	var listed []chronicle.Account
-	after := ""
-	for {
-		page, err := s.Accounts(ctx, after, 7)
+	// The store holds exactly the replay's accounts, external ones included: read every
+	// account record of the state DB, not just the ids the replay knows of.
+	var stored []chronicle.Account
+	if err := s.read(func(rd reader) error {
+		it, err := rd.r.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixAccount}, UpperBound: []byte{prefixAccount + 1}})
 		if err != nil {
-			t.Fatalf("Accounts: %v", err)
+			return err
 		}
-		if len(page) == 0 {
-			break
+		defer it.Close()
+		for it.First(); it.Valid(); it.Next() {
+			var a chronicle.Account
+			if err := json.Unmarshal(it.Value(), &a); err != nil {
+				return fmt.Errorf("decode account %q: %w", it.Key(), err)
+			}
+			stored = append(stored, a)
 		}
-		listed = append(listed, page...)
-		after = page[len(page)-1].ID
+		return it.Error()
+	}); err != nil {
+		t.Fatalf("list stored accounts: %v", err)
 	}
-	if len(listed) != customers {
-		t.Fatalf("Accounts lists %d accounts, replay has %d customer accounts", len(listed), customers)
+	if len(stored) != len(rep.State.Accounts) {
+		t.Fatalf("state DB holds %d accounts, replay has %d (%d customers)", len(stored), len(rep.State.Accounts), customers)
 	}
-	for _, a := range listed {
-		if d := accountDiff(rep.State.Accounts[a.ID], a); d != "" {
-			t.Fatalf("listed account %s differs from replay: %s", a.ID, d)
+	for _, a := range stored {
+		want, ok := rep.State.Accounts[a.ID]
+		if !ok {
+			t.Fatalf("state DB holds account %s the replay lacks", a.ID)
+		}
+		if d := accountDiff(want, a); d != "" {
+			t.Fatalf("stored account %s differs from replay: %s", a.ID, d)
+		}
+		if a.External() {
+			// Account serves customer accounts only.
+			var ce *chronicle.Error
+			if _, err := s.Account(ctx, a.ID); !errors.As(err, &ce) || ce.Kind != chronicle.KindNotFound {
+				t.Fatalf("Account(%s) of an external account: %v, want not found", a.ID, err)
+			}
 		}
 	}
 	return rep, events

@@ -1,0 +1,226 @@
+package raftstore
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/golang/snappy"
+	"github.com/hashicorp/raft"
+
+	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
+)
+
+// Snapshot forces a Raft snapshot (and the log truncation behind it).
+func (s *Store) Snapshot() error {
+	if err := s.raft.Snapshot().Error(); err != nil {
+		return fmt.Errorf("raftstore: snapshot: %w", err)
+	}
+	return nil
+}
+
+// snapshotHeader opens every snapshot stream.
+type snapshotHeader struct {
+	Format  int            `json:"format"`
+	Applied uint64         `json:"applied"`
+	Head    chronicle.Head `json:"head"`
+}
+
+const snapshotFormat = 1
+
+// Snapshot implements raft.FSM: a Pebble snapshot, streamed out later by Persist.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	// Make the state durable up to here: raft truncates the log behind a snapshot, and
+	// what it truncates must not exist only in the OS page cache.
+	if err := f.db.LogData(nil, pebble.Sync); err != nil {
+		return nil, fmt.Errorf("sync state before snapshot: %w", err)
+	}
+	snap := f.db.NewSnapshot()
+	rd := reader{snap}
+	applied, err := rd.applied()
+	if err != nil {
+		snap.Close()
+		return nil, err
+	}
+	head, err := rd.head()
+	if err != nil {
+		snap.Close()
+		return nil, err
+	}
+	return &fsmSnapshot{snap: snap, header: snapshotHeader{Format: snapshotFormat, Applied: applied, Head: head}}, nil
+}
+
+type fsmSnapshot struct {
+	snap   *pebble.Snapshot
+	header snapshotHeader
+}
+
+// Persist streams the header and then every key and value, length-prefixed.
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := s.write(sink); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+// write streams the snapshot through snappy's framing format: ledger state is JSON and
+// compresses several times over, which is disk and network a joining node saves.
+func (s *fsmSnapshot) write(w io.Writer) error {
+	sw := snappy.NewBufferedWriter(w)
+	bw := bufio.NewWriterSize(sw, 1<<20)
+	hb, err := json.Marshal(s.header)
+	if err != nil {
+		return err
+	}
+	if err := writeChunk(bw, hb); err != nil {
+		return err
+	}
+	it, err := s.snap.NewIter(nil)
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		if err := writeChunk(bw, it.Key()); err != nil {
+			return err
+		}
+		if err := writeChunk(bw, it.Value()); err != nil {
+			return err
+		}
+	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	// A zero-length key ends the stream; no stored key is empty.
+	if err := writeChunk(bw, nil); err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	return sw.Close() // flushes; does not close w
+}
+
+// Release implements raft.FSMSnapshot.
+func (s *fsmSnapshot) Release() { _ = s.snap.Close() }
+
+func writeChunk(w *bufio.Writer, b []byte) error {
+	var n [binary.MaxVarintLen64]byte
+	if _, err := w.Write(n[:binary.PutUvarint(n[:], uint64(len(b)))]); err != nil {
+		return err
+	}
+	_, err := w.Write(b)
+	return err
+}
+
+const maxChunk = 64 << 20
+
+func readChunk(r *bufio.Reader) ([]byte, error) {
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, err
+	}
+	if n > maxChunk {
+		return nil, fmt.Errorf("snapshot chunk of %d bytes exceeds %d", n, maxChunk)
+	}
+	b := make([]byte, n)
+	_, err = io.ReadFull(r, b)
+	return b, err
+}
+
+// Restore implements raft.FSM. At start-up raft offers the latest snapshot; when the state
+// DB already holds everything up to it (the usual restart) it is skipped, so a restart
+// costs nothing and re-applies nothing. Otherwise (a new or lagging node) the state DB is
+// replaced with the snapshot's contents.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	br := bufio.NewReaderSize(rc, 1<<20)
+	// A snappy frame stream starts with its 0xff stream identifier; an uncompressed
+	// snapshot (format 1 as first written) starts with the header's small length.
+	if first, err := br.Peek(1); err == nil && first[0] == 0xff {
+		br = bufio.NewReaderSize(snappy.NewReader(br), 1<<20)
+	}
+	hb, err := readChunk(br)
+	if err != nil {
+		return fmt.Errorf("read snapshot header: %w", err)
+	}
+	var h snapshotHeader
+	if err := json.Unmarshal(hb, &h); err != nil {
+		return fmt.Errorf("decode snapshot header: %w", err)
+	}
+	if h.Format != snapshotFormat {
+		return fmt.Errorf("snapshot format %d, this build reads %d", h.Format, snapshotFormat)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	rd := reader{f.db}
+	applied, err := rd.applied()
+	if err != nil {
+		return err
+	}
+	if applied >= h.Applied {
+		local, ok, err := rd.event(h.Head.Position)
+		if err != nil {
+			return err
+		}
+		if h.Head.Position == 0 || ok && local.Hash == h.Head.Hash {
+			f.log.Info("state already covers snapshot; skipping restore", "snapshot_index", h.Applied, "applied", applied)
+			return nil
+		}
+		return fmt.Errorf("state DB diverges from snapshot at position %d", h.Head.Position)
+	}
+	f.log.Info("restoring state from snapshot", "snapshot_index", h.Applied, "applied", applied)
+	// Clear everything, then load. A crash midway leaves no applied index, so the next
+	// start restores again.
+	b := f.db.NewBatch()
+	defer func() { _ = b.Close() }()
+	if err := b.DeleteRange([]byte{0}, []byte{0xff, 0xff}, nil); err != nil {
+		return err
+	}
+	n := 0
+	for {
+		k, err := readChunk(br)
+		if err != nil {
+			return fmt.Errorf("read snapshot key: %w", err)
+		}
+		if len(k) == 0 {
+			break
+		}
+		v, err := readChunk(br)
+		if err != nil {
+			return fmt.Errorf("read snapshot value: %w", err)
+		}
+		if string(k) == string(metaKey(metaApplied)) {
+			continue // written last, below
+		}
+		if err := b.Set(k, v, nil); err != nil {
+			return err
+		}
+		n++
+		if b.Len() > 16<<20 {
+			if err := b.Commit(pebble.NoSync); err != nil {
+				return err
+			}
+			_ = b.Close()
+			b = f.db.NewBatch()
+		}
+	}
+	if err := b.Set(metaKey(metaApplied), pebbleutil.U64(h.Applied), nil); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("commit restored state: %w", err)
+	}
+	f.log.Info("restored state from snapshot", "keys", n, "position", h.Head.Position)
+	if f.onApply != nil {
+		f.onApply(h.Head, h.Applied, nil)
+	}
+	return nil
+}
