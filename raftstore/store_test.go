@@ -1219,3 +1219,43 @@ func TestStoreCloseWhileExecuting(t *testing.T) {
 	t.Logf("%d acknowledged, %d failed", ok, failed)
 	verifyAgainstReplay(t, s)
 }
+
+// WaitApplied and Changes follow the applied position: a waiter for a future position is
+// woken by the command that reaches it, one past its deadline gets a timeout error, and a
+// subscriber is signalled when the log grows.
+func TestStoreWaitAppliedAndChanges(t *testing.T) {
+	t.Parallel()
+	env := newLedgerEnv(t, nil)
+	s := env.open()
+	changes, stop := s.Changes()
+	defer stop()
+	base := mustHead(t, s).Position
+
+	ctx, cancel := context.WithTimeout(context.Background(), ledgerTestTimeout)
+	defer cancel()
+	woken := make(chan error, 1)
+	go func() { woken <- s.WaitApplied(ctx, base+1) }()
+	res := mustOK(t, s, cmdCreate("waited", "USD", "1.00", ""))
+	if err := <-woken; err != nil {
+		t.Fatalf("WaitApplied(%d): %v", base+1, err)
+	}
+	if h := mustHead(t, s); h.Position < res[0].Position {
+		t.Fatalf("head %d after WaitApplied, command committed at %d", h.Position, res[0].Position)
+	}
+	select {
+	case <-changes:
+	case <-ctx.Done():
+		t.Fatal("no change signal after a commit")
+	}
+
+	short, cancelShort := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancelShort()
+	err := s.WaitApplied(short, mustHead(t, s).Position+1000)
+	var ce *chronicle.Error
+	if !errors.As(err, &ce) || ce.Kind != chronicle.KindTimeout || ce.Code != chronicle.CodeTimeout {
+		t.Fatalf("WaitApplied past its deadline: %v, want a timeout error", err)
+	}
+	if err := s.WaitApplied(short, res[0].Position); err != nil {
+		t.Fatalf("WaitApplied of a reached position with an ended context: %v", err)
+	}
+}
