@@ -26,19 +26,16 @@ const (
 )
 
 // EventStore is the write side: it orders and durably commits commands and answers
-// queries about what it committed. Implementations: raftlog (Raft + Pebble) and, later,
-// sqlstore. Reads on a node see every command that node has acknowledged.
+// queries about what it committed (accounts, balances in time, the event log). Listings
+// of accounts and statements are the read model's (ReadModel). Implementations: raftstore
+// (Raft + Pebble) and, later, sqlstore. Reads on a node see every command that node has
+// acknowledged.
 type EventStore interface {
 	// Execute commits cmds (each on its own: one failing does not stop the others) and
 	// returns a result per command once they are durable. The error is for the batch as
 	// a whole: the node is not the leader, is shutting down, or ctx ended (outcome unknown).
 	Execute(ctx context.Context, cmds []Command) ([]Result, error)
 	Account(ctx context.Context, id string) (Account, error)
-	// Accounts lists customer accounts ordered by id, starting after the id given.
-	Accounts(ctx context.Context, after string, limit int) ([]Account, error)
-	// Transactions lists an account's events newest first, starting below version before
-	// (0: from the newest).
-	Transactions(ctx context.Context, id string, before uint64, limit int) ([]Event, error)
 	// BalanceAt is the account's balance after the last command committed at or before t;
 	// a KindNotFound error when the account did not exist yet.
 	BalanceAt(ctx context.Context, id string, t time.Time) (BalancePoint, error)

@@ -19,7 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chronicle-ledger/chronicle"
-	"github.com/chronicle-ledger/chronicle/raftlog"
+	"github.com/chronicle-ledger/chronicle/raftstore"
 )
 
 // syncBuffer collects a test's logs; they are printed when the test fails.
@@ -56,10 +56,10 @@ func testLogger(t *testing.T) (*slog.Logger, *syncBuffer) {
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
 }
 
-// openStore opens a one-node raftlog store on dir and waits until it leads.
-func openStore(t *testing.T, dir string, log *slog.Logger) *raftlog.Store {
+// openStore opens a one-node raftstore store on dir and waits until it leads.
+func openStore(t *testing.T, dir string, log *slog.Logger) *raftstore.Store {
 	t.Helper()
-	s, err := raftlog.Open(raftlog.Config{DataDir: dir, NodeID: "n1", RaftAddr: "127.0.0.1:0", Bootstrap: true,
+	s, err := raftstore.Open(raftstore.Config{DataDir: dir, NodeID: "n1", RaftAddr: "127.0.0.1:0", Bootstrap: true,
 		Logger: log.With("test", "store")})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
@@ -87,7 +87,7 @@ func openBus(t *testing.T, cfg Config) *Bus {
 
 // runPublisher runs b.RunPublisher on s, woken by s.Changes; stop ends it and returns
 // its error.
-func runPublisher(t *testing.T, b *Bus, s *raftlog.Store) (stop func() error) {
+func runPublisher(t *testing.T, b *Bus, s *raftstore.Store) (stop func() error) {
 	t.Helper()
 	wake, unwatch := s.Changes()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -113,7 +113,7 @@ func runPublisher(t *testing.T, b *Bus, s *raftlog.Store) (stop func() error) {
 
 // exec commits cmds and marks the test failed on any refusal (safe off the test
 // goroutine: it never calls FailNow).
-func exec(t testing.TB, s *raftlog.Store, cmds ...chronicle.Command) bool {
+func exec(t testing.TB, s *raftstore.Store, cmds ...chronicle.Command) bool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -140,7 +140,7 @@ func exec(t testing.TB, s *raftlog.Store, cmds ...chronicle.Command) bool {
 // workload appends about n events in batches: two accounts, then deposits, withdrawals
 // and transfers (every event type), and returns the new head position. Safe off the
 // test goroutine; the caller checks t.Failed.
-func workload(t testing.TB, s *raftlog.Store, n, batch int) uint64 {
+func workload(t testing.TB, s *raftstore.Store, n, batch int) uint64 {
 	t.Helper()
 	if head(t, s) == 0 {
 		if !exec(t, s,
@@ -169,7 +169,7 @@ func workload(t testing.TB, s *raftlog.Store, n, batch int) uint64 {
 	return head(t, s)
 }
 
-func head(t testing.TB, s *raftlog.Store) uint64 {
+func head(t testing.TB, s *raftstore.Store) uint64 {
 	t.Helper()
 	h, err := s.Head(context.Background())
 	if err != nil {
@@ -179,7 +179,7 @@ func head(t testing.TB, s *raftlog.Store) uint64 {
 }
 
 // logEvents reads the whole log.
-func logEvents(t *testing.T, s *raftlog.Store) []chronicle.Event {
+func logEvents(t *testing.T, s *raftstore.Store) []chronicle.Event {
 	t.Helper()
 	var out []chronicle.Event
 	for {

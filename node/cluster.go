@@ -13,7 +13,7 @@ import (
 
 	"github.com/chronicle-ledger/chronicle"
 	"github.com/chronicle-ledger/chronicle/httpapi"
-	"github.com/chronicle-ledger/chronicle/raftlog"
+	"github.com/chronicle-ledger/chronicle/raftstore"
 )
 
 var _ httpapi.Cluster = (*Node)(nil)
@@ -67,7 +67,7 @@ func (n *Node) APIURL() string {
 
 // NodeInfo is one node's own view of itself (GET /cluster/info).
 type NodeInfo struct {
-	raftlog.Status
+	raftstore.Status
 	RaftAddr  string `json:"raft_addr"`
 	APIURL    string `json:"api_url"`
 	HasState  bool   `json:"has_state"`
@@ -85,7 +85,7 @@ func (n *Node) info() NodeInfo {
 
 // MemberView is a member of the cluster as GET /cluster shows it.
 type MemberView struct {
-	raftlog.Server
+	raftstore.Server
 	Reachable bool      `json:"reachable"`
 	Info      *NodeInfo `json:"info,omitempty"`
 	Error     string    `json:"error,omitempty"`
@@ -211,7 +211,7 @@ func (n *Node) tryJoin(ctx context.Context, peers []string) error {
 // tryBootstrap gathers the founding members from the --join addresses; once
 // --bootstrap-expect of them answer, every one of them founds the same configuration.
 func (n *Node) tryBootstrap(ctx context.Context) error {
-	servers := map[string]raftlog.Server{n.cfg.NodeID: {ID: n.cfg.NodeID, RaftAddr: n.store.RaftAddr(), APIURL: n.APIURL()}}
+	servers := map[string]raftstore.Server{n.cfg.NodeID: {ID: n.cfg.NodeID, RaftAddr: n.store.RaftAddr(), APIURL: n.APIURL()}}
 	for _, peer := range n.cfg.Join {
 		peer = strings.TrimRight(peer, "/")
 		if peer == n.APIURL() {
@@ -228,12 +228,12 @@ func (n *Node) tryBootstrap(ctx context.Context) error {
 			// A cluster already exists: ask to be admitted to it instead.
 			return n.tryJoin(ctx, n.cfg.Join)
 		}
-		servers[info.NodeID] = raftlog.Server{ID: info.NodeID, RaftAddr: info.RaftAddr, APIURL: info.APIURL}
+		servers[info.NodeID] = raftstore.Server{ID: info.NodeID, RaftAddr: info.RaftAddr, APIURL: info.APIURL}
 	}
 	if len(servers) < n.cfg.BootstrapExpect {
 		return fmt.Errorf("bootstrap: %d of %d nodes answer", len(servers), n.cfg.BootstrapExpect)
 	}
-	list := make([]raftlog.Server, 0, len(servers))
+	list := make([]raftstore.Server, 0, len(servers))
 	for _, s := range servers {
 		list = append(list, s)
 	}
@@ -304,7 +304,7 @@ func (n *Node) onLeader(ctx context.Context) {
 			return
 		}
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err = n.store.Register(rctx, raftlog.NodeMeta{ID: n.cfg.NodeID, APIURL: n.APIURL()})
+		err = n.store.Register(rctx, raftstore.NodeMeta{ID: n.cfg.NodeID, APIURL: n.APIURL()})
 		cancel()
 		if err == nil {
 			return

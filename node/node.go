@@ -18,7 +18,7 @@ import (
 	"github.com/chronicle-ledger/chronicle/eventbus"
 	"github.com/chronicle-ledger/chronicle/httpapi"
 	"github.com/chronicle-ledger/chronicle/projector"
-	"github.com/chronicle-ledger/chronicle/raftlog"
+	"github.com/chronicle-ledger/chronicle/raftstore"
 )
 
 // Version is the build's version, set by the linker.
@@ -59,7 +59,7 @@ type Config struct {
 	// AdvertiseURL is the API URL other nodes use for this node (default: the listener).
 	AdvertiseURL string
 	// RaftFaults injects network partitions into Raft traffic (tests only).
-	RaftFaults *raftlog.Faults
+	RaftFaults *raftstore.Faults
 	Logger     *slog.Logger
 }
 
@@ -89,7 +89,7 @@ func (c *Config) Defaults() {
 type Node struct {
 	cfg   Config
 	log   *slog.Logger
-	store *raftlog.Store
+	store *raftstore.Store
 	proj  *projector.Projector
 	bus   *eventbus.Bus
 	api   *httpapi.API
@@ -102,7 +102,7 @@ type Node struct {
 func New(ctx context.Context, cfg Config) (*Node, error) {
 	cfg.Defaults()
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID)}
-	store, err := raftlog.Open(raftlog.Config{
+	store, err := raftstore.Open(raftstore.Config{
 		DataDir: filepath.Join(cfg.DataDir), NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr,
 		Bootstrap: len(cfg.Join) == 0, IdempotencyWindow: cfg.IdempotencyWindow,
 		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs, Faults: cfg.RaftFaults, Logger: cfg.Logger,
@@ -142,7 +142,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 func (n *Node) URL() string { return "http://" + n.ln.Addr().String() }
 
 // Store exposes the event store (for tests and tools in this binary).
-func (n *Node) Store() *raftlog.Store { return n.store }
+func (n *Node) Store() *raftstore.Store { return n.store }
 
 // Run serves HTTP until ctx ends, then shuts down gracefully: in-flight requests finish,
 // Raft stops, and the stores close.
@@ -252,7 +252,7 @@ func (n *Node) WaitReady(ctx context.Context) error {
 }
 
 var _ httpapi.Node = (*Node)(nil)
-var _ chronicle.EventStore = (*raftlog.Store)(nil)
+var _ chronicle.EventStore = (*raftstore.Store)(nil)
 
 // publish runs the NATS publisher. Into its own embedded server every node publishes its
 // own copy of the log (any node's stream holds every event). Into an external NATS shared

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -12,6 +11,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
 )
 
 // PebbleView is the embedded read model: its own Pebble instance beside the node's state.
@@ -31,7 +31,7 @@ func OpenPebbleView(dir string, logger *slog.Logger) (*PebbleView, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: pebbleLogger{logger}})
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: pebbleutil.Logger(logger, "pebble-view")})
 	if err != nil {
 		return nil, fmt.Errorf("projector: open pebble view at %s: %w", dir, err)
 	}
@@ -55,30 +55,12 @@ func viewLineKey(id string, version uint64) []byte {
 	return binary.BigEndian.AppendUint64(viewLinePrefix(id), version)
 }
 
-func prefixUpper(p []byte) []byte {
-	end := append([]byte(nil), p...)
-	for i := len(end) - 1; i >= 0; i-- {
-		end[i]++
-		if end[i] != 0 {
-			return end[:i+1]
-		}
-	}
-	return nil
-}
-
 func getCheckpoint(r pebble.Reader) (uint64, error) {
-	b, closer, err := r.Get(checkpointKey)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, nil
-	}
+	v, _, err := pebbleutil.GetUint64(r, checkpointKey)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("checkpoint: %w", err)
 	}
-	defer closer.Close()
-	if len(b) != 8 {
-		return 0, fmt.Errorf("checkpoint of %d bytes", len(b))
-	}
-	return binary.BigEndian.Uint64(b), nil
+	return v, nil
 }
 
 // Position implements chronicle.ReadModel.
@@ -103,7 +85,7 @@ func (v *PebbleView) Apply(ctx context.Context, events []chronicle.Event) error 
 			return fmt.Errorf("%w: got position %d, expected %d", ErrGap, e.Position, next)
 		}
 		var acc chronicle.Account
-		if _, err := getJSON(b, viewAccountKey(e.AggregateID), &acc); err != nil {
+		if _, err := pebbleutil.GetJSON(b, viewAccountKey(e.AggregateID), &acc); err != nil {
 			return err
 		}
 		acc, line, err := chronicle.Project(acc, e)
@@ -121,7 +103,7 @@ func (v *PebbleView) Apply(ctx context.Context, events []chronicle.Event) error 
 	if next == cp+1 {
 		return nil
 	}
-	if err := b.Set(checkpointKey, binary.BigEndian.AppendUint64(nil, next-1), nil); err != nil {
+	if err := b.Set(checkpointKey, pebbleutil.U64(next-1), nil); err != nil {
 		return err
 	}
 	// NoSync: the view can always be rebuilt from the log, which is what is durable.
@@ -143,7 +125,7 @@ func (v *PebbleView) Reset(ctx context.Context) error {
 // Account implements chronicle.ReadModel.
 func (v *PebbleView) Account(ctx context.Context, id string) (chronicle.Account, error) {
 	var a chronicle.Account
-	ok, err := getJSON(v.db, viewAccountKey(id), &a)
+	ok, err := pebbleutil.GetJSON(v.db, viewAccountKey(id), &a)
 	if err != nil {
 		return a, fmt.Errorf("projector: read account: %w", err)
 	}
@@ -181,7 +163,7 @@ func (v *PebbleView) Transactions(ctx context.Context, id string, before uint64,
 		return nil, err
 	}
 	prefix := viewLinePrefix(id)
-	upper := prefixUpper(prefix)
+	upper := pebbleutil.PrefixEnd(prefix)
 	if before > 0 {
 		upper = viewLineKey(id, before)
 	}
@@ -204,7 +186,7 @@ func (v *PebbleView) Transactions(ctx context.Context, id string, before uint64,
 // LineCount implements View.
 func (v *PebbleView) LineCount(ctx context.Context, id string) (int, error) {
 	prefix := viewLinePrefix(id)
-	it, err := v.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixUpper(prefix)})
+	it, err := v.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: pebbleutil.PrefixEnd(prefix)})
 	if err != nil {
 		return 0, err
 	}
@@ -216,37 +198,10 @@ func (v *PebbleView) LineCount(ctx context.Context, id string) (int, error) {
 	return n, it.Error()
 }
 
-func getJSON(r pebble.Reader, key []byte, v any) (bool, error) {
-	b, closer, err := r.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	defer closer.Close()
-	return true, json.Unmarshal(b, v)
-}
-
 func setJSON(b *pebble.Batch, key []byte, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
 	return b.Set(key, data, nil)
-}
-
-// pebbleLogger sends Pebble's chatter to slog at debug level, errors at error level.
-type pebbleLogger struct{ l *slog.Logger }
-
-func (p pebbleLogger) Infof(format string, args ...any) {
-	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble-view")
-}
-func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble-view")
-}
-func (p pebbleLogger) Fatalf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	p.l.Error(msg, "component", "pebble-view", "fatal", true)
-	panic("projector: pebble fatal: " + msg)
 }

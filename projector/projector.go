@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/internal/position"
 )
 
 // Source is the log a projector reads: the node's event store, or a remote node's API.
@@ -52,9 +53,10 @@ type Projector struct {
 	// Poll is the backstop: how often the log is read when no wake-up arrives.
 	poll time.Duration
 
+	// pos is the view's checkpoint as this projector last saw it; WaitPosition waits on it.
+	pos position.Waiter
+
 	mu       sync.Mutex
-	cond     *sync.Cond
-	pos      uint64
 	posTime  time.Time // commit time of the event at pos
 	head     chronicle.Head
 	lastErr  error
@@ -68,9 +70,7 @@ func New(src Source, view View, logger *slog.Logger) *Projector {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	p := &Projector{src: src, view: view, log: logger.With("component", "projector", "view", view.Name()), poll: time.Second}
-	p.cond = sync.NewCond(&p.mu)
-	return p
+	return &Projector{src: src, view: view, log: logger.With("component", "projector", "view", view.Name()), poll: time.Second}
 }
 
 // SetPoll changes the backstop polling interval (before Run).
@@ -185,13 +185,13 @@ func (p *Projector) step(ctx context.Context) (int, error) {
 }
 
 func (p *Projector) setPos(pos uint64, t time.Time) {
-	p.mu.Lock()
-	p.pos = pos
 	if !t.IsZero() {
+		p.mu.Lock()
 		p.posTime = t
+		p.mu.Unlock()
 	}
-	p.mu.Unlock()
-	p.cond.Broadcast()
+	// Only this projector moves the view's checkpoint, and only forward.
+	p.pos.Advance(pos)
 }
 
 func (p *Projector) setErr(err error) {
@@ -219,19 +219,8 @@ func (p *Projector) maybeLogLag() {
 
 // WaitPosition blocks until the view has applied pos, or ctx ends.
 func (p *Projector) WaitPosition(ctx context.Context, pos uint64) error {
-	stop := context.AfterFunc(ctx, func() {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		p.cond.Broadcast()
-	})
-	defer stop()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for p.pos < pos {
-		if ctx.Err() != nil {
-			return chronicle.Errorf(chronicle.KindTimeout, chronicle.CodeTimeout, "view %s has not reached position %d (at %d)", p.view.Name(), pos, p.pos)
-		}
-		p.cond.Wait()
+	if err := p.pos.Wait(ctx, pos); err != nil {
+		return chronicle.Errorf(chronicle.KindTimeout, chronicle.CodeTimeout, "view %s has not reached position %d (at %d)", p.view.Name(), pos, p.pos.Current())
 	}
 	return nil
 }
@@ -249,10 +238,11 @@ type Status struct {
 
 // Status reports position, lag behind the last head seen, and the last error.
 func (p *Projector) Status() Status {
+	pos := p.pos.Current()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	st := Status{View: p.view.Name(), Position: p.pos, Head: max(p.head.Position, p.pos), Applied: p.applied}
-	st.LagEvents = st.Head - p.pos
+	st := Status{View: p.view.Name(), Position: pos, Head: max(p.head.Position, pos), Applied: p.applied}
+	st.LagEvents = st.Head - pos
 	if st.LagEvents > 0 && !p.posTime.IsZero() && p.head.CommitTime.After(p.posTime) {
 		st.LagSeconds = p.head.CommitTime.Sub(p.posTime).Seconds()
 	}

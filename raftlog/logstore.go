@@ -2,7 +2,6 @@
 package raftlog
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
+
+	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
 )
 
 // ErrKeyNotFound is returned by Get and GetUint64 for a missing stable key.
@@ -81,7 +82,7 @@ func OpenLogStore(dir string, logger *slog.Logger) (*LogStore, error) {
 		MemTableSize:       8 << 20,
 		CacheSize:          8 << 20,
 		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{logger},
+		Logger:             pebbleutil.Logger(logger, "pebble"),
 	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
@@ -261,40 +262,32 @@ func (s *LogStore) Set(key, val []byte) error {
 // Get returns a copy of a stable value, or ErrKeyNotFound (unwrapped, as raft
 // compares its text).
 func (s *LogStore) Get(key []byte) ([]byte, error) {
-	val, closer, err := s.db.Get(stableKey(key))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, ErrKeyNotFound
-	}
+	// Non-nil even when empty: raft treats a nil vote candidate as "no vote".
+	val, ok, err := pebbleutil.Get(s.db, stableKey(key))
 	if err != nil {
 		return nil, fmt.Errorf("raftlog: get %q: %w", key, err)
 	}
-	// Non-nil even when empty: raft treats a nil vote candidate as "no vote".
-	out := append(make([]byte, 0, len(val)), val...)
-	_ = closer.Close()
-	return out, nil
+	if !ok {
+		return nil, ErrKeyNotFound
+	}
+	return val, nil
 }
 
 // SetUint64 stores a stable uint64 as 8 big-endian bytes, synced.
 func (s *LogStore) SetUint64(key []byte, val uint64) error {
-	var buf [8]byte
-	binary.BigEndian.PutUint64(buf[:], val)
-	return s.Set(key, buf[:])
+	return s.Set(key, pebbleutil.U64(val))
 }
 
 // GetUint64 returns a stable uint64, or 0 and ErrKeyNotFound if absent.
 func (s *LogStore) GetUint64(key []byte) (uint64, error) {
-	val, closer, err := s.db.Get(stableKey(key))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, ErrKeyNotFound
-	}
+	v, ok, err := pebbleutil.GetUint64(s.db, stableKey(key))
 	if err != nil {
 		return 0, fmt.Errorf("raftlog: get %q: %w", key, err)
 	}
-	defer closer.Close()
-	if len(val) != 8 {
-		return 0, fmt.Errorf("raftlog: get %q: corrupt uint64 of %d bytes", key, len(val))
+	if !ok {
+		return 0, ErrKeyNotFound
 	}
-	return binary.BigEndian.Uint64(val), nil
+	return v, nil
 }
 
 // loadBounds recomputes the cached first/last index from disk.
@@ -485,27 +478,4 @@ func uvarintLen(v uint64) int {
 		n++
 	}
 	return n
-}
-
-// pebbleLogger routes Pebble's messages to slog. Info is demoted to Debug
-// because Pebble narrates every flush and compaction.
-type pebbleLogger struct{ l *slog.Logger }
-
-func (p pebbleLogger) Infof(format string, args ...any) {
-	if !p.l.Enabled(context.Background(), slog.LevelDebug) {
-		return // Skip formatting messages nobody will see.
-	}
-	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
-}
-
-func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
-}
-
-// Fatalf is called when Pebble cannot continue; panic rather than os.Exit so
-// deferred cleanup runs and the caller's process policy decides.
-func (p pebbleLogger) Fatalf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	p.l.Error(msg, "component", "pebble", "fatal", true)
-	panic("raftlog: pebble fatal: " + msg)
 }

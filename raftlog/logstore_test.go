@@ -13,6 +13,8 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
 	raftbench "github.com/hashicorp/raft/bench"
+
+	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
 )
 
 func openTestStore(t testing.TB, dir string) *LogStore {
@@ -252,7 +254,7 @@ func TestLogStoreCorruptValues(t *testing.T) {
 	}
 
 	// Write garbage under existing keys behind the store's back.
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{slog.New(slog.DiscardHandler)}})
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleutil.Logger(slog.New(slog.DiscardHandler), "pebble")})
 	if err != nil {
 		t.Fatalf("pebble.Open: %v", err)
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/chronicle-ledger/chronicle/client"
 	"github.com/chronicle-ledger/chronicle/node"
 	"github.com/chronicle-ledger/chronicle/node/nodetest"
-	"github.com/chronicle-ledger/chronicle/raftlog"
+	"github.com/chronicle-ledger/chronicle/raftstore"
 )
 
 // TestClusterCommand drives `chronicle cluster status|join|remove` against an in-process
@@ -177,9 +177,9 @@ func TestClusterCommand(t *testing.T) {
 // TestClusterStatusUnreachableMember renders a member that did not answer.
 func TestClusterStatusUnreachableMember(t *testing.T) {
 	ov := clusterOverview{NodeID: "n1", Leader: "n1", Term: 4, Nodes: []node.MemberView{
-		{Server: raftlog.Server{ID: "n1", RaftAddr: "h:1", APIURL: "http://h:2", Suffrage: "Voter", Leader: true}, Reachable: true,
-			Info: &node.NodeInfo{Status: raftlog.Status{State: "Leader", Term: 4, CommitIndex: 10, AppliedIndex: 10, Position: 7, LastContact: "0"}, Ready: true}},
-		{Server: raftlog.Server{ID: "n2", RaftAddr: "h:3", APIURL: "http://h:4", Suffrage: "Voter"}, Error: "connection refused"},
+		{Server: raftstore.Server{ID: "n1", RaftAddr: "h:1", APIURL: "http://h:2", Suffrage: "Voter", Leader: true}, Reachable: true,
+			Info: &node.NodeInfo{Status: raftstore.Status{State: "Leader", Term: 4, CommitIndex: 10, AppliedIndex: 10, Position: 7, LastContact: "0"}, Ready: true}},
+		{Server: raftstore.Server{ID: "n2", RaftAddr: "h:3", APIURL: "http://h:4", Suffrage: "Voter"}, Error: "connection refused"},
 	}}
 	var buf bytes.Buffer
 	if err := printClusterStatus(&buf, "http://h:2/", ov); err != nil {

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/chronicle-ledger/chronicle/node"
-	"github.com/chronicle-ledger/chronicle/raftlog"
+	"github.com/chronicle-ledger/chronicle/raftstore"
 )
 
 // Cluster is a Raft cluster of in-process nodes on fixed free ports, so that a node
@@ -38,7 +38,7 @@ func StartCluster(t testing.TB, size int, opts ...Option) *Cluster {
 	var join []string
 	for i := 1; i <= size; i++ {
 		cfg := node.Config{NodeID: fmt.Sprintf("n%d", i), DataDir: t.TempDir(), HTTPAddr: FreeAddr(t), RaftAddr: FreeAddr(t),
-			BootstrapExpect: size, RaftFaults: raftlog.NewFaults(), Logger: Logger()}
+			BootstrapExpect: size, RaftFaults: raftstore.NewFaults(), Logger: Logger()}
 		join = append(join, "http://"+cfg.HTTPAddr)
 		c.cfgs = append(c.cfgs, cfg)
 	}

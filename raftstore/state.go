@@ -1,15 +1,15 @@
-package raftlog
+package raftstore
 
 import (
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
 )
 
 // reader reads ledger state from anything Pebble can read: the DB, an indexed batch
@@ -18,66 +18,44 @@ type reader struct{ r pebble.Reader }
 
 var _ chronicle.State = reader{}
 
-func (rd reader) getJSON(key []byte, v any) (bool, error) {
-	b, closer, err := rd.r.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	defer closer.Close()
-	if err := json.Unmarshal(b, v); err != nil {
-		return false, fmt.Errorf("decode %q: %w", key, err)
-	}
-	return true, nil
-}
-
 // Account implements chronicle.State.
 func (rd reader) Account(id string) (chronicle.Account, bool, error) {
 	var a chronicle.Account
-	ok, err := rd.getJSON(accountKey(id), &a)
+	ok, err := pebbleutil.GetJSON(rd.r, accountKey(id), &a)
 	return a, ok, err
 }
 
 // Idempotency implements chronicle.State.
 func (rd reader) Idempotency(key string) (chronicle.IdempotencyRecord, bool, error) {
 	var r chronicle.IdempotencyRecord
-	ok, err := rd.getJSON(idemKey(key), &r)
+	ok, err := pebbleutil.GetJSON(rd.r, idemKey(key), &r)
 	return r, ok, err
 }
 
 func (rd reader) head() (chronicle.Head, error) {
 	h := chronicle.GenesisHead()
-	_, err := rd.getJSON(metaKey(metaHead), &h)
+	_, err := pebbleutil.GetJSON(rd.r, metaKey(metaHead), &h)
 	return h, err
 }
 
 func (rd reader) applied() (uint64, error) {
-	b, closer, err := rd.r.Get(metaKey(metaApplied))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, nil
-	}
+	v, _, err := pebbleutil.GetUint64(rd.r, metaKey(metaApplied))
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("applied index: %w", err)
 	}
-	defer closer.Close()
-	if len(b) != 8 {
-		return 0, fmt.Errorf("applied index: %d bytes, want 8", len(b))
-	}
-	return binary.BigEndian.Uint64(b), nil
+	return v, nil
 }
 
 func (rd reader) event(pos uint64) (chronicle.Event, bool, error) {
 	var e chronicle.Event
-	ok, err := rd.getJSON(eventKey(pos), &e)
+	ok, err := pebbleutil.GetJSON(rd.r, eventKey(pos), &e)
 	return e, ok, err
 }
 
 // balanceAt seeks the last history entry of id at or before t: one seek, O(log n).
 func (rd reader) balanceAt(id string, t time.Time) (chronicle.BalancePoint, bool, error) {
 	prefix := historyPrefix(id)
-	it, err := rd.r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	it, err := rd.r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: pebbleutil.PrefixEnd(prefix)})
 	if err != nil {
 		return chronicle.BalancePoint{}, false, err
 	}
@@ -109,7 +87,7 @@ func writeOutcome(b *pebble.Batch, out chronicle.Outcome) error {
 		if err := b.Set(eventKey(e.Position), v, nil); err != nil {
 			return err
 		}
-		if err := b.Set(streamKey(e.AggregateID, e.EventVersion), u64(e.Position), nil); err != nil {
+		if err := b.Set(streamKey(e.AggregateID, e.EventVersion), pebbleutil.U64(e.Position), nil); err != nil {
 			return err
 		}
 		if err := b.Set(typeKey(e.EventType, e.Position), nil, nil); err != nil {
@@ -126,7 +104,7 @@ func writeOutcome(b *pebble.Batch, out chronicle.Outcome) error {
 		}
 	}
 	for _, h := range out.History {
-		if err := b.Set(historyKey(h.AccountID, h.Time), join(u64(uint64(h.Balance)), u64(h.Position)), nil); err != nil {
+		if err := b.Set(historyKey(h.AccountID, h.Time), join(pebbleutil.U64(uint64(h.Balance)), pebbleutil.U64(h.Position)), nil); err != nil {
 			return err
 		}
 	}
@@ -170,7 +148,7 @@ func purgeExpired(b *pebble.Batch, now time.Time, window time.Duration) error {
 		var rec chronicle.IdempotencyRecord
 		// Only delete the record if it is the one this index entry points at: the key may
 		// have been reused after it expired.
-		if ok, err := (reader{b}).getJSON(idemKey(key), &rec); err != nil {
+		if ok, err := pebbleutil.GetJSON(b, idemKey(key), &rec); err != nil {
 			return err
 		} else if ok && rec.CommitTime.Equal(keyTime(k[1:9])) {
 			if err := b.Delete(idemKey(key), nil); err != nil {

@@ -1,8 +1,9 @@
-package raftlog
+package raftstore
 
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -287,7 +288,7 @@ func accountDiff(want, got chronicle.Account) string {
 
 // verifyAgainstReplay replays the store's events through chronicle.NewReplayer (which
 // checks the hash chain and every balance_after) and checks that every account, the
-// account listing and the head match the replay. It returns the replay and the events.
+// state DB's set of accounts and the head match the replay. It returns the replay and the events.
 func verifyAgainstReplay(t testing.TB, s *Store) (*chronicle.Replayer, []chronicle.Event) {
 	t.Helper()
 	ctx := context.Background()
@@ -333,25 +334,43 @@ func verifyAgainstReplay(t testing.TB, s *Store) (*chronicle.Replayer, []chronic
 			t.Fatalf("%s balances sum to %d, want 0", cur, total)
 		}
 	}
-	var listed []chronicle.Account
-	after := ""
-	for {
-		page, err := s.Accounts(ctx, after, 7)
+	// The store holds exactly the replay's accounts, external ones included: read every
+	// account record of the state DB, not just the ids the replay knows of.
+	var stored []chronicle.Account
+	if err := s.read(func(rd reader) error {
+		it, err := rd.r.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixAccount}, UpperBound: []byte{prefixAccount + 1}})
 		if err != nil {
-			t.Fatalf("Accounts: %v", err)
+			return err
 		}
-		if len(page) == 0 {
-			break
+		defer it.Close()
+		for it.First(); it.Valid(); it.Next() {
+			var a chronicle.Account
+			if err := json.Unmarshal(it.Value(), &a); err != nil {
+				return fmt.Errorf("decode account %q: %w", it.Key(), err)
+			}
+			stored = append(stored, a)
 		}
-		listed = append(listed, page...)
-		after = page[len(page)-1].ID
+		return it.Error()
+	}); err != nil {
+		t.Fatalf("list stored accounts: %v", err)
 	}
-	if len(listed) != customers {
-		t.Fatalf("Accounts lists %d accounts, replay has %d customer accounts", len(listed), customers)
+	if len(stored) != len(rep.State.Accounts) {
+		t.Fatalf("state DB holds %d accounts, replay has %d (%d customers)", len(stored), len(rep.State.Accounts), customers)
 	}
-	for _, a := range listed {
-		if d := accountDiff(rep.State.Accounts[a.ID], a); d != "" {
-			t.Fatalf("listed account %s differs from replay: %s", a.ID, d)
+	for _, a := range stored {
+		want, ok := rep.State.Accounts[a.ID]
+		if !ok {
+			t.Fatalf("state DB holds account %s the replay lacks", a.ID)
+		}
+		if d := accountDiff(want, a); d != "" {
+			t.Fatalf("stored account %s differs from replay: %s", a.ID, d)
+		}
+		if a.External() {
+			// Account serves customer accounts only.
+			var ce *chronicle.Error
+			if _, err := s.Account(ctx, a.ID); !errors.As(err, &ce) || ce.Kind != chronicle.KindNotFound {
+				t.Fatalf("Account(%s) of an external account: %v, want not found", a.ID, err)
+			}
 		}
 	}
 	return rep, events
@@ -1199,4 +1218,44 @@ func TestStoreCloseWhileExecuting(t *testing.T) {
 	}
 	t.Logf("%d acknowledged, %d failed", ok, failed)
 	verifyAgainstReplay(t, s)
+}
+
+// WaitApplied and Changes follow the applied position: a waiter for a future position is
+// woken by the command that reaches it, one past its deadline gets a timeout error, and a
+// subscriber is signalled when the log grows.
+func TestStoreWaitAppliedAndChanges(t *testing.T) {
+	t.Parallel()
+	env := newLedgerEnv(t, nil)
+	s := env.open()
+	changes, stop := s.Changes()
+	defer stop()
+	base := mustHead(t, s).Position
+
+	ctx, cancel := context.WithTimeout(context.Background(), ledgerTestTimeout)
+	defer cancel()
+	woken := make(chan error, 1)
+	go func() { woken <- s.WaitApplied(ctx, base+1) }()
+	res := mustOK(t, s, cmdCreate("waited", "USD", "1.00", ""))
+	if err := <-woken; err != nil {
+		t.Fatalf("WaitApplied(%d): %v", base+1, err)
+	}
+	if h := mustHead(t, s); h.Position < res[0].Position {
+		t.Fatalf("head %d after WaitApplied, command committed at %d", h.Position, res[0].Position)
+	}
+	select {
+	case <-changes:
+	case <-ctx.Done():
+		t.Fatal("no change signal after a commit")
+	}
+
+	short, cancelShort := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancelShort()
+	err := s.WaitApplied(short, mustHead(t, s).Position+1000)
+	var ce *chronicle.Error
+	if !errors.As(err, &ce) || ce.Kind != chronicle.KindTimeout || ce.Code != chronicle.CodeTimeout {
+		t.Fatalf("WaitApplied past its deadline: %v, want a timeout error", err)
+	}
+	if err := s.WaitApplied(short, res[0].Position); err != nil {
+		t.Fatalf("WaitApplied of a reached position with an ended context: %v", err)
+	}
 }

@@ -1,4 +1,4 @@
-package raftlog
+package raftstore
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
 )
 
 // entryMeta tags a Raft entry that carries cluster metadata instead of a command batch
@@ -57,7 +58,7 @@ func (s *Store) NodeMeta(id string) (NodeMeta, bool, error) {
 	var ok bool
 	err := s.read(func(rd reader) error {
 		var err error
-		ok, err = rd.getJSON(nodeKey(id), &m)
+		ok, err = pebbleutil.GetJSON(rd.r, nodeKey(id), &m)
 		return err
 	})
 	return m, ok, err
@@ -67,7 +68,7 @@ func (s *Store) NodeMeta(id string) (NodeMeta, bool, error) {
 func (s *Store) Servers() ([]Server, error) {
 	f := s.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
-		return nil, fmt.Errorf("raftlog: read configuration: %w", err)
+		return nil, fmt.Errorf("raftstore: read configuration: %w", err)
 	}
 	_, leader := s.raft.LeaderWithID()
 	var out []Server
@@ -91,7 +92,7 @@ func (s *Store) Join(ctx context.Context, id, raftAddr, apiURL string) error {
 	}
 	cfg := s.raft.GetConfiguration()
 	if err := cfg.Error(); err != nil {
-		return fmt.Errorf("raftlog: read configuration: %w", err)
+		return fmt.Errorf("raftstore: read configuration: %w", err)
 	}
 	for _, srv := range cfg.Configuration().Servers {
 		switch {
@@ -120,7 +121,7 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 	found := false
 	cfg := s.raft.GetConfiguration()
 	if err := cfg.Error(); err != nil {
-		return fmt.Errorf("raftlog: read configuration: %w", err)
+		return fmt.Errorf("raftstore: read configuration: %w", err)
 	}
 	for _, srv := range cfg.Configuration().Servers {
 		found = found || srv.ID == raft.ServerID(id)
@@ -145,7 +146,7 @@ func (s *Store) BootstrapWith(servers []Server) error {
 	sort.Slice(cfg.Servers, func(i, j int) bool { return cfg.Servers[i].ID < cfg.Servers[j].ID })
 	err := s.raft.BootstrapCluster(cfg).Error()
 	if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
-		return fmt.Errorf("raftlog: bootstrap: %w", err)
+		return fmt.Errorf("raftstore: bootstrap: %w", err)
 	}
 	return nil
 }

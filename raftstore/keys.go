@@ -1,9 +1,11 @@
-package raftlog
+package raftstore
 
 import (
 	"encoding/binary"
 	"math"
 	"time"
+
+	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
 )
 
 // Key layout of the state DB. One byte of prefix per record kind; ids are followed by a
@@ -23,12 +25,6 @@ const (
 	maxPurgePerCommit = 1024
 )
 
-func u64(v uint64) []byte {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], v)
-	return b[:]
-}
-
 // timeKey orders times as their bytes: nanoseconds with the sign bit flipped, clamped to
 // what int64 nanoseconds can hold (years 1678-2262).
 func timeKey(t time.Time) []byte {
@@ -41,7 +37,7 @@ func timeKey(t time.Time) []byte {
 	default:
 		n = t.UnixNano()
 	}
-	return u64(uint64(n) ^ 1<<63)
+	return pebbleutil.U64(uint64(n) ^ 1<<63)
 }
 
 func keyTime(b []byte) time.Time {
@@ -60,13 +56,13 @@ func join(parts ...[]byte) []byte {
 	return out
 }
 
-func eventKey(pos uint64) []byte { return join([]byte{prefixEvent}, u64(pos)) }
+func eventKey(pos uint64) []byte { return join([]byte{prefixEvent}, pebbleutil.U64(pos)) }
 func accountKey(id string) []byte {
 	return join([]byte{prefixAccount}, []byte(id))
 }
 func streamPrefix(id string) []byte { return join([]byte{prefixStream}, []byte(id), []byte{0}) }
 func streamKey(id string, version uint64) []byte {
-	return join(streamPrefix(id), u64(version))
+	return join(streamPrefix(id), pebbleutil.U64(version))
 }
 func historyPrefix(id string) []byte { return join([]byte{prefixHistory}, []byte(id), []byte{0}) }
 func historyKey(id string, t time.Time) []byte {
@@ -75,22 +71,12 @@ func historyKey(id string, t time.Time) []byte {
 func typePrefix(eventType string) []byte {
 	return join([]byte{prefixType}, []byte(eventType), []byte{0})
 }
-func typeKey(eventType string, pos uint64) []byte { return join(typePrefix(eventType), u64(pos)) }
-func idemKey(key string) []byte                   { return join([]byte{prefixIdem}, []byte(key)) }
+func typeKey(eventType string, pos uint64) []byte {
+	return join(typePrefix(eventType), pebbleutil.U64(pos))
+}
+func idemKey(key string) []byte { return join([]byte{prefixIdem}, []byte(key)) }
 func idemExpiryKey(t time.Time, key string) []byte {
 	return join([]byte{prefixIdemExpiry}, timeKey(t), []byte(key))
 }
 func metaKey(name string) []byte { return join([]byte{prefixMeta}, []byte(name)) }
 func nodeKey(id string) []byte   { return join([]byte{prefixNode}, []byte(id)) }
-
-// prefixEnd is the first key after every key that starts with p.
-func prefixEnd(p []byte) []byte {
-	end := append([]byte(nil), p...)
-	for i := len(end) - 1; i >= 0; i-- {
-		end[i]++
-		if end[i] != 0 {
-			return end[:i+1]
-		}
-	}
-	return nil
-}

@@ -1,4 +1,4 @@
-package raftlog
+package raftstore
 
 import (
 	"errors"
@@ -46,7 +46,7 @@ func (f *Faults) isBlocked(addr string) bool {
 	return f.blocked[addr]
 }
 
-var errPartitioned = errors.New("raftlog: peer is partitioned away (fault injection)")
+var errPartitioned = errors.New("raftstore: peer is partitioned away (fault injection)")
 
 // faultyLayer is a raft.StreamLayer over TCP that honours Faults.
 type faultyLayer struct {

@@ -1,160 +1,26 @@
-package raftlog
+package raftstore
 
 import (
 	"bufio"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/golang/snappy"
 	"github.com/hashicorp/raft"
 
 	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
 )
 
-// fsm applies committed command batches to the state DB through the domain's state
-// machine. Each raft.BatchingFSM call is one Pebble batch, so many entries share a write.
-type fsm struct {
-	log *slog.Logger
-
-	// mu guards db against a restore swapping its contents under readers.
-	mu sync.RWMutex
-	db *pebble.DB
-
-	// fatal is set when the state machine reported a broken invariant; from then on the
-	// node refuses to apply anything rather than diverge.
-	fatalMu sync.Mutex
-	fatal   error
-
-	// onApply is called after each applied batch with the new head, applied index and
-	// the events the batch appended (nil after a restore: the log was replaced).
-	onApply func(chronicle.Head, uint64, []chronicle.Event)
-}
-
-var (
-	_ raft.FSM         = (*fsm)(nil)
-	_ raft.BatchingFSM = (*fsm)(nil)
-)
-
-// applyResponse is what a raft.ApplyFuture returns for one command entry.
-type applyResponse struct {
-	results []chronicle.Result
-	err     error
-}
-
-func (f *fsm) failed() error {
-	f.fatalMu.Lock()
-	defer f.fatalMu.Unlock()
-	return f.fatal
-}
-
-func (f *fsm) setFatal(err error) {
-	f.fatalMu.Lock()
-	defer f.fatalMu.Unlock()
-	if f.fatal == nil {
-		f.fatal = err
+// Snapshot forces a Raft snapshot (and the log truncation behind it).
+func (s *Store) Snapshot() error {
+	if err := s.raft.Snapshot().Error(); err != nil {
+		return fmt.Errorf("raftstore: snapshot: %w", err)
 	}
-}
-
-// Apply implements raft.FSM.
-func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
-
-// ApplyBatch implements raft.BatchingFSM.
-func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
-	resp := make([]any, len(logs))
-	if err := f.failed(); err != nil {
-		for i := range resp {
-			resp[i] = applyResponse{err: err}
-		}
-		return resp
-	}
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	b := f.db.NewIndexedBatch()
-	defer b.Close()
-	rd := reader{b}
-	applied, err := rd.applied()
-	if err != nil {
-		return f.fail(resp, fmt.Errorf("read applied index: %w", err))
-	}
-	head, err := rd.head()
-	if err != nil {
-		return f.fail(resp, fmt.Errorf("read head: %w", err))
-	}
-	last := applied
-	var appended []chronicle.Event
-	for i, l := range logs {
-		if l.Index <= applied {
-			// Already in the state DB: a restart replays the log from the snapshot on.
-			resp[i] = applyResponse{err: errors.New("entry already applied before restart")}
-			continue
-		}
-		last = l.Index
-		if l.Type != raft.LogCommand {
-			continue
-		}
-		if len(l.Data) > 0 && l.Data[0] == entryMeta {
-			var m NodeMeta
-			if err := json.Unmarshal(l.Data[1:], &m); err != nil {
-				return f.fail(resp, fmt.Errorf("decode meta entry %d: %w", l.Index, err))
-			}
-			if err := b.Set(nodeKey(m.ID), l.Data[1:], nil); err != nil {
-				return f.fail(resp, err)
-			}
-			resp[i] = applyResponse{}
-			continue
-		}
-		var batch chronicle.Batch
-		if err := json.Unmarshal(l.Data, &batch); err != nil {
-			// Only this package proposes entries, so this is a bug or corruption; stop.
-			return f.fail(resp, fmt.Errorf("decode entry %d: %w", l.Index, err))
-		}
-		out, err := chronicle.Apply(rd, head, batch)
-		if err != nil {
-			return f.fail(resp, fmt.Errorf("apply entry %d: %w", l.Index, err))
-		}
-		if err := writeOutcome(b, out); err != nil {
-			return f.fail(resp, fmt.Errorf("stage entry %d: %w", l.Index, err))
-		}
-		head = out.Head
-		appended = append(appended, out.Events...)
-		// Purge per entry, not per apply call, so every replica's state DB holds the same
-		// bytes at the same index however Raft grouped the entries.
-		if err := purgeExpired(b, head.CommitTime, batch.IdempotencyWindow); err != nil {
-			return f.fail(resp, fmt.Errorf("purge idempotency keys: %w", err))
-		}
-		resp[i] = applyResponse{results: out.Results}
-	}
-	if last == applied {
-		return resp
-	}
-	if err := b.Set(metaKey(metaApplied), u64(last), nil); err != nil {
-		return f.fail(resp, err)
-	}
-	// NoSync: the Raft log is fsynced before an entry is applied, and a restart replays
-	// whatever the state DB lost from it (entries at or below the applied index are
-	// skipped). Snapshots sync the state DB before the log behind them is truncated.
-	if err := b.Commit(pebble.NoSync); err != nil {
-		return f.fail(resp, fmt.Errorf("commit state batch: %w", err))
-	}
-	if f.onApply != nil {
-		f.onApply(head, last, appended)
-	}
-	return resp
-}
-
-func (f *fsm) fail(resp []any, err error) []any {
-	f.log.Error("state machine stopped: refusing to apply further entries", "err", err)
-	f.setFatal(err)
-	for i := range resp {
-		resp[i] = applyResponse{err: err}
-	}
-	return resp
+	return nil
 }
 
 // snapshotHeader opens every snapshot stream.
@@ -346,7 +212,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 			b = f.db.NewBatch()
 		}
 	}
-	if err := b.Set(metaKey(metaApplied), u64(h.Applied), nil); err != nil {
+	if err := b.Set(metaKey(metaApplied), pebbleutil.U64(h.Applied), nil); err != nil {
 		return err
 	}
 	if err := b.Commit(pebble.Sync); err != nil {

@@ -1,0 +1,112 @@
+// Package pebbleutil holds the small Pebble helpers every Pebble-backed package needs:
+// a slog adapter for Pebble's logger, key-range bounds, copying gets and big-endian
+// integers.
+package pebbleutil
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Logger routes Pebble's messages to l, tagged with component. Info is demoted to Debug
+// because Pebble narrates every flush and compaction.
+func Logger(l *slog.Logger, component string) pebble.Logger {
+	if l == nil {
+		l = slog.New(slog.DiscardHandler)
+	}
+	return logger{l: l, component: component}
+}
+
+type logger struct {
+	l         *slog.Logger
+	component string
+}
+
+func (p logger) Infof(format string, args ...any) {
+	if !p.l.Enabled(context.Background(), slog.LevelDebug) {
+		return // Skip formatting messages nobody will see.
+	}
+	p.l.Debug(fmt.Sprintf(format, args...), "component", p.component)
+}
+
+func (p logger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", p.component)
+}
+
+// Fatalf is called when Pebble cannot continue; panic rather than os.Exit so deferred
+// cleanup runs and the caller's process policy decides.
+func (p logger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error(msg, "component", p.component, "fatal", true)
+	panic(p.component + ": pebble fatal: " + msg)
+}
+
+// PrefixEnd is the first key after every key that starts with p (nil when there is none:
+// p is all 0xff bytes).
+func PrefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// Get returns a copy of key's value (non-nil, even when empty), or ok false when the key
+// is absent. Pebble's own Get hands out a buffer valid only until its closer is closed.
+func Get(r pebble.Reader, key []byte) (value []byte, ok bool, err error) {
+	v, closer, err := r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	defer closer.Close()
+	return append(make([]byte, 0, len(v)), v...), true, nil
+}
+
+// GetJSON decodes key's JSON value into v; ok is false (and v untouched) when the key is
+// absent.
+func GetJSON(r pebble.Reader, key []byte, v any) (ok bool, err error) {
+	b, closer, err := r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer closer.Close()
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("decode %q: %w", key, err)
+	}
+	return true, nil
+}
+
+// GetUint64 reads a big-endian uint64 value; ok is false when the key is absent, and a
+// value of any length but 8 is an error.
+func GetUint64(r pebble.Reader, key []byte) (v uint64, ok bool, err error) {
+	b, closer, err := r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	defer closer.Close()
+	if len(b) != 8 {
+		return 0, false, fmt.Errorf("corrupt uint64 of %d bytes, want 8", len(b))
+	}
+	return binary.BigEndian.Uint64(b), true, nil
+}
+
+// U64 encodes v big-endian, so that integers order as their bytes.
+func U64(v uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), v) }

@@ -1,0 +1,134 @@
+package raftstore
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
+)
+
+// read runs fn against the state DB under the restore lock.
+func (s *Store) read(fn func(rd reader) error) error {
+	s.fsm.mu.RLock()
+	defer s.fsm.mu.RUnlock()
+	return fn(reader{s.fsm.db})
+}
+
+// Head implements chronicle.EventStore.
+func (s *Store) Head(ctx context.Context) (chronicle.Head, error) {
+	s.headMu.Lock()
+	defer s.headMu.Unlock()
+	return s.head, nil
+}
+
+// Account implements chronicle.EventStore.
+func (s *Store) Account(ctx context.Context, id string) (chronicle.Account, error) {
+	var a chronicle.Account
+	err := s.read(func(rd reader) error {
+		var ok bool
+		var err error
+		a, ok, err = rd.Account(id)
+		if err != nil {
+			return fmt.Errorf("raftstore: read account: %w", err)
+		}
+		if !ok || a.External() {
+			return chronicle.Errorf(chronicle.KindNotFound, chronicle.CodeAccountNotFound, "account %q not found", id)
+		}
+		return nil
+	})
+	return a, err
+}
+
+// BalanceAt implements chronicle.EventStore.
+func (s *Store) BalanceAt(ctx context.Context, id string, t time.Time) (chronicle.BalancePoint, error) {
+	if _, err := s.Account(ctx, id); err != nil {
+		return chronicle.BalancePoint{}, err
+	}
+	var p chronicle.BalancePoint
+	err := s.read(func(rd reader) error {
+		var ok bool
+		var err error
+		p, ok, err = rd.balanceAt(id, t)
+		if err != nil {
+			return fmt.Errorf("raftstore: balance history: %w", err)
+		}
+		if !ok {
+			return chronicle.Errorf(chronicle.KindNotFound, chronicle.CodeAccountNotFound, "account %q did not exist at %s", id, t.UTC().Format(time.RFC3339Nano))
+		}
+		return nil
+	})
+	return p, err
+}
+
+// Events implements chronicle.EventStore.
+func (s *Store) Events(ctx context.Context, q chronicle.EventQuery) ([]chronicle.Event, error) {
+	if q.Limit <= 0 || q.Limit > chronicle.MaxEventsPage {
+		q.Limit = chronicle.MaxEventsPage
+	}
+	if !q.Descending && q.EventType == "" && q.AggregateID == "" {
+		// The projector, the publisher and live streams all read just behind the head.
+		if evs, ok := s.recent.after(q.After, q.Limit); ok {
+			return evs, nil
+		}
+	}
+	out := []chronicle.Event{}
+	err := s.read(func(rd reader) error {
+		// Pick the narrowest index: an account's stream, an event type, or the log itself.
+		var lower, upper []byte
+		var posOf func(k, v []byte) uint64
+		switch {
+		case q.AggregateID != "":
+			lower, upper = streamPrefix(q.AggregateID), pebbleutil.PrefixEnd(streamPrefix(q.AggregateID))
+			posOf = func(_, v []byte) uint64 { return binary.BigEndian.Uint64(v) }
+		case q.EventType != "":
+			n := len(typePrefix(q.EventType))
+			lower, upper = typePrefix(q.EventType), pebbleutil.PrefixEnd(typePrefix(q.EventType))
+			if q.Descending && q.After > 0 {
+				upper = typeKey(q.EventType, q.After)
+			} else if !q.Descending {
+				lower = typeKey(q.EventType, q.After+1)
+			}
+			posOf = func(k, _ []byte) uint64 { return binary.BigEndian.Uint64(k[n:]) }
+		default:
+			lower, upper = []byte{prefixEvent}, []byte{prefixEvent + 1}
+			if q.Descending && q.After > 0 {
+				upper = eventKey(q.After)
+			} else if !q.Descending {
+				lower = eventKey(q.After + 1)
+			}
+			posOf = func(k, _ []byte) uint64 { return binary.BigEndian.Uint64(k[1:]) }
+		}
+		it, err := rd.r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		// Stream keys are ordered by version, which follows position within an account.
+		valid := it.First()
+		step := it.Next
+		if q.Descending {
+			valid, step = it.Last(), it.Prev
+		}
+		for ; valid && len(out) < q.Limit; valid = step() {
+			pos := posOf(it.Key(), it.Value())
+			if q.Descending && q.After > 0 && pos >= q.After || !q.Descending && pos <= q.After {
+				continue
+			}
+			e, ok, err := rd.event(pos)
+			if err != nil {
+				return fmt.Errorf("raftstore: read event %d: %w", pos, err)
+			}
+			if !ok || q.EventType != "" && e.EventType != q.EventType {
+				continue
+			}
+			out = append(out, e)
+		}
+		return it.Error()
+	})
+	return out, err
+}

@@ -1,0 +1,284 @@
+// Package raftstore is the Raft-backed chronicle.EventStore: hashicorp/raft orders command
+// batches, raftlog keeps Raft's log, and an FSM applies them to a Pebble state DB.
+package raftstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/hashicorp/raft"
+
+	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
+	"github.com/chronicle-ledger/chronicle/internal/position"
+	"github.com/chronicle-ledger/chronicle/raftlog"
+)
+
+// Config configures a Store.
+type Config struct {
+	// DataDir holds raft/ (log and stable store), state/ (ledger state) and snapshots/.
+	DataDir string
+	// NodeID names this node in the Raft configuration.
+	NodeID string
+	// RaftAddr is the host:port the Raft transport listens on and advertises.
+	RaftAddr string
+	// Bootstrap makes a node with no Raft state form a one-node cluster of itself.
+	Bootstrap bool
+	// IdempotencyWindow is how long, in commit time, idempotency keys are remembered.
+	IdempotencyWindow time.Duration
+	// SnapshotThreshold is the number of log entries between snapshots (0: default).
+	SnapshotThreshold uint64
+	// TrailingLogs is the number of entries kept behind a snapshot (0: default).
+	TrailingLogs uint64
+	// ApplyTimeout bounds how long a command waits to be enqueued into Raft.
+	ApplyTimeout time.Duration
+	// Faults, when set, lets tests cut this node's Raft traffic to chosen peers.
+	Faults *Faults
+	Logger *slog.Logger
+}
+
+// Store is a chronicle.EventStore on hashicorp/raft with Pebble for the log and state.
+type Store struct {
+	cfg       Config
+	log       *slog.Logger
+	logs      *raftlog.LogStore
+	fsm       *fsm
+	raft      *raft.Raft
+	transport *raft.NetworkTransport
+
+	queue    chan *request
+	inflight chan inflight
+	stop     chan struct{}
+	wg       sync.WaitGroup
+
+	// headMu guards the last applied head and Raft index, as the FSM reported them.
+	headMu     sync.Mutex
+	head       chronicle.Head
+	appliedIdx uint64
+	// applied is the head's position, for WaitApplied and Changes. It moves after head,
+	// so whoever it wakes reads a head (and state) at least that far.
+	applied position.Waiter
+
+	recent      tailCache
+	barrierTerm atomic.Uint64 // last term whose leader barrier completed
+	ready       atomic.Bool
+	hadState    bool // Raft state existed at open: this node was already in a cluster
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ chronicle.EventStore = (*Store)(nil)
+
+// Open opens (creating when new) a store under cfg.DataDir and starts Raft.
+func Open(cfg Config) (*Store, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.NodeID == "" {
+		return nil, errors.New("raftstore: node id is required")
+	}
+	if cfg.ApplyTimeout == 0 {
+		cfg.ApplyTimeout = 10 * time.Second
+	}
+	log := cfg.Logger.With("component", "raftstore", "node", cfg.NodeID)
+	for _, d := range []string{"raft", "state", "snapshots"} {
+		if err := os.MkdirAll(filepath.Join(cfg.DataDir, d), 0o755); err != nil {
+			return nil, fmt.Errorf("raftstore: create data dir: %w", err)
+		}
+	}
+	s := &Store{cfg: cfg, log: log, queue: make(chan *request, queueSize),
+		inflight: make(chan inflight, maxInflight), stop: make(chan struct{})}
+	var err error
+	if s.logs, err = raftlog.OpenLogStore(filepath.Join(cfg.DataDir, "raft"), log); err != nil {
+		return nil, err
+	}
+	db, err := pebble.Open(filepath.Join(cfg.DataDir, "state"), &pebble.Options{
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             pebbleutil.Logger(log, "pebble"),
+	})
+	if err != nil {
+		_ = s.logs.Close()
+		return nil, fmt.Errorf("raftstore: open state db: %w", err)
+	}
+	s.fsm = &fsm{log: log, db: db, onApply: s.noteApplied}
+	rd := reader{db}
+	if s.head, err = rd.head(); err != nil {
+		s.closeStores()
+		return nil, fmt.Errorf("raftstore: read head: %w", err)
+	}
+	if s.appliedIdx, err = rd.applied(); err != nil {
+		s.closeStores()
+		return nil, fmt.Errorf("raftstore: read applied index: %w", err)
+	}
+	s.applied.Reset(s.head.Position)
+	log.Info("opening store", "position", s.head.Position, "applied_index", s.appliedIdx)
+	if err := s.startRaft(); err != nil {
+		s.closeStores()
+		return nil, err
+	}
+	s.wg.Add(2)
+	go s.batcher()
+	go s.completer()
+
+	return s, nil
+}
+
+// noteApplied records the new head, keeps the newest events for readers that follow the
+// tail of the log, and wakes waiters.
+func (s *Store) noteApplied(h chronicle.Head, idx uint64, events []chronicle.Event) {
+	s.headMu.Lock()
+	s.head, s.appliedIdx = h, idx
+	s.headMu.Unlock()
+	s.recent.add(h, events)
+	if events == nil {
+		// A restore replaced the state (or nothing was appended): the head is whatever
+		// the state now says, as it was before the waiter existed.
+		s.applied.Reset(h.Position)
+	} else {
+		s.applied.Advance(h.Position)
+	}
+}
+
+// Changes returns a channel that receives a signal (coalesced) after the log grows, and a
+// function that stops the signals. Watchers read the log themselves to see what is new.
+func (s *Store) Changes() (<-chan struct{}, func()) { return s.applied.Changes() }
+
+// Close stops accepting commands, shuts Raft down and closes both Pebble instances.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		s.wg.Wait()
+		var errs []error
+		if s.raft != nil {
+			if err := s.raft.Shutdown().Error(); err != nil {
+				errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
+			}
+		}
+		if s.transport != nil {
+			_ = s.transport.Close()
+		}
+		errs = append(errs, s.closeStores())
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}
+
+func (s *Store) closeStores() error {
+	var errs []error
+	if s.fsm != nil {
+		s.fsm.mu.Lock()
+		if err := s.fsm.db.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close state db: %w", err))
+		}
+		s.fsm.mu.Unlock()
+	}
+	if s.logs != nil {
+		errs = append(errs, s.logs.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// WaitLeader blocks until some node is the leader (this one, for a single node).
+func (s *Store) WaitLeader(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if addr, _ := s.raft.LeaderWithID(); addr != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for leader: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// WaitReady blocks until this node's state includes every entry committed before it
+// started: after a restart Raft re-applies the tail of the log only once a leader commits
+// in its new term, and until then reads would miss acknowledged commands.
+func (s *Store) WaitReady(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if s.raft.State() == raft.Leader {
+			// A barrier returns once everything before it is applied to the FSM.
+			if err := s.raft.Barrier(5 * time.Second).Error(); err == nil {
+				s.ready.Store(true)
+				return nil
+			}
+		} else if addr, _ := s.raft.LeaderWithID(); addr != "" {
+			// Raft's own applied index counts the no-op and barrier entries a new term
+			// starts with, which never reach the FSM.
+			if commit := s.raft.CommitIndex(); commit > 0 && s.raft.AppliedIndex() >= commit {
+				s.ready.Store(true)
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait until caught up: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Ready reports whether WaitReady has seen this node caught up.
+func (s *Store) Ready() bool { return s.ready.Load() }
+
+// WaitApplied blocks until this node has applied at least position pos.
+func (s *Store) WaitApplied(ctx context.Context, pos uint64) error {
+	if err := s.applied.Wait(ctx, pos); err != nil {
+		return chronicle.Errorf(chronicle.KindTimeout, chronicle.CodeTimeout, "position %d not reached: %v", pos, err)
+	}
+	return nil
+}
+
+// Status is a summary of this node for /ready and /cluster.
+type Status struct {
+	NodeID       string `json:"node_id"`
+	State        string `json:"state"`
+	Leader       string `json:"leader"`
+	LeaderAddr   string `json:"leader_addr"`
+	Term         uint64 `json:"term"`
+	CommitIndex  uint64 `json:"commit_index"`
+	AppliedIndex uint64 `json:"applied_index"`
+	Position     uint64 `json:"position"`
+	// RaftApplied is Raft's applied index, which also counts entries (no-ops, barriers,
+	// configuration) that never reach the ledger state.
+	RaftApplied uint64 `json:"raft_applied_index"`
+	// LastContact is how long ago a follower last heard from the leader ("0" on the leader).
+	LastContact string `json:"last_contact"`
+	Fatal       string `json:"fatal,omitempty"`
+}
+
+// Status reports this node's Raft role and progress.
+func (s *Store) Status() Status {
+	addr, id := s.raft.LeaderWithID()
+	st := s.raft.Stats()
+	s.headMu.Lock()
+	pos, applied := s.head.Position, s.appliedIdx
+	s.headMu.Unlock()
+	out := Status{NodeID: s.cfg.NodeID, State: s.raft.State().String(), Leader: string(id), LeaderAddr: string(addr),
+		Term: parseUint(st["term"]), CommitIndex: parseUint(st["commit_index"]), AppliedIndex: applied, RaftApplied: s.raft.AppliedIndex(), Position: pos,
+		LastContact: st["last_contact"]}
+	if err := s.fsm.failed(); err != nil {
+		out.Fatal = err.Error()
+	}
+	return out
+}
+
+func parseUint(s string) uint64 {
+	var v uint64
+	_, _ = fmt.Sscan(s, &v)
+	return v
+}

@@ -1,0 +1,214 @@
+package raftstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/chronicle-ledger/chronicle"
+)
+
+// request is one Execute call waiting for its results.
+type request struct {
+	cmds []chronicle.Command
+	done chan requestResult
+}
+
+type requestResult struct {
+	results []chronicle.Result
+	err     error
+}
+
+// inflight is a Raft entry proposed but not yet applied, with the calls it serves.
+type inflight struct {
+	future raft.ApplyFuture
+	reqs   []*request
+}
+
+// Bounds on the write path: queued calls, and entries in Raft not yet applied.
+const (
+	queueSize   = 4096
+	maxInflight = 2
+)
+
+// Execute implements chronicle.EventStore.
+func (s *Store) Execute(ctx context.Context, cmds []chronicle.Command) ([]chronicle.Result, error) {
+	if len(cmds) == 0 {
+		return nil, nil
+	}
+	if len(cmds) > chronicle.MaxBatchCommands {
+		return nil, chronicle.Errorf(chronicle.KindTooLarge, chronicle.CodeBatchTooLarge, "at most %d commands per batch", chronicle.MaxBatchCommands)
+	}
+	if err := s.fsm.failed(); err != nil {
+		return nil, chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "node stopped applying: %v", err)
+	}
+	if s.raft.State() != raft.Leader {
+		return nil, s.notLeader()
+	}
+	req := &request{cmds: cmds, done: make(chan requestResult, 1)}
+	select {
+	case s.queue <- req:
+	case <-ctx.Done():
+		return nil, ctxError(ctx)
+	case <-s.stop:
+		return nil, errStopping()
+	}
+	select {
+	case r := <-req.done:
+		return r.results, r.err
+	case <-s.stop:
+		// The request may have been queued after the batcher drained the queue for the
+		// last time. Once the batcher and the completer have returned, every request they
+		// took has its answer; one still without an answer was never proposed.
+		s.wg.Wait()
+		select {
+		case r := <-req.done:
+			return r.results, r.err
+		default:
+			return nil, errStopping()
+		}
+	case <-ctx.Done():
+		// The command may still commit: the caller must treat the outcome as unknown.
+		return nil, ctxError(ctx)
+	}
+}
+
+func ctxError(ctx context.Context) error {
+	return chronicle.Errorf(chronicle.KindTimeout, chronicle.CodeTimeout, "request ended before the command was acknowledged: %v; it may still commit", ctx.Err())
+}
+
+func errStopping() error {
+	return chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "node is shutting down")
+}
+
+func (s *Store) notLeader() error {
+	addr, id := s.raft.LeaderWithID()
+	if addr == "" {
+		return chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeNoLeader, "no leader is elected")
+	}
+	e := chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeNotLeader, "this node is not the leader; leader is %s at %s", id, addr)
+	e.Safe = true
+	return e
+}
+
+// batcher is the group commit: it gathers whatever calls are queued into one Raft entry
+// (up to MaxBatchCommands) and proposes it without waiting for the previous entry, so
+// Raft's own pipeline writes many entries with one fsync.
+func (s *Store) batcher() {
+	defer s.wg.Done()
+	defer close(s.inflight)
+	var carry *request
+	for {
+		var reqs []*request
+		n := 0
+		if carry != nil {
+			reqs, n, carry = append(reqs, carry), len(carry.cmds), nil
+		} else {
+			select {
+			case r := <-s.queue:
+				reqs, n = append(reqs, r), len(r.cmds)
+			case <-s.stop:
+				s.drainQueue()
+				return
+			}
+		}
+	gather:
+		for n < chronicle.MaxBatchCommands {
+			select {
+			case r := <-s.queue:
+				if n+len(r.cmds) > chronicle.MaxBatchCommands {
+					carry = r
+					break gather
+				}
+				reqs, n = append(reqs, r), n+len(r.cmds)
+			default:
+				break gather
+			}
+		}
+		s.propose(reqs, n)
+	}
+}
+
+func (s *Store) drainQueue() {
+	for {
+		select {
+		case r := <-s.queue:
+			r.done <- requestResult{err: errStopping()}
+		default:
+			return
+		}
+	}
+}
+
+func (s *Store) propose(reqs []*request, n int) {
+	batch := chronicle.Batch{Time: time.Now().UTC(), IdempotencyWindow: s.cfg.IdempotencyWindow,
+		Commands: make([]chronicle.Command, 0, n)}
+	for _, r := range reqs {
+		batch.Commands = append(batch.Commands, r.cmds...)
+	}
+	data, err := json.Marshal(batch)
+	if err != nil {
+		failAll(reqs, fmt.Errorf("encode batch: %w", err))
+		return
+	}
+	f := s.raft.Apply(data, s.cfg.ApplyTimeout)
+	// Hand the entry to the completer even when stopping: Raft may commit it, so only its
+	// future can tell the callers how it ended. The completer runs until the batcher
+	// returns and closes s.inflight, so this send cannot block forever.
+	s.inflight <- inflight{future: f, reqs: reqs}
+}
+
+func failAll(reqs []*request, err error) {
+	for _, r := range reqs {
+		r.done <- requestResult{err: err}
+	}
+}
+
+// completer hands each applied entry's results back to the calls it carried.
+func (s *Store) completer() {
+	defer s.wg.Done()
+	for in := range s.inflight {
+		if err := in.future.Error(); err != nil {
+			failAll(in.reqs, s.applyError(err))
+			continue
+		}
+		resp, ok := in.future.Response().(applyResponse)
+		if !ok || resp.err != nil {
+			err := resp.err
+			if err == nil {
+				err = errors.New("unexpected apply response")
+			}
+			failAll(in.reqs, chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "apply failed: %v", err))
+			continue
+		}
+		i := 0
+		for _, r := range in.reqs {
+			r.done <- requestResult{results: resp.results[i : i+len(r.cmds)]}
+			i += len(r.cmds)
+		}
+	}
+}
+
+// applyError maps a Raft apply failure to what a client should be told.
+func (s *Store) applyError(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		// Raft refused the entry before appending it: nothing can commit.
+		e := chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeNotLeader, "this node stopped leading before the command was proposed (%v)", err)
+		e.Safe = true
+		return e
+	case errors.Is(err, raft.ErrLeadershipLost):
+		// ErrLeadershipLost: the entry may or may not commit under the next leader.
+		return chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeNotLeader, "leadership changed before the command was acknowledged (%v); its outcome is unknown", err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return errStopping()
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "raft is overloaded: %v", err)
+	default:
+		return chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "raft apply: %v", err)
+	}
+}
