@@ -3,10 +3,10 @@ package chronicle
 import (
 	"errors"
 	"fmt"
-	"net/http"
 )
 
-// Kind classifies an error by who must act on it; the HTTP layer maps kinds to statuses.
+// Kind classifies an error by who must act on it; the HTTP layer maps kinds to statuses
+// (httpapi), so the domain knows nothing of transports.
 type Kind int
 
 const (
@@ -27,28 +27,6 @@ const (
 	// KindTimeout means a bounded wait ran out (504).
 	KindTimeout
 )
-
-// HTTPStatus is the status code a response carrying an error of this kind uses.
-func (k Kind) HTTPStatus() int {
-	switch k {
-	case KindMalformed:
-		return http.StatusBadRequest
-	case KindNotFound:
-		return http.StatusNotFound
-	case KindConflict:
-		return http.StatusConflict
-	case KindRejected:
-		return http.StatusUnprocessableEntity
-	case KindTooLarge:
-		return http.StatusRequestEntityTooLarge
-	case KindUnavailable:
-		return http.StatusServiceUnavailable
-	case KindTimeout:
-		return http.StatusGatewayTimeout
-	default:
-		return http.StatusInternalServerError
-	}
-}
 
 // Stable error codes. Clients branch on these, so they never change once released.
 const (

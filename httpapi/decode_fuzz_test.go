@@ -109,8 +109,8 @@ func FuzzDecodeCommand(f *testing.F) {
 			if !errors.As(err, &e) {
 				t.Fatalf("decodeCommand(%s, %q): error %v is %T, not *chronicle.Error", typ, body, err, err)
 			}
-			if e.Kind == chronicle.KindInternal || e.Kind.HTTPStatus() < 400 || e.Kind.HTTPStatus() >= 500 {
-				t.Fatalf("decodeCommand(%s, %q): error %+v maps to status %d", typ, body, e, e.Kind.HTTPStatus())
+			if e.Kind == chronicle.KindInternal || httpStatus(e.Kind) < 400 || httpStatus(e.Kind) >= 500 {
+				t.Fatalf("decodeCommand(%s, %q): error %+v maps to status %d", typ, body, e, httpStatus(e.Kind))
 			}
 			if e.Code == "" || e.Code == chronicle.CodeInternal || e.Message == "" {
 				t.Fatalf("decodeCommand(%s, %q): error %+v lacks a code or message", typ, body, e)
@@ -160,8 +160,8 @@ func FuzzDecodeCommand(f *testing.F) {
 			t.Fatalf("Apply(%+v): %v", c, err)
 		}
 		if r := out.Results[0]; r.Err != nil {
-			if r.Err.Kind == chronicle.KindInternal || r.Err.Kind.HTTPStatus() >= 500 || r.Err.Code == "" {
-				t.Fatalf("Apply(%+v): refusal %+v maps to status %d", c, r.Err, r.Err.Kind.HTTPStatus())
+			if r.Err.Kind == chronicle.KindInternal || httpStatus(r.Err.Kind) >= 500 || r.Err.Code == "" {
+				t.Fatalf("Apply(%+v): refusal %+v maps to status %d", c, r.Err, httpStatus(r.Err.Kind))
 			}
 			if len(out.Events) != 0 {
 				t.Fatalf("Apply(%+v): refused but wrote %d events", c, len(out.Events))

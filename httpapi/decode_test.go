@@ -20,9 +20,9 @@ func decodeWantErr(t *testing.T, err error, status int, code, field string) {
 	if !errors.As(err, &e) {
 		t.Fatalf("error %v is %T, want *chronicle.Error", err, err)
 	}
-	if e.Code != code || e.Field != field || e.Kind.HTTPStatus() != status {
+	if e.Code != code || e.Field != field || httpStatus(e.Kind) != status {
 		t.Fatalf("error %q: code %q field %q status %d, want code %q field %q status %d",
-			e.Message, e.Code, e.Field, e.Kind.HTTPStatus(), code, field, status)
+			e.Message, e.Code, e.Field, httpStatus(e.Kind), code, field, status)
 	}
 	if e.Message == "" {
 		t.Fatalf("error %s has no message", e.Code)
@@ -294,7 +294,7 @@ func TestKindHTTPStatus(t *testing.T) {
 		chronicle.KindUnavailable: http.StatusServiceUnavailable,
 		chronicle.KindTimeout:     http.StatusGatewayTimeout,
 	} {
-		if got := kind.HTTPStatus(); got != status {
+		if got := httpStatus(kind); got != status {
 			t.Errorf("Kind %d: status %d, want %d", kind, got, status)
 		}
 	}

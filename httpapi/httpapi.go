@@ -144,7 +144,29 @@ type errorBody struct {
 
 func writeError(w http.ResponseWriter, err error) {
 	e := chronicle.AsError(err)
-	writeJSON(w, e.Kind.HTTPStatus(), errorBody{Error: e.Message, Code: e.Code, Field: e.Field})
+	writeJSON(w, httpStatus(e.Kind), errorBody{Error: e.Message, Code: e.Code, Field: e.Field})
+}
+
+// httpStatus is the status code a response carrying an error of kind k uses.
+func httpStatus(k chronicle.Kind) int {
+	switch k {
+	case chronicle.KindMalformed:
+		return http.StatusBadRequest
+	case chronicle.KindNotFound:
+		return http.StatusNotFound
+	case chronicle.KindConflict:
+		return http.StatusConflict
+	case chronicle.KindRejected:
+		return http.StatusUnprocessableEntity
+	case chronicle.KindTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case chronicle.KindUnavailable:
+		return http.StatusServiceUnavailable
+	case chronicle.KindTimeout:
+		return http.StatusGatewayTimeout
+	default:
+		return http.StatusInternalServerError
+	}
 }
 
 func writeErrorStatus(w http.ResponseWriter, status int, code, msg string) {

@@ -22,7 +22,7 @@ import (
 )
 
 // Version is the build's version, set by the linker.
-const Version = "0.1.0"
+const Version = "0.2.0"
 
 // Config is a node's configuration; cmd/chronicle fills it from flags and environment.
 type Config struct {

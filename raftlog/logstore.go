@@ -81,7 +81,7 @@ func OpenLogStore(dir string, logger *slog.Logger) (*LogStore, error) {
 		// keep memory modest; the WAL carries durability.
 		MemTableSize:       8 << 20,
 		CacheSize:          8 << 20,
-		FormatMajorVersion: pebble.FormatNewest,
+		FormatMajorVersion: pebbleutil.FormatMajorVersion,
 		Logger:             pebbleutil.Logger(logger, "pebble"),
 	}
 	db, err := pebble.Open(dir, opts)

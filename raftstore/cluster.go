@@ -2,7 +2,7 @@ package raftstore
 
 import (
 	"context"
-	"encoding/json"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sort"
@@ -12,18 +12,48 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/chronicle-ledger/chronicle"
-	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
 )
-
-// entryMeta tags a Raft entry that carries cluster metadata instead of a command batch
-// (a batch is JSON and starts with '{').
-const entryMeta = 'M'
 
 // NodeMeta is what the cluster knows of a node beyond its Raft address: where its API
 // is, so that followers can forward to the leader.
 type NodeMeta struct {
 	ID     string `json:"id"`
 	APIURL string `json:"api_url"`
+}
+
+// nodeMetaVersion is the first byte of a NodeMeta's binary layout.
+const nodeMetaVersion = 1
+
+// MarshalBinary encodes m: version u8 = 1 | id (u32 length, bytes) | api_url (same).
+func (m NodeMeta) MarshalBinary() ([]byte, error) {
+	b := make([]byte, 0, 9+len(m.ID)+len(m.APIURL))
+	b = append(b, nodeMetaVersion)
+	for _, s := range []string{m.ID, m.APIURL} {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+		b = append(b, s...)
+	}
+	return b, nil
+}
+
+// UnmarshalBinary decodes what MarshalBinary wrote.
+func (m *NodeMeta) UnmarshalBinary(data []byte) error {
+	if len(data) == 0 || data[0] != nodeMetaVersion {
+		return fmt.Errorf("node metadata: not format version %d", nodeMetaVersion)
+	}
+	rest := data[1:]
+	var fields [2]string
+	for i := range fields {
+		if len(rest) < 4 || uint64(binary.BigEndian.Uint32(rest)) > uint64(len(rest)-4) {
+			return errors.New("node metadata: truncated")
+		}
+		n := binary.BigEndian.Uint32(rest)
+		fields[i], rest = string(rest[4:4+n]), rest[4+n:]
+	}
+	if len(rest) != 0 {
+		return errors.New("node metadata: trailing bytes")
+	}
+	m.ID, m.APIURL = fields[0], fields[1]
+	return nil
 }
 
 // Server is one member of the Raft configuration.
@@ -41,11 +71,11 @@ func (s *Store) Register(ctx context.Context, m NodeMeta) error {
 	if s.raft.State() != raft.Leader {
 		return s.notLeader()
 	}
-	data, err := json.Marshal(m)
+	data, err := m.MarshalBinary()
 	if err != nil {
 		return err
 	}
-	f := s.raft.Apply(append([]byte{entryMeta}, data...), timeoutOf(ctx, s.cfg.ApplyTimeout))
+	f := s.raft.Apply(chronicle.EncodeEntry(chronicle.EntryNodeMeta, data), timeoutOf(ctx, s.cfg.ApplyTimeout))
 	if err := f.Error(); err != nil {
 		return s.applyError(err)
 	}
@@ -58,7 +88,7 @@ func (s *Store) NodeMeta(id string) (NodeMeta, bool, error) {
 	var ok bool
 	err := s.read(func(rd reader) error {
 		var err error
-		ok, err = pebbleutil.GetJSON(rd.r, nodeKey(id), &m)
+		ok, err = getBinary(rd.r, nodeKey(id), &m)
 		return err
 	})
 	return m, ok, err

@@ -1,7 +1,6 @@
 package raftstore
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -95,21 +94,30 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		if l.Type != raft.LogCommand {
 			continue
 		}
-		if len(l.Data) > 0 && l.Data[0] == entryMeta {
+		// Only this package proposes entries, so an entry that does not decode is a bug,
+		// corruption or a newer build's format: stop rather than skip it.
+		kind, payload, err := chronicle.DecodeEntry(l.Data)
+		if err != nil {
+			return f.fail(resp, fmt.Errorf("entry %d: %w", l.Index, err))
+		}
+		switch kind {
+		case chronicle.EntryCommandBatch:
+		case chronicle.EntryNodeMeta:
 			var m NodeMeta
-			if err := json.Unmarshal(l.Data[1:], &m); err != nil {
-				return f.fail(resp, fmt.Errorf("decode meta entry %d: %w", l.Index, err))
+			if err := m.UnmarshalBinary(payload); err != nil {
+				return f.fail(resp, fmt.Errorf("entry %d: %w", l.Index, err))
 			}
-			if err := b.Set(nodeKey(m.ID), l.Data[1:], nil); err != nil {
+			if err := b.Set(nodeKey(m.ID), payload, nil); err != nil {
 				return f.fail(resp, err)
 			}
 			resp[i] = applyResponse{}
 			continue
+		default:
+			return f.fail(resp, fmt.Errorf("entry %d: unknown entry kind %v (written by a newer build?)", l.Index, kind))
 		}
 		var batch chronicle.Batch
-		if err := json.Unmarshal(l.Data, &batch); err != nil {
-			// Only this package proposes entries, so this is a bug or corruption; stop.
-			return f.fail(resp, fmt.Errorf("decode entry %d: %w", l.Index, err))
+		if err := batch.UnmarshalBinary(payload); err != nil {
+			return f.fail(resp, fmt.Errorf("entry %d: %w", l.Index, err))
 		}
 		out, err := chronicle.Apply(rd, head, batch)
 		if err != nil {
@@ -124,6 +132,17 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		// bytes at the same index however Raft grouped the entries.
 		if err := purgeExpired(b, head.CommitTime, batch.IdempotencyWindow); err != nil {
 			return f.fail(resp, fmt.Errorf("purge idempotency keys: %w", err))
+		}
+		// A replayed result names its events by position; read them back (the batch
+		// sees its own writes, so the original may even be in this same entry).
+		for j := range out.Results {
+			if r := &out.Results[j]; r.Replayed {
+				evs, err := rd.events(r.FirstPosition(), r.Position)
+				if err != nil {
+					return f.fail(resp, fmt.Errorf("entry %d: events of a replayed result: %w", l.Index, err))
+				}
+				r.SetEvents(evs)
+			}
 		}
 		resp[i] = applyResponse{results: out.Results}
 	}

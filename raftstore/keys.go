@@ -8,18 +8,19 @@ import (
 	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
 )
 
-// Key layout of the state DB. One byte of prefix per record kind; ids are followed by a
-// zero byte (ids never contain one) so that one id is never a prefix of another's range.
+// Key layout of the state DB (data format 2). One byte of prefix per record kind; ids are
+// followed by a zero byte (ids never contain one) so that one id is never a prefix of
+// another's range. Values are the domain's versioned binary layouts (MarshalBinary).
 const (
-	prefixEvent       = 'e' // e | position            -> event JSON
-	prefixAccount     = 'a' // a | id                  -> account JSON
+	prefixEvent       = 'e' // e | position            -> event (stored form: canonical bytes + hash)
+	prefixAccount     = 'a' // a | id                  -> account
 	prefixStream      = 's' // s | id 0 | version      -> position
 	prefixHistory     = 'h' // h | id 0 | commit time  -> balance, position
 	prefixType        = 't' // t | type 0 | position   -> (empty)
-	prefixIdem        = 'i' // i | key                 -> idempotency record JSON
+	prefixIdem        = 'i' // i | key                 -> idempotency record (key, fingerprint, positions)
 	prefixIdemExpiry  = 'x' // x | commit time | key   -> (empty)
-	prefixMeta        = 'm' // m | name                -> value
-	prefixNode        = 'n' // n | node id             -> NodeMeta JSON
+	prefixMeta        = 'm' // m | name                -> head (binary) or applied index (u64)
+	prefixNode        = 'n' // n | node id             -> NodeMeta (binary)
 	metaApplied       = "applied"
 	metaHead          = "head"
 	maxPurgePerCommit = 1024

@@ -3,7 +3,6 @@ package raftstore
 import (
 	"bufio"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"io"
 
@@ -25,12 +24,38 @@ func (s *Store) Snapshot() error {
 
 // snapshotHeader opens every snapshot stream.
 type snapshotHeader struct {
-	Format  int            `json:"format"`
-	Applied uint64         `json:"applied"`
-	Head    chronicle.Head `json:"head"`
+	Format  uint8
+	Applied uint64
+	Head    chronicle.Head
 }
 
-const snapshotFormat = 1
+// snapshotFormat 2: binary header and binary records. Format 1 (release 0.1) had a JSON
+// header and JSON records; it is refused, by name.
+const snapshotFormat = 2
+
+// marshal encodes the header: format u8 | applied index u64 | head (chronicle.Head binary).
+func (h snapshotHeader) marshal() ([]byte, error) {
+	hb, err := h.Head.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	b := append([]byte{h.Format}, pebbleutil.U64(h.Applied)...)
+	return append(b, hb...), nil
+}
+
+func (h *snapshotHeader) unmarshal(b []byte) error {
+	if len(b) > 0 && b[0] == '{' {
+		return fmt.Errorf("snapshot format 1 (JSON, release 0.1), this build reads format %d", snapshotFormat)
+	}
+	if len(b) < 9 {
+		return fmt.Errorf("snapshot header of %d bytes", len(b))
+	}
+	if b[0] != snapshotFormat {
+		return fmt.Errorf("snapshot format %d, this build reads format %d", b[0], snapshotFormat)
+	}
+	h.Format, h.Applied = b[0], binary.BigEndian.Uint64(b[1:9])
+	return h.Head.UnmarshalBinary(b[9:])
+}
 
 // Snapshot implements raft.FSM: a Pebble snapshot, streamed out later by Persist.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
@@ -70,12 +95,12 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	return sink.Close()
 }
 
-// write streams the snapshot through snappy's framing format: ledger state is JSON and
-// compresses several times over, which is disk and network a joining node saves.
+// write streams the snapshot through snappy's framing format: ids, hashes and keys
+// repeat and compress well, which is disk and network a joining node saves.
 func (s *fsmSnapshot) write(w io.Writer) error {
 	sw := snappy.NewBufferedWriter(w)
 	bw := bufio.NewWriterSize(sw, 1<<20)
-	hb, err := json.Marshal(s.header)
+	hb, err := s.header.marshal()
 	if err != nil {
 		return err
 	}
@@ -152,11 +177,8 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("read snapshot header: %w", err)
 	}
 	var h snapshotHeader
-	if err := json.Unmarshal(hb, &h); err != nil {
+	if err := h.unmarshal(hb); err != nil {
 		return fmt.Errorf("decode snapshot header: %w", err)
-	}
-	if h.Format != snapshotFormat {
-		return fmt.Errorf("snapshot format %d, this build reads %d", h.Format, snapshotFormat)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

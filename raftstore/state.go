@@ -1,8 +1,9 @@
 package raftstore
 
 import (
+	"encoding"
 	"encoding/binary"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -21,20 +22,20 @@ var _ chronicle.State = reader{}
 // Account implements chronicle.State.
 func (rd reader) Account(id string) (chronicle.Account, bool, error) {
 	var a chronicle.Account
-	ok, err := pebbleutil.GetJSON(rd.r, accountKey(id), &a)
+	ok, err := getBinary(rd.r, accountKey(id), &a)
 	return a, ok, err
 }
 
 // Idempotency implements chronicle.State.
 func (rd reader) Idempotency(key string) (chronicle.IdempotencyRecord, bool, error) {
 	var r chronicle.IdempotencyRecord
-	ok, err := pebbleutil.GetJSON(rd.r, idemKey(key), &r)
+	ok, err := getBinary(rd.r, idemKey(key), &r)
 	return r, ok, err
 }
 
 func (rd reader) head() (chronicle.Head, error) {
 	h := chronicle.GenesisHead()
-	_, err := pebbleutil.GetJSON(rd.r, metaKey(metaHead), &h)
+	_, err := getBinary(rd.r, metaKey(metaHead), &h)
 	return h, err
 }
 
@@ -48,8 +49,51 @@ func (rd reader) applied() (uint64, error) {
 
 func (rd reader) event(pos uint64) (chronicle.Event, bool, error) {
 	var e chronicle.Event
-	ok, err := pebbleutil.GetJSON(rd.r, eventKey(pos), &e)
+	ok, err := getBinary(rd.r, eventKey(pos), &e)
 	return e, ok, err
+}
+
+// events reads the events at positions first to last, inclusive; a missing one is an
+// error (the log has no gaps).
+func (rd reader) events(first, last uint64) ([]chronicle.Event, error) {
+	out := make([]chronicle.Event, 0, last-first+1)
+	for pos := first; pos <= last && first > 0; pos++ {
+		e, ok, err := rd.event(pos)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("event %d is missing", pos)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// getBinary decodes key's value into v; ok is false (v untouched) when key is absent.
+func getBinary(r pebble.Reader, key []byte, v encoding.BinaryUnmarshaler) (bool, error) {
+	b, closer, err := r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer closer.Close()
+	// Decoders copy what they keep (strings), so the buffer may go back to Pebble.
+	if err := v.UnmarshalBinary(b); err != nil {
+		return false, fmt.Errorf("key %q: %w", key, err)
+	}
+	return true, nil
+}
+
+// setBinary stages v's encoding under key.
+func setBinary(b *pebble.Batch, key []byte, v encoding.BinaryMarshaler) error {
+	data, err := v.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	return b.Set(key, data, nil)
 }
 
 // balanceAt seeks the last history entry of id at or before t: one seek, O(log n).
@@ -79,13 +123,10 @@ func (rd reader) balanceAt(id string, t time.Time) (chronicle.BalancePoint, bool
 
 // writeOutcome stages everything one applied batch changed.
 func writeOutcome(b *pebble.Batch, out chronicle.Outcome) error {
-	for _, e := range out.Events {
-		v, err := json.Marshal(e)
-		if err != nil {
-			return fmt.Errorf("encode event %d: %w", e.Position, err)
-		}
-		if err := b.Set(eventKey(e.Position), v, nil); err != nil {
-			return err
+	for i := range out.Events {
+		e := &out.Events[i]
+		if err := setBinary(b, eventKey(e.Position), e); err != nil {
+			return fmt.Errorf("stage event %d: %w", e.Position, err)
 		}
 		if err := b.Set(streamKey(e.AggregateID, e.EventVersion), pebbleutil.U64(e.Position), nil); err != nil {
 			return err
@@ -95,12 +136,8 @@ func writeOutcome(b *pebble.Batch, out chronicle.Outcome) error {
 		}
 	}
 	for _, a := range out.Accounts {
-		v, err := json.Marshal(a)
-		if err != nil {
-			return fmt.Errorf("encode account %s: %w", a.ID, err)
-		}
-		if err := b.Set(accountKey(a.ID), v, nil); err != nil {
-			return err
+		if err := setBinary(b, accountKey(a.ID), a); err != nil {
+			return fmt.Errorf("stage account %s: %w", a.ID, err)
 		}
 	}
 	for _, h := range out.History {
@@ -109,22 +146,14 @@ func writeOutcome(b *pebble.Batch, out chronicle.Outcome) error {
 		}
 	}
 	for _, r := range out.Idempotency {
-		v, err := json.Marshal(r)
-		if err != nil {
-			return fmt.Errorf("encode idempotency record: %w", err)
-		}
-		if err := b.Set(idemKey(r.Key), v, nil); err != nil {
-			return err
+		if err := setBinary(b, idemKey(r.Key), r); err != nil {
+			return fmt.Errorf("stage idempotency record: %w", err)
 		}
 		if err := b.Set(idemExpiryKey(r.CommitTime, r.Key), nil, nil); err != nil {
 			return err
 		}
 	}
-	hv, err := json.Marshal(out.Head)
-	if err != nil {
-		return fmt.Errorf("encode head: %w", err)
-	}
-	return b.Set(metaKey(metaHead), hv, nil)
+	return setBinary(b, metaKey(metaHead), out.Head)
 }
 
 // purgeExpired deletes idempotency records older than the window, a bounded number per
@@ -148,7 +177,7 @@ func purgeExpired(b *pebble.Batch, now time.Time, window time.Duration) error {
 		var rec chronicle.IdempotencyRecord
 		// Only delete the record if it is the one this index entry points at: the key may
 		// have been reused after it expired.
-		if ok, err := pebbleutil.GetJSON(b, idemKey(key), &rec); err != nil {
+		if ok, err := getBinary(b, idemKey(key), &rec); err != nil {
 			return err
 		} else if ok && rec.CommitTime.Equal(keyTime(k[1:9])) {
 			if err := b.Delete(idemKey(key), nil); err != nil {

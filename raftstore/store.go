@@ -90,6 +90,9 @@ func Open(cfg Config) (*Store, error) {
 		cfg.ApplyTimeout = 10 * time.Second
 	}
 	log := cfg.Logger.With("component", "raftstore", "node", cfg.NodeID)
+	if err := checkDataDir(cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("raftstore: %w", err)
+	}
 	for _, d := range []string{"raft", "state", "snapshots"} {
 		if err := os.MkdirAll(filepath.Join(cfg.DataDir, d), 0o755); err != nil {
 			return nil, fmt.Errorf("raftstore: create data dir: %w", err)
@@ -102,7 +105,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	db, err := pebble.Open(filepath.Join(cfg.DataDir, "state"), &pebble.Options{
-		FormatMajorVersion: pebble.FormatNewest,
+		FormatMajorVersion: pebbleutil.FormatMajorVersion,
 		Logger:             pebbleutil.Logger(log, "pebble"),
 	})
 	if err != nil {

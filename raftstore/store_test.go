@@ -3,7 +3,6 @@ package raftstore
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -345,7 +344,7 @@ func verifyAgainstReplay(t testing.TB, s *Store) (*chronicle.Replayer, []chronic
 		defer it.Close()
 		for it.First(); it.Valid(); it.Next() {
 			var a chronicle.Account
-			if err := json.Unmarshal(it.Value(), &a); err != nil {
+			if err := a.UnmarshalBinary(it.Value()); err != nil {
 				return fmt.Errorf("decode account %q: %w", it.Key(), err)
 			}
 			stored = append(stored, a)

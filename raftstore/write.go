@@ -2,7 +2,6 @@ package raftstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -150,12 +149,12 @@ func (s *Store) propose(reqs []*request, n int) {
 	for _, r := range reqs {
 		batch.Commands = append(batch.Commands, r.cmds...)
 	}
-	data, err := json.Marshal(batch)
+	payload, err := batch.MarshalBinary()
 	if err != nil {
 		failAll(reqs, fmt.Errorf("encode batch: %w", err))
 		return
 	}
-	f := s.raft.Apply(data, s.cfg.ApplyTimeout)
+	f := s.raft.Apply(chronicle.EncodeEntry(chronicle.EntryCommandBatch, payload), s.cfg.ApplyTimeout)
 	// Hand the entry to the completer even when stopping: Raft may commit it, so only its
 	// future can tell the callers how it ended. The completer runs until the batcher
 	// returns and closes s.inflight, so this send cannot block forever.

@@ -40,6 +40,7 @@ import (
 	"github.com/chronicle-ledger/chronicle"
 	"github.com/chronicle-ledger/chronicle/client"
 	"github.com/chronicle-ledger/chronicle/eventbus"
+	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
 	"github.com/chronicle-ledger/chronicle/internal/pgtest"
 	"github.com/chronicle-ledger/chronicle/node"
 	"github.com/chronicle-ledger/chronicle/node/nodetest"
@@ -390,7 +391,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			t.Fatalf("node after SIGTERM: %v; stderr:\n%s", err, p.stderrTail())
 		}
 
-		db, err := pebble.Open(filepath.Join(dataDir, "state"), &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: rsPebbleLogger{t}})
+		db, err := pebble.Open(filepath.Join(dataDir, "state"), &pebble.Options{FormatMajorVersion: pebbleutil.FormatMajorVersion, Logger: rsPebbleLogger{t}})
 		if err != nil {
 			t.Fatalf("open the node's state: %v", err)
 		}

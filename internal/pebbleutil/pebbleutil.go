@@ -110,3 +110,9 @@ func GetUint64(r pebble.Reader, key []byte) (v uint64, ok bool, err error) {
 
 // U64 encodes v big-endian, so that integers order as their bytes.
 func U64(v uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), v) }
+
+// FormatMajorVersion is the Pebble on-disk format every Chronicle database is created
+// with, pinned so that upgrading Pebble never moves existing data forward on its own.
+// Pebble opens a database at the version it was written with; raising this is a
+// deliberate format change (with a data format bump in raftstore).
+const FormatMajorVersion = pebble.FormatValueSeparation

@@ -27,7 +27,7 @@ func TestPrefixEnd(t *testing.T) {
 }
 
 func TestGetHelpers(t *testing.T) {
-	db, err := pebble.Open(t.TempDir(), &pebble.Options{FormatMajorVersion: pebble.FormatNewest,
+	db, err := pebble.Open(t.TempDir(), &pebble.Options{FormatMajorVersion: FormatMajorVersion,
 		Logger: Logger(slog.New(slog.DiscardHandler), "pebble-test")})
 	if err != nil {
 		t.Fatalf("open pebble: %v", err)
@@ -82,5 +82,22 @@ func TestU64Orders(t *testing.T) {
 	}
 	if len(U64(0)) != 8 {
 		t.Errorf("U64 is %d bytes, want 8", len(U64(0)))
+	}
+}
+
+// TestFormatMajorVersionPinned: a new database is created at the pinned format, and the
+// pin names the same format as when it was chosen (Pebble numbers its formats; a Pebble
+// upgrade that renumbered them, or an edit of the pin, fails here).
+func TestFormatMajorVersionPinned(t *testing.T) {
+	if uint64(FormatMajorVersion) != 24 || FormatMajorVersion.String() != "024" {
+		t.Fatalf("pinned Pebble format is %d (%s); data directories of this release use 24", uint64(FormatMajorVersion), FormatMajorVersion)
+	}
+	db, err := pebble.Open(t.TempDir(), &pebble.Options{FormatMajorVersion: FormatMajorVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if got := db.FormatMajorVersion(); got != FormatMajorVersion {
+		t.Fatalf("new database at format %s, want %s", got, FormatMajorVersion)
 	}
 }

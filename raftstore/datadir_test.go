@@ -1,0 +1,183 @@
+package raftstore
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/chronicle-ledger/chronicle"
+)
+
+// untar unpacks a .tar.gz fixture into dir.
+func untar(t *testing.T, archive, dir string) {
+	t.Helper()
+	f, err := os.Open(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, filepath.FromSlash(h.Name))
+		if !strings.HasPrefix(path, filepath.Clean(dir)+string(filepath.Separator)) {
+			t.Fatalf("fixture entry %q escapes the directory", h.Name)
+		}
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(path, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		case tar.TypeReg:
+			data, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// snapshotTree lists every file under dir with its contents, to prove a refusal wrote nothing.
+func snapshotTree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		if d.IsDir() {
+			out[rel+"/"] = ""
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		out[rel] = string(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func sameTree(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestDataDirOfRelease01Refused: a data directory written by release 0.1 (JSON log
+// entries and state; the fixture was made by that release's binary: an account and a
+// keyed deposit, then SIGTERM) is refused with both format versions named, and left
+// exactly as it was.
+func TestDataDirOfRelease01Refused(t *testing.T) {
+	env := newLedgerEnv(t, nil)
+	untar(t, filepath.Join("testdata", "release-0.1-datadir.tar.gz"), env.cfg.DataDir)
+	before := snapshotTree(t, env.cfg.DataDir)
+	s, err := Open(env.cfg)
+	if err == nil {
+		_ = s.Close()
+		t.Fatal("a release 0.1 data directory opened")
+	}
+	if msg := err.Error(); !strings.Contains(msg, "data format 1") || !strings.Contains(msg, "reads data format 2") {
+		t.Fatalf("refusal does not name both versions: %v", err)
+	}
+	if after := snapshotTree(t, env.cfg.DataDir); !sameTree(before, after) {
+		t.Fatal("refusing the data directory changed it")
+	}
+}
+
+func TestDataDirFormatFile(t *testing.T) {
+	env := newLedgerEnv(t, nil)
+	s := env.open()
+	mustOK(t, s, cmdCreate("a", "USD", "5", ""))
+	closeStore(t, s)
+	b, err := os.ReadFile(filepath.Join(env.cfg.DataDir, formatFile))
+	if err != nil || string(b) != "chronicle data format 2\n" {
+		t.Fatalf("FORMAT holds %q (%v)", b, err)
+	}
+	// It reopens: the same format.
+	s = env.open()
+	if a, err := s.Account(t.Context(), "a"); err != nil || a.Balance != 500 {
+		t.Fatalf("account after reopen: %+v, %v", a, err)
+	}
+	closeStore(t, s)
+
+	for _, c := range []struct{ content, want string }{
+		{"chronicle data format 3\n", "holds data format 3; this build reads data format 2"},
+		{"chronicle data format x\n", "damaged"},
+		{"", "damaged"},
+	} {
+		if err := os.WriteFile(filepath.Join(env.cfg.DataDir, formatFile), []byte(c.content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		before := snapshotTree(t, env.cfg.DataDir)
+		if s, err := Open(env.cfg); err == nil || !strings.Contains(err.Error(), c.want) {
+			if s != nil {
+				_ = s.Close()
+			}
+			t.Fatalf("FORMAT %q: %v, want an error containing %q", c.content, err, c.want)
+		}
+		if after := snapshotTree(t, env.cfg.DataDir); !sameTree(before, after) {
+			t.Fatalf("FORMAT %q: refusing changed the directory", c.content)
+		}
+	}
+}
+
+// TestEntryOfAnotherFormatStopsTheNode: a log entry this build cannot decode (a JSON
+// entry of release 0.1, or a newer envelope) stops the state machine; nothing after it
+// is applied and writes are refused, rather than the entry being skipped.
+func TestEntryOfAnotherFormatStopsTheNode(t *testing.T) {
+	for name, entry := range map[string][]byte{
+		"release 0.1 JSON batch": []byte(`{"time":"2026-01-01T00:00:00Z","idempotency_window":0,"commands":[{"type":"deposit","account_id":"a","amount":"1"}]}`),
+		"envelope version 2":     {2, 1, 0},
+		"unknown kind":           chronicle.EncodeEntry(99, nil),
+	} {
+		t.Run(name, func(t *testing.T) {
+			env := newLedgerEnv(t, nil)
+			s := env.open()
+			mustOK(t, s, cmdCreate("a", "USD", "5", ""))
+			before := mustHead(t, s)
+			f := s.raft.Apply(entry, 0)
+			if err := f.Error(); err != nil {
+				t.Fatal(err)
+			}
+			if r, ok := f.Response().(applyResponse); !ok || r.err == nil {
+				t.Fatalf("entry applied: %+v", f.Response())
+			}
+			if _, err := tryExec(s, cmdDeposit("a", "1")); err == nil {
+				t.Fatal("a write succeeded after an undecodable entry")
+			}
+			if h := mustHead(t, s); h != before {
+				t.Fatalf("head moved from %+v to %+v", before, h)
+			}
+			if st := s.Status(); st.Fatal == "" {
+				t.Fatal("status does not report the stopped state machine")
+			}
+		})
+	}
+}
