@@ -38,6 +38,13 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseAmount$$' -fuzztime 30s .
 	$(GO) test -run '^$$' -fuzz '^FuzzDecimalJSON$$' -fuzztime 30s .
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime 30s ./httpapi
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBinary$$' -fuzztime 30s .
+
+# Rewrites testdata/golden from the script in internal/golden. Only for a deliberate format
+# change, in its own commit: TestGolden exists to fail when these bytes change. CI never runs it.
+.PHONY: golden
+golden:
+	$(GO) run ./internal/goldengen -dir testdata/golden
 
 # Regenerates the frozen ISO 4217 table from golang.org/x/text; review the diff before
 # committing it, as it changes which currencies the state machine accepts. CI never runs it.
