@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -414,9 +413,12 @@ func headPosition(t *testing.T, ctx context.Context, c *client.Client) uint64 {
 func buildChronicle(t *testing.T, ctx context.Context) string {
 	t.Helper()
 	built.once.Do(func() {
+		// go test puts its own GOROOT/bin first on PATH, so this finds the go command
+		// that is running the tests; a test binary run by hand needs go on PATH.
 		goBin, err := exec.LookPath("go")
 		if err != nil {
-			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+			built.err = fmt.Errorf("the go command is needed to build the binary under test: %v", err)
+			return
 		}
 		built.path = filepath.Join(built.dir, "chronicle")
 		cmd := exec.CommandContext(ctx, goBin, "build", "-o", built.path, ".")

@@ -18,6 +18,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -95,7 +96,10 @@ func TestProjectorKilledMidStream(t *testing.T) {
 	c := client.New(n.URL(), nil)
 	led := newRSLedger(t, ctx, c, "kill", 8, 4)
 	conn := rsPG(t, ctx, pgURL)
-	projArgs := []string{"--from", n.URL(), "--read-model", pgURL, "--nats-url", natsURL}
+	// The projector's connections carry an application_name of their own, so the test
+	// can tell when the server is done with them after a kill (see waitPGBackendsGone).
+	appName := fmt.Sprintf("chronicle_test_projector_%016x", rand.Uint64())
+	projArgs := []string{"--from", n.URL(), "--read-model", withApplicationName(t, pgURL, appName), "--nats-url", natsURL}
 	proj := startProjector(t, bin, projArgs...)
 
 	stop := make(chan struct{})
@@ -113,10 +117,16 @@ func TestProjectorKilledMidStream(t *testing.T) {
 		// the load still running.
 		target := lastKill + 150
 		waitPGPosition(t, ctx, conn, target, proj, 30*time.Second)
+		if pgBackends(t, ctx, conn, appName) == 0 {
+			t.Fatalf("no backend with application_name %s: the projector's connections do not carry it", appName)
+		}
 		if err := proj.cmd.Process.Kill(); err != nil {
 			t.Fatalf("kill projector: %v", err)
 		}
 		proj.waitKilled(t)
+		// A COMMIT the projector sent just before it died still completes on the
+		// server: read the checkpoint only once its backends have gone.
+		waitPGBackendsGone(t, ctx, conn, appName, 30*time.Second)
 		atKill, err := pgPosition(ctx, conn)
 		if err != nil {
 			t.Fatal(err)
@@ -743,6 +753,53 @@ func rsPG(t *testing.T, ctx context.Context, url string) *pgx.Conn {
 	}
 	t.Cleanup(func() { _ = conn.Close(context.Background()) })
 	return conn
+}
+
+// withApplicationName returns connString (URL or keyword/value form) with its
+// application_name set to name, a plain identifier.
+func withApplicationName(t *testing.T, connString, name string) string {
+	t.Helper()
+	if strings.HasPrefix(connString, "postgres://") || strings.HasPrefix(connString, "postgresql://") {
+		u, err := url.Parse(connString)
+		if err != nil {
+			t.Fatalf("parse connection URL: %v", err)
+		}
+		q := u.Query()
+		q.Set("application_name", name)
+		// Encode writes a space as '+', which pgx (like libpq) does not decode: use %20.
+		u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20")
+		return u.String()
+	}
+	return connString + " application_name=" + name
+}
+
+// waitPGBackendsGone waits until the server has no backend left for connections with
+// the given application_name: whatever a killed client had sent is then either
+// committed or rolled back, and nothing of it can change the view any more.
+func waitPGBackendsGone(t *testing.T, ctx context.Context, conn *pgx.Conn, appName string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		n := pgBackends(t, ctx, conn, appName)
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d backends of %s still on the server %s after the client died", n, appName, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// pgBackends counts the server's backends for connections with the given application_name.
+func pgBackends(t *testing.T, ctx context.Context, conn *pgx.Conn, appName string) int {
+	t.Helper()
+	var n int
+	err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1`, appName).Scan(&n)
+	if err != nil {
+		t.Fatalf("count the backends of %s: %v", appName, err)
+	}
+	return n
 }
 
 // pgPosition is the view's checkpoint; 0 before the projector created it.
