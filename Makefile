@@ -7,12 +7,9 @@ RAFT    ?= 127.0.0.1:4001
 PKGS    := ./...
 
 # Packages whose tests exercise concurrency (goroutines, locks, Raft, NATS, HTTP handlers,
-# the bench's workers), run by `make test-race`. Edit the list here; a listed directory
-# that does not exist is left out, so raftstore can be listed before it is split out of
-# raftlog. The root package, client and internal/pgtest start no goroutines of their own;
-# their code is raced through the packages below that use it.
-RACE_DIRS := raftlog raftstore node eventbus projector httpapi cmd/chronicle
-RACE_PKGS := $(foreach d,$(RACE_DIRS),$(if $(wildcard $(d)),./$(d)/...))
+# the bench's workers, the position waiter), run by `make test-race`. The root package and
+# client start no goroutines of their own; their code is raced through the packages below.
+RACE_PKGS := ./internal/... ./raftlog/... ./raftstore/... ./node/... ./eventbus/... ./projector/... ./httpapi/... ./cmd/chronicle/...
 
 .PHONY: build run test test-race bench fuzz lint clean
 
