@@ -3,6 +3,7 @@ package chronicle_test
 import (
 	"bytes"
 	"encoding"
+	"encoding/json"
 	"math"
 	"reflect"
 	"strings"
@@ -251,6 +252,66 @@ func FuzzDecodeBinary(f *testing.F) {
 			if enc, _ := r.MarshalBinary(); !bytes.Equal(enc, data) {
 				t.Fatal("idempotency record decoded but re-encodes differently")
 			}
+		}
+	})
+}
+
+// benchTransfer is one committed transfer (two events) with the usual metadata.
+func benchTransfer(b *testing.B) ([]chronicle.Event, chronicle.Batch) {
+	s := chronicle.NewMemState()
+	mustOK(b, s, t0, newCreate("alice", "USD", "1000", ""), newCreate("bob", "USD", "", ""))
+	c := withKey(newTransfer("alice", "bob", "12.50"), "3f2a9c1e-7d4b-4e8a-9c1d-2b3e4f5a6b7c")
+	res := mustOK(b, s, t0, c)
+	return res[0].Events, chronicle.Batch{Time: t0, IdempotencyWindow: time.Hour, Commands: []chronicle.Command{c}}
+}
+
+func BenchmarkEventHash(b *testing.B) {
+	evs, _ := benchTransfer(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = evs[0].ComputeHash()
+	}
+}
+
+func BenchmarkEventStoredForm(b *testing.B) {
+	evs, _ := benchTransfer(b)
+	b.Run("encode", func(b *testing.B) {
+		b.ReportAllocs()
+		buf := make([]byte, 0, 512)
+		for b.Loop() {
+			_, _ = evs[0].AppendBinary(buf[:0])
+		}
+	})
+	enc, _ := evs[0].MarshalBinary()
+	b.Run("decode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var e chronicle.Event
+			_ = e.UnmarshalBinary(enc)
+		}
+	})
+	b.Run("json-encode", func(b *testing.B) { // the API's and NATS's form, for comparison
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = json.Marshal(evs[0])
+		}
+	})
+}
+
+func BenchmarkBatchEntry(b *testing.B) {
+	_, batch := benchTransfer(b)
+	enc, _ := batch.MarshalBinary()
+	b.Run("encode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = batch.MarshalBinary()
+		}
+	})
+	b.Run("decode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var d chronicle.Batch
+			_ = d.UnmarshalBinary(enc)
 		}
 	})
 }
