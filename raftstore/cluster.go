@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
 )
 
 // NodeMeta is what the cluster knows of a node beyond its Raft address: where its API
@@ -88,7 +89,7 @@ func (s *Store) NodeMeta(id string) (NodeMeta, bool, error) {
 	var ok bool
 	err := s.read(func(rd reader) error {
 		var err error
-		ok, err = getBinary(rd.r, nodeKey(id), &m)
+		ok, err = pebbleutil.GetBinary(rd.r, nodeKey(id), &m)
 		return err
 	})
 	return m, ok, err

@@ -3,7 +3,6 @@ package raftstore
 import (
 	"encoding"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"time"
 
@@ -22,20 +21,20 @@ var _ chronicle.State = reader{}
 // Account implements chronicle.State.
 func (rd reader) Account(id string) (chronicle.Account, bool, error) {
 	var a chronicle.Account
-	ok, err := getBinary(rd.r, accountKey(id), &a)
+	ok, err := pebbleutil.GetBinary(rd.r, accountKey(id), &a)
 	return a, ok, err
 }
 
 // Idempotency implements chronicle.State.
 func (rd reader) Idempotency(key string) (chronicle.IdempotencyRecord, bool, error) {
 	var r chronicle.IdempotencyRecord
-	ok, err := getBinary(rd.r, idemKey(key), &r)
+	ok, err := pebbleutil.GetBinary(rd.r, idemKey(key), &r)
 	return r, ok, err
 }
 
 func (rd reader) head() (chronicle.Head, error) {
 	h := chronicle.GenesisHead()
-	_, err := getBinary(rd.r, metaKey(metaHead), &h)
+	_, err := pebbleutil.GetBinary(rd.r, metaKey(metaHead), &h)
 	return h, err
 }
 
@@ -49,7 +48,7 @@ func (rd reader) applied() (uint64, error) {
 
 func (rd reader) event(pos uint64) (chronicle.Event, bool, error) {
 	var e chronicle.Event
-	ok, err := getBinary(rd.r, eventKey(pos), &e)
+	ok, err := pebbleutil.GetBinary(rd.r, eventKey(pos), &e)
 	return e, ok, err
 }
 
@@ -68,23 +67,6 @@ func (rd reader) events(first, last uint64) ([]chronicle.Event, error) {
 		out = append(out, e)
 	}
 	return out, nil
-}
-
-// getBinary decodes key's value into v; ok is false (v untouched) when key is absent.
-func getBinary(r pebble.Reader, key []byte, v encoding.BinaryUnmarshaler) (bool, error) {
-	b, closer, err := r.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	defer closer.Close()
-	// Decoders copy what they keep (strings), so the buffer may go back to Pebble.
-	if err := v.UnmarshalBinary(b); err != nil {
-		return false, fmt.Errorf("key %q: %w", key, err)
-	}
-	return true, nil
 }
 
 // setBinary stages v's encoding under key.
@@ -177,7 +159,7 @@ func purgeExpired(b *pebble.Batch, now time.Time, window time.Duration) error {
 		var rec chronicle.IdempotencyRecord
 		// Only delete the record if it is the one this index entry points at: the key may
 		// have been reused after it expired.
-		if ok, err := getBinary(b, idemKey(key), &rec); err != nil {
+		if ok, err := pebbleutil.GetBinary(b, idemKey(key), &rec); err != nil {
 			return err
 		} else if ok && rec.CommitTime.Equal(keyTime(k[1:9])) {
 			if err := b.Delete(idemKey(key), nil); err != nil {

@@ -5,6 +5,7 @@ package pebbleutil
 
 import (
 	"context"
+	"encoding"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -60,24 +61,10 @@ func PrefixEnd(p []byte) []byte {
 	return nil
 }
 
-// Get returns a copy of key's value (non-nil, even when empty), or ok false when the key
-// is absent. Pebble's own Get hands out a buffer valid only until its closer is closed.
-func Get(r pebble.Reader, key []byte) (value []byte, ok bool, err error) {
+// withValue calls use with key's value while Pebble's buffer is valid, or reports ok false
+// when the key is absent. Every Get helper below is this plus a decoding.
+func withValue(r pebble.Reader, key []byte, use func([]byte) error) (ok bool, err error) {
 	v, closer, err := r.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	defer closer.Close()
-	return append(make([]byte, 0, len(v)), v...), true, nil
-}
-
-// GetJSON decodes key's JSON value into v; ok is false (and v untouched) when the key is
-// absent.
-func GetJSON(r pebble.Reader, key []byte, v any) (ok bool, err error) {
-	b, closer, err := r.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return false, nil
 	}
@@ -85,27 +72,45 @@ func GetJSON(r pebble.Reader, key []byte, v any) (ok bool, err error) {
 		return false, err
 	}
 	defer closer.Close()
-	if err := json.Unmarshal(b, v); err != nil {
+	if err := use(v); err != nil {
 		return false, fmt.Errorf("decode %q: %w", key, err)
 	}
 	return true, nil
 }
 
+// Get returns a copy of key's value (non-nil, even when empty), or ok false when the key
+// is absent. Pebble's own Get hands out a buffer valid only until its closer is closed.
+func Get(r pebble.Reader, key []byte) (value []byte, ok bool, err error) {
+	ok, err = withValue(r, key, func(v []byte) error {
+		value = append(make([]byte, 0, len(v)), v...)
+		return nil
+	})
+	return value, ok, err
+}
+
+// GetJSON decodes key's JSON value into v; ok is false (and v untouched) when the key is
+// absent.
+func GetJSON(r pebble.Reader, key []byte, v any) (ok bool, err error) {
+	return withValue(r, key, func(b []byte) error { return json.Unmarshal(b, v) })
+}
+
+// GetBinary decodes key's value with v's UnmarshalBinary; ok is false (and v untouched)
+// when the key is absent. Decoders must copy what they keep: the buffer goes back to Pebble.
+func GetBinary(r pebble.Reader, key []byte, v encoding.BinaryUnmarshaler) (ok bool, err error) {
+	return withValue(r, key, v.UnmarshalBinary)
+}
+
 // GetUint64 reads a big-endian uint64 value; ok is false when the key is absent, and a
 // value of any length but 8 is an error.
 func GetUint64(r pebble.Reader, key []byte) (v uint64, ok bool, err error) {
-	b, closer, err := r.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, false, nil
-	}
-	if err != nil {
-		return 0, false, err
-	}
-	defer closer.Close()
-	if len(b) != 8 {
-		return 0, false, fmt.Errorf("corrupt uint64 of %d bytes, want 8", len(b))
-	}
-	return binary.BigEndian.Uint64(b), true, nil
+	ok, err = withValue(r, key, func(b []byte) error {
+		if len(b) != 8 {
+			return fmt.Errorf("corrupt uint64 of %d bytes, want 8", len(b))
+		}
+		v = binary.BigEndian.Uint64(b)
+		return nil
+	})
+	return v, ok, err
 }
 
 // U64 encodes v big-endian, so that integers order as their bytes.
