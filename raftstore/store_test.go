@@ -1258,3 +1258,67 @@ func TestStoreWaitAppliedAndChanges(t *testing.T) {
 		t.Fatalf("WaitApplied of a reached position with an ended context: %v", err)
 	}
 }
+
+// Raft shutting itself down under load (as a removed leader does, ShutdownOnRemove) may
+// leave entries in its apply queue that nothing ever answers: Close and every Execute
+// still return, and whatever was acknowledged is in the log.
+func TestStoreRaftShutdownUnderLoad(t *testing.T) {
+	t.Parallel()
+	for round := range 3 {
+		env := newLedgerEnv(t, nil)
+		s := env.open()
+		mustOK(t, s, cmdCreate("acct", "USD", "", ""))
+		var mu sync.Mutex
+		acked := map[string]bool{}
+		var wg sync.WaitGroup
+		started := make(chan struct{}, 32)
+		for range 32 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					c := cmdDeposit("acct", "0.01")
+					c.ID = chronicle.NewID()
+					res, err := s.Execute(context.Background(), []chronicle.Command{c})
+					if i == 3 {
+						started <- struct{}{}
+					}
+					if err != nil || res[0].Err != nil {
+						return
+					}
+					mu.Lock()
+					acked[c.ID] = true
+					mu.Unlock()
+				}
+			}()
+		}
+		for range 32 {
+			<-started
+		}
+		if err := s.raft.Shutdown().Error(); err != nil {
+			t.Fatal(err)
+		}
+		closed := make(chan error, 1)
+		go func() { wg.Wait(); closed <- s.Close() }()
+		select {
+		case err := <-closed:
+			if err != nil {
+				t.Fatalf("round %d: Close: %v", round, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("round %d: Execute or Close still blocked 30s after Raft shut down", round)
+		}
+		s = env.open()
+		waitAllApplied(t, s)
+		committed := map[string]bool{}
+		for _, e := range allEvents(t, s) {
+			committed[e.Metadata["command_id"]] = true
+		}
+		for id := range acked {
+			if !committed[id] {
+				t.Errorf("round %d: command %s acknowledged but not in the log", round, id)
+			}
+		}
+		closeStore(t, s)
+	}
+}

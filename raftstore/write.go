@@ -171,7 +171,7 @@ func failAll(reqs []*request, err error) {
 func (s *Store) completer() {
 	defer s.wg.Done()
 	for in := range s.inflight {
-		if err := in.future.Error(); err != nil {
+		if err := s.await(in.future); err != nil {
 			failAll(in.reqs, s.applyError(err))
 			continue
 		}
@@ -192,6 +192,35 @@ func (s *Store) completer() {
 	}
 }
 
+// errRaftGone: Raft shut down (a removed leader shuts itself down) while an entry waited
+// in its apply queue, where nothing will ever answer it.
+var errRaftGone = errors.New("raft shut down before the entry was answered")
+
+// await waits for f like f.Error(), but gives up once Raft has shut down: hashicorp/raft
+// leaves entries still in its apply queue unanswered then, and Close would wait forever.
+func (s *Store) await(f raft.ApplyFuture) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+			if s.raft.State() == raft.Shutdown {
+				// One last look: the answer may have raced the shutdown.
+				select {
+				case err := <-done:
+					return err
+				default:
+					return errRaftGone
+				}
+			}
+		}
+	}
+}
+
 // applyError maps a Raft apply failure to what a client should be told.
 func (s *Store) applyError(err error) error {
 	switch {
@@ -205,6 +234,8 @@ func (s *Store) applyError(err error) error {
 		return chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeNotLeader, "leadership changed before the command was acknowledged (%v); its outcome is unknown", err)
 	case errors.Is(err, raft.ErrRaftShutdown):
 		return errStopping()
+	case errors.Is(err, errRaftGone):
+		return chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "raft shut down before the command was acknowledged; its outcome is unknown")
 	case errors.Is(err, raft.ErrEnqueueTimeout):
 		return chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "raft is overloaded: %v", err)
 	default:
