@@ -228,6 +228,11 @@ type eventDataJSON struct {
 	FromAccountID  string `json:"from_account_id,omitempty"`
 	ToAccountID    string `json:"to_account_id,omitempty"`
 	Counterparty   string `json:"counterparty,omitempty"`
+	// Recipient (on a transfer's MoneyWithdrawn leg) and Sender (on its MoneyDeposited
+	// leg) are the original system's names for to_account_id and from_account_id, kept
+	// so its read processor and scripts work unchanged. Derived, never hashed.
+	Recipient string `json:"recipient,omitempty"`
+	Sender    string `json:"sender,omitempty"`
 }
 
 // MarshalJSON renders the seed's shape from the typed event: AccountCreated carries
@@ -248,6 +253,14 @@ func (e Event) MarshalJSON() ([]byte, error) {
 		}
 	} else {
 		j.Amount = FormatMinor(d.Amount, cur)
+	}
+	if d.TransferID != "" {
+		switch e.EventType {
+		case EventMoneyWithdrawn:
+			j.Recipient = d.ToAccountID
+		case EventMoneyDeposited:
+			j.Sender = d.FromAccountID
+		}
 	}
 	return json.Marshal(eventJSON{Position: e.Position, EventID: e.EventID, AggregateID: e.AggregateID,
 		AggregateType: e.AggregateType, EventType: e.EventType, EventVersion: e.EventVersion, EventData: j,

@@ -327,3 +327,52 @@ func TestReplayerDetectsTampering(t *testing.T) {
 		t.Fatalf("replay of a tampered log: %v", err)
 	}
 }
+
+// The original system's consumers read a transfer's legs by its own names: recipient on
+// the MoneyWithdrawn leg, sender on the MoneyDeposited leg. They are derived from the
+// typed event for JSON only: not hashed, and ignored when JSON is read back.
+func TestEventJSONCarriesOriginalTransferNames(t *testing.T) {
+	s := chainLog(t)
+	var legs int
+	for _, e := range s.Log {
+		b, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v struct {
+			Data map[string]any `json:"event_data"`
+		}
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatal(err)
+		}
+		recipient, hasR := v.Data["recipient"]
+		sender, hasS := v.Data["sender"]
+		switch {
+		case e.Data.TransferID != "" && e.EventType == chronicle.EventMoneyWithdrawn:
+			legs++
+			if recipient != e.Data.ToAccountID || hasS {
+				t.Fatalf("withdrawn leg %d: recipient %v sender %v, want recipient %s", e.Position, recipient, sender, e.Data.ToAccountID)
+			}
+		case e.Data.TransferID != "" && e.EventType == chronicle.EventMoneyDeposited:
+			legs++
+			if sender != e.Data.FromAccountID || hasR {
+				t.Fatalf("deposited leg %d: sender %v recipient %v, want sender %s", e.Position, sender, recipient, e.Data.FromAccountID)
+			}
+		case hasR || hasS:
+			t.Fatalf("event %d (%s) is no transfer leg but carries recipient/sender", e.Position, e.EventType)
+		}
+		if _, ok := v.Data["currency"]; !ok {
+			t.Fatalf("event %d has no currency", e.Position)
+		}
+		if _, ok := v.Data["initial_balance"]; ok != (e.EventType == chronicle.EventAccountCreated) {
+			t.Fatalf("event %d (%s): initial_balance present %t", e.Position, e.EventType, ok)
+		}
+		var back chronicle.Event
+		if err := json.Unmarshal(b, &back); err != nil || back.ComputeHash() != e.Hash {
+			t.Fatalf("event %d read back from JSON: %v, hash changed %t", e.Position, err, back.ComputeHash() != e.Hash)
+		}
+	}
+	if legs < 4 {
+		t.Fatalf("only %d transfer legs in the log", legs)
+	}
+}
