@@ -43,7 +43,15 @@ type transferRequest struct {
 }
 
 // decodeCommand decodes one command body of type t strictly.
-func decodeCommand(t chronicle.CommandType, body []byte) (chronicle.Command, error) {
+// commandDefaults are node settings resolved into a command when it is accepted, never
+// read by the state machine, so that differently configured nodes cannot disagree.
+type commandDefaults struct {
+	// Currency is taken by create-account when the request names none (the original
+	// system assumed USD).
+	Currency string
+}
+
+func decodeCommand(t chronicle.CommandType, body []byte, def commandDefaults) (chronicle.Command, error) {
 	c := chronicle.Command{Type: t}
 	var err error
 	switch t {
@@ -53,10 +61,14 @@ func decodeCommand(t chronicle.CommandType, body []byte) (chronicle.Command, err
 			return c, err
 		}
 		c.AccountID, c.OwnerName, c.Currency, c.Description = req.AccountID, req.OwnerName, req.Currency, req.Description
-		if c.InitialBalance, err = decimalField("initial_balance", req.InitialBalance); err != nil {
+		if c.Currency == "" {
+			c.Currency = def.Currency
+		}
+		// The original's clients send "initial_balance": null for an account opened empty.
+		if c.InitialBalance, err = decimalField("initial_balance", nullIsAbsent(req.InitialBalance)); err != nil {
 			return c, err
 		}
-		if c.OverdraftLimit, err = decimalField("overdraft_limit", req.OverdraftLimit); err != nil {
+		if c.OverdraftLimit, err = decimalField("overdraft_limit", nullIsAbsent(req.OverdraftLimit)); err != nil {
 			return c, err
 		}
 	case chronicle.CmdDeposit, chronicle.CmdWithdraw:
@@ -81,6 +93,14 @@ func decodeCommand(t chronicle.CommandType, body []byte) (chronicle.Command, err
 		return c, chronicle.FieldErrorf(chronicle.KindMalformed, chronicle.CodeInvalidField, "type", "unknown command type %q", string(t))
 	}
 	return c, c.Validate()
+}
+
+// nullIsAbsent treats a JSON null as a field left out, for optional amounts.
+func nullIsAbsent(raw json.RawMessage) json.RawMessage {
+	if string(bytes.TrimSpace(raw)) == "null" {
+		return nil
+	}
+	return raw
 }
 
 // decimalField decodes an optional amount, naming the field in any error.
@@ -221,7 +241,7 @@ func (a *API) command(t chronicle.CommandType) http.HandlerFunc {
 			writeError(w, err)
 			return
 		}
-		c, err := decodeCommand(t, body)
+		c, err := decodeCommand(t, body, a.defaults())
 		if err == nil {
 			c.IdempotencyKey = r.Header.Get("Idempotency-Key")
 			err = c.Validate()
@@ -302,7 +322,7 @@ func (a *API) batch(w http.ResponseWriter, r *http.Request) {
 	}
 	cmds := make([]chronicle.Command, 0, len(req.Commands))
 	for i, raw := range req.Commands {
-		c, err := decodeBatchItem(raw)
+		c, err := decodeBatchItem(raw, a.defaults())
 		if err != nil {
 			e := *chronicle.AsError(err)
 			e.Message = "commands[" + strconv.Itoa(i) + "]: " + e.Message
@@ -336,7 +356,7 @@ func (a *API) batch(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"results": out, "position": last})
 }
 
-func decodeBatchItem(raw json.RawMessage) (chronicle.Command, error) {
+func decodeBatchItem(raw json.RawMessage, def commandDefaults) (chronicle.Command, error) {
 	var h batchItemHeader
 	if err := json.Unmarshal(raw, &h); err != nil {
 		return chronicle.Command{}, decodeError(err)
@@ -355,7 +375,7 @@ func decodeBatchItem(raw json.RawMessage) (chronicle.Command, error) {
 	if h.Type == "" {
 		return chronicle.Command{}, chronicle.FieldErrorf(chronicle.KindMalformed, chronicle.CodeMissingField, "type", "type is required")
 	}
-	c, err := decodeCommand(h.Type, rest)
+	c, err := decodeCommand(h.Type, rest, def)
 	if err != nil {
 		return c, err
 	}

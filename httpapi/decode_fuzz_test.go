@@ -103,7 +103,7 @@ func FuzzDecodeCommand(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, cmdType byte, body []byte) {
 		typ := fuzzCommandTypes[int(cmdType)%len(fuzzCommandTypes)]
-		c, err := decodeCommand(typ, body)
+		c, err := decodeCommand(typ, body, commandDefaults{})
 		if err != nil {
 			var e *chronicle.Error
 			if !errors.As(err, &e) {
@@ -147,7 +147,7 @@ func FuzzDecodeCommand(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c2, err := decodeCommand(typ, again)
+		c2, err := decodeCommand(typ, again, commandDefaults{})
 		if err != nil || !reflect.DeepEqual(c2, c) {
 			t.Fatalf("decodeCommand(%s, %q) = %+v; re-encoded as %s it decodes to %+v, %v", typ, body, c, again, c2, err)
 		}

@@ -65,6 +65,9 @@ func TestDecodeCommand(t *testing.T) {
 			want: &chronicle.Command{Type: withdraw, AccountID: "a", Amount: "007.50", Description: "cash"}},
 		{name: "transfer", typ: transfer, body: `{"from_account_id":"a","to_account_id":"b","amount":"1"}`,
 			want: &chronicle.Command{Type: transfer, FromAccountID: "a", ToAccountID: "b", Amount: "1"}},
+		// The original system's clients: a null initial balance (or overdraft) is none.
+		{name: "create null initial balance", typ: create, body: `{"account_id":"a","owner_name":"A","currency":"USD","initial_balance":null,"overdraft_limit":null}`,
+			want: &chronicle.Command{Type: create, AccountID: "a", OwnerName: "A", Currency: "USD"}},
 		{name: "null string field is absent", typ: transfer, body: `{"from_account_id":"a","to_account_id":"b","amount":"1","description":null}`,
 			want: &chronicle.Command{Type: transfer, FromAccountID: "a", ToAccountID: "b", Amount: "1"}},
 
@@ -183,7 +186,7 @@ func TestDecodeCommand(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := decodeCommand(tc.typ, []byte(tc.body))
+			c, err := decodeCommand(tc.typ, []byte(tc.body), commandDefaults{})
 			if tc.want != nil {
 				if err != nil {
 					t.Fatalf("decodeCommand: %v", err)
@@ -297,5 +300,27 @@ func TestKindHTTPStatus(t *testing.T) {
 		if got := httpStatus(kind); got != status {
 			t.Errorf("Kind %d: status %d, want %d", kind, got, status)
 		}
+	}
+}
+
+// A create-account without a currency takes the node's default, resolved into the command
+// when it is accepted (so the state machine never reads a setting); one that names a
+// currency keeps it; without a default the currency stays required.
+func TestDecodeDefaultCurrency(t *testing.T) {
+	body := []byte(`{"account_id":"a","owner_name":"A","initial_balance":"5"}`)
+	c, err := decodeCommand(chronicle.CmdCreateAccount, body, commandDefaults{Currency: "EUR"})
+	if err != nil || c.Currency != "EUR" {
+		t.Fatalf("no currency with default EUR: %+v, %v", c, err)
+	}
+	c, err = decodeCommand(chronicle.CmdCreateAccount, []byte(`{"account_id":"a","owner_name":"A","currency":"JPY"}`), commandDefaults{Currency: "EUR"})
+	if err != nil || c.Currency != "JPY" {
+		t.Fatalf("named JPY with default EUR: %+v, %v", c, err)
+	}
+	_, err = decodeCommand(chronicle.CmdCreateAccount, body, commandDefaults{})
+	decodeWantErr(t, err, http.StatusBadRequest, chronicle.CodeMissingField, "currency")
+	// Deposits never take a default: their currency, when named, is a check.
+	c, err = decodeCommand(chronicle.CmdDeposit, []byte(`{"account_id":"a","amount":"1"}`), commandDefaults{Currency: "EUR"})
+	if err != nil || c.Currency != "" {
+		t.Fatalf("deposit with default EUR: %+v, %v", c, err)
 	}
 }

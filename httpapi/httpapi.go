@@ -48,8 +48,11 @@ type Config struct {
 	RequestTimeout time.Duration
 	// MaxWait bounds a query's wait for ?min_position.
 	MaxWait time.Duration
-	Logger  *slog.Logger
-	Version string
+	// DefaultCurrency is what create-account takes when the request names no currency
+	// (default "USD", as the original system assumed).
+	DefaultCurrency string
+	Logger          *slog.Logger
+	Version         string
 }
 
 // API is the HTTP handler.
@@ -80,6 +83,9 @@ func New(cfg Config) *API {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.DefaultCurrency == "" {
+		cfg.DefaultCurrency = "USD"
 	}
 	a := &API{cfg: cfg, log: cfg.Logger.With("component", "httpapi"), closing: make(chan struct{}),
 		forward: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}}}
@@ -113,6 +119,9 @@ func New(cfg Config) *API {
 	a.router = r
 	return a
 }
+
+// defaults are the settings resolved into every command this API accepts.
+func (a *API) defaults() commandDefaults { return commandDefaults{Currency: a.cfg.DefaultCurrency} }
 
 // ServeHTTP implements http.Handler.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.ServeHTTP(w, r) }

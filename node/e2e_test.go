@@ -345,3 +345,30 @@ func head(t *testing.T, c *client.Client) uint64 {
 	}
 	return ev[0].Position
 }
+
+// TestOriginalClientShapes: the original system's clients send create-account without a
+// currency (it assumed USD) and with "initial_balance": null; the node's
+// --default-currency is resolved into the command when it is accepted.
+func TestOriginalClientShapes(t *testing.T) {
+	for _, tc := range []struct {
+		def, want string
+	}{{"", "USD"}, {"eur", "EUR"}} {
+		n := nodetest.Start(t, func(c *node.Config) { c.DefaultCurrency = tc.def })
+		ctx := ctxT(t)
+		status, err := n.Client.Do(ctx, http.MethodPost, "/commands/create-account",
+			[]byte(`{"account_id":"orig","owner_name":"Original","initial_balance":null}`), nil, nil)
+		if err != nil || status != http.StatusCreated {
+			t.Fatalf("default %q: create without currency: %d, %v", tc.def, status, err)
+		}
+		a, err := n.Client.Account(ctx, "orig", 0)
+		if err != nil || a.Currency != tc.want || a.Balance != "0.00" {
+			t.Fatalf("default %q: account %+v, %v; want %s 0.00", tc.def, a, err, tc.want)
+		}
+	}
+	cfg := node.Config{DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", DefaultCurrency: "XXX",
+		Logger: nodetest.Logger()}
+	// Refused before anything is opened, so there is nothing to close.
+	if _, err := node.New(ctxT(t), cfg); err == nil || !strings.Contains(err.Error(), "default currency") {
+		t.Fatalf("node with default currency XXX: %v", err)
+	}
+}

@@ -34,6 +34,9 @@ type Config struct {
 	CORSOrigins []string
 	// IdempotencyWindow is how long idempotency keys are remembered (commit time).
 	IdempotencyWindow time.Duration
+	// DefaultCurrency is what create-account takes when the request names no currency
+	// (default USD); it is resolved into the command when accepted.
+	DefaultCurrency string
 	// SnapshotThreshold overrides the entries between Raft snapshots (0: default).
 	SnapshotThreshold uint64
 	// TrailingLogs overrides the entries kept behind a snapshot (0: default).
@@ -80,6 +83,9 @@ func (c *Config) Defaults() {
 	if c.IdempotencyWindow == 0 {
 		c.IdempotencyWindow = 24 * time.Hour
 	}
+	if c.DefaultCurrency == "" {
+		c.DefaultCurrency = "USD"
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -101,6 +107,11 @@ type Node struct {
 // New opens the node's store and binds its HTTP listener; Run serves.
 func New(ctx context.Context, cfg Config) (*Node, error) {
 	cfg.Defaults()
+	cur, err := chronicle.LookupCurrency(cfg.DefaultCurrency)
+	if err != nil {
+		return nil, fmt.Errorf("node: default currency: %w", err)
+	}
+	cfg.DefaultCurrency = cur.Code
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID)}
 	store, err := raftstore.Open(raftstore.Config{
 		DataDir: filepath.Join(cfg.DataDir), NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr,
@@ -125,7 +136,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: event bus: %w", err)
 	}
 	n.peers = &http.Client{Timeout: 30 * time.Second}
-	n.api = httpapi.New(httpapi.Config{Store: store, Reads: view, Node: n, Cluster: n, CORSOrigins: cfg.CORSOrigins, Logger: cfg.Logger, Version: Version})
+	n.api = httpapi.New(httpapi.Config{Store: store, Reads: view, Node: n, Cluster: n, CORSOrigins: cfg.CORSOrigins, DefaultCurrency: cfg.DefaultCurrency, Logger: cfg.Logger, Version: Version})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		_ = n.bus.Close()
