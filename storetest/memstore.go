@@ -58,7 +58,7 @@ func (s *MemStore) Execute(ctx context.Context, cmds []chronicle.Command) ([]chr
 	}
 	first := len(b.st.Log)
 	// Apply is pure: on an error nothing was kept, and the store stops here.
-	res, err := b.st.Execute(chronicle.Batch{Time: time.Now(), Commands: append([]chronicle.Command(nil), cmds...)})
+	res, err := b.st.Execute(chronicle.Batch{Time: time.Now(), Commands: cmds})
 	if err != nil {
 		b.failed = err
 		return nil, chronicle.Errorf(chronicle.KindInternal, chronicle.CodeInternal, "store stopped: %v", err)
