@@ -21,8 +21,10 @@ import (
 	"github.com/chronicle-ledger/chronicle/raftstore"
 )
 
-// Version is the build's version, set by the linker.
-const Version = "0.2.0"
+// Version is the build's version. It is a variable only so that a release build can
+// stamp it (go build -ldflags "-X github.com/chronicle-ledger/chronicle/node.Version=...",
+// as make dist and deploy/Dockerfile do); nothing assigns it at run time.
+var Version = "0.2.0"
 
 // Config is a node's configuration; cmd/chronicle fills it from flags and environment.
 type Config struct {

@@ -62,14 +62,20 @@ type clusterOverview struct {
 	Nodes  []node.MemberView `json:"nodes"`
 }
 
-func clusterStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("chronicle cluster status", flag.ContinueOnError)
-	nodeURL := fs.String("url", defaultClusterURL, "API URL of any cluster member")
-	asJSON := fs.Bool("json", false, "print GET /cluster's JSON as is")
+// newClusterStatusFlags builds `cluster status`'s flag set (the compose files run it).
+func newClusterStatusFlags() (fs *flag.FlagSet, nodeURL *string, asJSON *bool) {
+	fs = flag.NewFlagSet("chronicle cluster status", flag.ContinueOnError)
+	nodeURL = fs.String("url", defaultClusterURL, "API URL of any cluster member")
+	asJSON = fs.Bool("json", false, "print GET /cluster's JSON as is")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: chronicle cluster status [flags]\n\nShows every member as the node at --url sees the cluster, with each member's own report;\nthe leader's line is marked with *.\n\n")
 		fs.PrintDefaults()
 	}
+	return fs, nodeURL, asJSON
+}
+
+func clusterStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, nodeURL, asJSON := newClusterStatusFlags()
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}

@@ -19,7 +19,8 @@ func version() string {
 	v := node.Version
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			// A version stamped by make dist already names the revision.
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 && !strings.Contains(v, s.Value[:12]) {
 				v += "+" + s.Value[:12]
 			}
 		}
@@ -27,19 +28,27 @@ func version() string {
 	return v
 }
 
-func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var cfg node.Config
-	var cors, join listFlag
-	var logLevel, logFormat, pprofAddr string
+// serveOptions holds what serve's flags set.
+type serveOptions struct {
+	cfg                            node.Config
+	cors, join                     listFlag
+	logLevel, logFormat, pprofAddr string
+}
+
+// newServeFlags builds serve's flag set; the deployment tests parse the compose files'
+// commands with it.
+func newServeFlags() (*flag.FlagSet, *serveOptions) {
+	o := &serveOptions{}
+	cfg := &o.cfg
 	fs := flag.NewFlagSet("chronicle serve", flag.ContinueOnError)
 	fs.StringVar(&cfg.DataDir, "data-dir", "./data", "directory for all node state (Raft log, ledger state, snapshots)")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:4000", "host:port for the HTTP API and dashboard")
 	fs.StringVar(&cfg.NodeID, "node-id", "n1", "this node's id in the Raft cluster")
 	fs.StringVar(&cfg.RaftAddr, "raft-addr", "127.0.0.1:4001", "host:port for Raft traffic between nodes")
-	fs.Var(&join, "join", "API URLs of cluster members to join (comma-separated or repeated)")
+	fs.Var(&o.join, "join", "API URLs of cluster members to join (comma-separated or repeated)")
 	fs.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 0, "found a new cluster once this many nodes (this one included) answer at --join")
 	fs.StringVar(&cfg.AdvertiseURL, "advertise-url", "", "API URL other nodes reach this node at (default http://<http-addr>)")
-	fs.Var(&cors, "cors-origin", "browser origin allowed to call the API (repeatable or comma-separated; * for any)")
+	fs.Var(&o.cors, "cors-origin", "browser origin allowed to call the API (repeatable or comma-separated; * for any)")
 	fs.DurationVar(&cfg.IdempotencyWindow, "idempotency-window", 0, "how long idempotency keys are remembered (default 24h)")
 	fs.StringVar(&cfg.DefaultCurrency, "default-currency", "USD", "ISO 4217 currency of a create-account that names none (the original system assumed USD)")
 	fs.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", 0, "Raft entries between snapshots (default 8192)")
@@ -47,18 +56,24 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.ReadModel, "read-model", "pebble", "query-side view: pebble (embedded) or a postgres:// URL")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "open the embedded NATS server to outside consumers on host:port")
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "publish to this external NATS server instead of the embedded one")
-	fs.StringVar(&pprofAddr, "pprof-addr", "", "serve Go profiling (net/http/pprof) on this host:port; off by default")
-	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go profiling (net/http/pprof) on this host:port; off by default")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: chronicle serve [flags]\n\nEvery flag can also be set as CHRONICLE_<FLAG> (e.g. CHRONICLE_DATA_DIR); a flag wins.\n\n")
 		fs.PrintDefaults()
 	}
+	return fs, o
+}
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, o := newServeFlags()
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
-	cfg.CORSOrigins, cfg.Join = cors, join
-	logger, err := newLogger(stderr, logLevel, logFormat)
+	cfg, pprofAddr := o.cfg, o.pprofAddr
+	cfg.CORSOrigins, cfg.Join = o.cors, o.join
+	logger, err := newLogger(stderr, o.logLevel, o.logFormat)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io/fs"
+	"strings"
+	"testing"
+
+	"github.com/chronicle-ledger/chronicle/deploy"
+	"github.com/chronicle-ledger/chronicle/node"
+)
+
+// chronicleBinary describes this binary's real command line to the deployment checks:
+// the flag sets serve, health and cluster status parse with, and envName.
+func chronicleBinary() deploy.Binary {
+	return deploy.Binary{
+		Flags: func(args []string) (*flag.FlagSet, []string, error) {
+			switch {
+			case args[0] == "serve":
+				fs, _ := newServeFlags()
+				return fs, args[1:], nil
+			case args[0] == "health":
+				fs, _, _ := newHealthFlags()
+				return fs, args[1:], nil
+			case args[0] == "cluster" && len(args) > 1 && args[1] == "status":
+				fs, _, _ := newClusterStatusFlags()
+				return fs, args[2:], nil
+			}
+			return nil, nil, fmt.Errorf("chronicle %s: not a command the deployments may run (serve, health, cluster status)", args[0])
+		},
+		EnvName: envName,
+		Version: node.Version,
+	}
+}
+
+func readDeployFile(t *testing.T, name string) string {
+	t.Helper()
+	b, err := fs.ReadFile(deploy.Files(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestDeployFiles checks deploy/Dockerfile and every compose file with the binary's real
+// flags.
+func TestDeployFiles(t *testing.T) {
+	bin := chronicleBinary()
+	if err := deploy.CheckDockerfile([]byte(readDeployFile(t, "Dockerfile")), bin); err != nil {
+		t.Errorf("deploy/Dockerfile:\n%v", err)
+	}
+	names, err := deploy.ComposeFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"compose/edge.yml", "compose/cluster.yml"} {
+		if !strings.Contains(strings.Join(names, " "), want) {
+			t.Errorf("no deploy/%s among %q", want, names)
+		}
+	}
+	for _, name := range names {
+		if err := deploy.CheckCompose([]byte(readDeployFile(t, name)), bin); err != nil {
+			t.Errorf("deploy/%s:\n%v", name, err)
+		}
+	}
+}
+
+// TestDeployChecksCatchBreakage feeds broken variants of the real files through the same
+// checks: each must be refused, for the reason given.
+func TestDeployChecksCatchBreakage(t *testing.T) {
+	type edit struct{ old, new string }
+	cases := []struct {
+		name  string
+		file  string
+		edits []edit
+		want  string
+	}{
+		// Command lines, with the real flag sets.
+		{"misspelled serve flag", "compose/edge.yml", []edit{{"--raft-addr=127.0.0.1:4001", "--raft-adr=127.0.0.1:4001"}}, "flag provided but not defined: -raft-adr"},
+		{"bad flag value", "compose/cluster.yml", []edit{{`CHRONICLE_BOOTSTRAP_EXPECT: "3"`, `CHRONICLE_BOOTSTRAP_EXPECT: three`}}, `CHRONICLE_BOOTSTRAP_EXPECT="three"`},
+		{"unknown subcommand", "compose/edge.yml", []edit{{"      - serve\n", "      - server\n"}}, "chronicle server: not a command"},
+		{"stray argument", "compose/edge.yml", []edit{{"      - --data-dir=/data\n", "      - --data-dir\n      - /data\n      - extra\n"}}, "unexpected arguments"},
+		{"env naming no flag", "compose/edge.yml", []edit{{"CHRONICLE_LOG_LEVEL: info", "CHRONICLE_LOGLEVEL: info"}}, "CHRONICLE_LOGLEVEL names no flag of chronicle serve"},
+		{"env and flag both", "compose/edge.yml", []edit{{"CHRONICLE_LOG_LEVEL: info", "CHRONICLE_NODE_ID: n9"}}, "CHRONICLE_NODE_ID and --node-id both set"},
+		{"unknown key", "compose/edge.yml", []edit{{"    command:\n", "    x-command:\n"}}, "field x-command not found"},
+		{"no command", "compose/cluster.yml", []edit{{"    command: [cluster, status, --url, http://n1:4000]\n", ""}}, "no command"},
+		{"raft on every interface", "compose/edge.yml", []edit{{"--raft-addr=127.0.0.1:4001", "--raft-addr=0.0.0.0:4001"}}, "transport refuses 0.0.0.0"},
+		{"no advertise url", "compose/edge.yml", []edit{{"      - --advertise-url=http://127.0.0.1:4000\n", ""}}, "set --advertise-url"},
+		{"api on loopback", "compose/edge.yml", []edit{{"--http-addr=0.0.0.0:4000", "--http-addr=127.0.0.1:4000"}}, "unreachable from outside"},
+		{"data dir off the volume", "compose/edge.yml", []edit{{"--data-dir=/data", "--data-dir=/var/lib/chronicle"}}, "is on no named volume"},
+		{"cluster status flag", "compose/cluster.yml", []edit{{"[cluster, status, --url, http://n1:4000]", "[cluster, status, --node, http://n1:4000]"}}, "flag provided but not defined: -node"},
+
+		// Health checks.
+		{"curl health check", "compose/edge.yml", []edit{{`["CMD", "chronicle", "health", "--url", "http://127.0.0.1:4000", "--timeout", "3s"]`, `["CMD", "curl", "-f", "http://127.0.0.1:4000/ready"]`}}, "want [\"CMD\", \"chronicle\", \"health\""},
+		{"shell health check", "compose/edge.yml", []edit{{`["CMD", "chronicle", "health", "--url", "http://127.0.0.1:4000", "--timeout", "3s"]`, `chronicle health`}}, "CMD-SHELL needs a shell"},
+		{"health flag", "compose/edge.yml", []edit{{`"--timeout", "3s"]`, `"--wait", "3s"]`}}, "flag provided but not defined: -wait"},
+		{"health on the wrong port", "compose/edge.yml", []edit{{`"--url", "http://127.0.0.1:4000"`, `"--url", "http://127.0.0.1:4001"`}}, "--http-addr port is 4000"},
+		{"node without health check", "compose/edge.yml", []edit{{"    healthcheck:\n", "    x-healthcheck:\n"}}, "field x-healthcheck not found"},
+		{"disabled health check", "compose/edge.yml", []edit{{"      retries: 3\n", "      retries: 3\n      disable: true\n"}}, "a node needs a health check"},
+
+		// References between services, volumes and ports.
+		{"depends on a missing service", "compose/cluster.yml", []edit{{"n3: {condition: service_healthy}", "n4: {condition: service_healthy}"}}, "depends_on n4: no such service"},
+		{"unknown condition", "compose/cluster.yml", []edit{{"n3: {condition: service_healthy}", "n3: {condition: healthy}"}}, `condition "healthy"`},
+		{"undeclared volume", "compose/cluster.yml", []edit{{"volumes: [n3-data:/data]", "volumes: [n3data:/data]"}}, "volume n3data is not declared"},
+		{"shared data volume", "compose/cluster.yml", []edit{{"volumes: [n3-data:/data]", "volumes: [n2-data:/data]"}}, "same volume n2-data"},
+		{"same host port", "compose/cluster.yml", []edit{{`"127.0.0.1:4103:4000"`, `"4102:4000"`}}, "both publish host port 4102/tcp"},
+		{"port the node does not listen on", "compose/edge.yml", []edit{{`"127.0.0.1:4000:4000"`, `"127.0.0.1:4000:8080"`}}, "container port 8080"},
+		{"misspelled key", "compose/cluster.yml", []edit{{"    depends_on:\n", "    depend_on:\n"}}, "field depend_on not found"},
+		{"unknown top-level key", "compose/edge.yml", []edit{{"\nvolumes:\n", "\nvolume:\n"}}, `top-level key "volume"`},
+		{"not yaml", "compose/edge.yml", []edit{{"services:\n", "services: [\n"}}, "parse"},
+
+		// The cluster's addresses.
+		{"duplicate node id", "compose/cluster.yml", []edit{{"--node-id=n3,", "--node-id=n2,"}}, "both node n2"},
+		{"raft address of another node", "compose/cluster.yml", []edit{{"--raft-addr=n3:4001", "--raft-addr=n2:4001"}}, `--raft-addr host "n2" is not this service's`},
+		{"raft on loopback in a cluster", "compose/cluster.yml", []edit{{"--raft-addr=n3:4001", "--raft-addr=127.0.0.1:4001"}}, "reachable from the other nodes"},
+		{"join a node that is not there", "compose/cluster.yml", []edit{{"CHRONICLE_JOIN: http://n1:4000,http://n2:4000,http://n3:4000", "CHRONICLE_JOIN: http://n1:4000,http://n2:4000,http://n4:4000"}}, "no node in this file answers to n4"},
+		{"join the raft port", "compose/cluster.yml", []edit{{"http://n1:4000,http://n2:4000,http://n3:4000", "http://n1:4001,http://n2:4000,http://n3:4000"}}, "n1's API listens on port 4000"},
+		{"no fixed address", "compose/cluster.yml", []edit{{"        ipv4_address: 172.28.5.13\n", "        aliases: [node3]\n"}}, "needs a fixed ipv4_address"},
+
+		// The Dockerfile.
+		{"root user", "Dockerfile", []edit{{"USER 65532:65532", "USER root"}}, "is root"},
+		{"no user", "Dockerfile", []edit{{"USER 65532:65532\n", ""}}, "no USER"},
+		{"cgo", "Dockerfile", []edit{{"CGO_ENABLED=0 ", ""}}, "without CGO_ENABLED=0"},
+		{"not stripped", "Dockerfile", []edit{{`"-s -w -X`, `"-X`}}, "without -s -w"},
+		{"version not stamped", "Dockerfile", []edit{{"-X github.com/chronicle-ledger/chronicle/node.Version=$VERSION", ""}}, "node.Version=$VERSION"},
+		{"version default drifts", "Dockerfile", []edit{{"ARG VERSION=" + node.Version + "\nARG TARGETOS", "ARG VERSION=0.0.1\nARG TARGETOS"}}, "no ARG VERSION=" + node.Version},
+		{"no volume", "Dockerfile", []edit{{"VOLUME /data\n", ""}}, "on no VOLUME"},
+		{"no expose", "Dockerfile", []edit{{"EXPOSE 4000 4001", "EXPOSE 4001"}}, "API listens on 4000"},
+		{"curl healthcheck", "Dockerfile", []edit{{`CMD ["chronicle", "health", "--url"`, `CMD ["curl", "-f", "--url"`}}, "HEALTHCHECK"},
+		{"shell form CMD", "Dockerfile", []edit{{`CMD ["serve", "--data-dir", "/data", `, `CMD serve --data-dir /data `}}, "want the exec form"},
+		{"CMD flag", "Dockerfile", []edit{{`"--advertise-url"`, `"--advertise"`}}, "flag provided but not defined: -advertise"},
+		{"one stage", "Dockerfile", []edit{{"FROM scratch\n", ""}}, "final stage FROM"},
+		{"entrypoint", "Dockerfile", []edit{{`ENTRYPOINT ["chronicle"]`, `ENTRYPOINT ["/usr/local/bin/chronicle"]`}}, "ENTRYPOINT"},
+	}
+	bin := chronicleBinary()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			text := readDeployFile(t, c.file)
+			for _, e := range c.edits {
+				if !strings.Contains(text, e.old) {
+					t.Fatalf("deploy/%s has no %q to break", c.file, e.old)
+				}
+				text = strings.ReplaceAll(text, e.old, e.new)
+			}
+			var err error
+			if c.file == "Dockerfile" {
+				err = deploy.CheckDockerfile([]byte(text), bin)
+			} else {
+				err = deploy.CheckCompose([]byte(text), bin)
+			}
+			if err == nil {
+				t.Fatalf("broken deploy/%s passed the checks", c.file)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error does not say %q:\n%v", c.want, err)
+			}
+			t.Logf("refused: %v", err)
+		})
+	}
+}

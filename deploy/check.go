@@ -1,0 +1,484 @@
+// Package deploy holds Chronicle's deployment files — deploy/Dockerfile and the compose
+// files under deploy/compose — and the checks their tests run on them. There is no
+// container runtime where they are tested, so the checks read the files the way Docker
+// would and hold every command line to the chronicle binary's real flags, which the
+// caller supplies (cmd/chronicle's tests pass the binary's own flag sets).
+package deploy
+
+import (
+	"embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/url"
+	"path"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+//go:embed Dockerfile compose/*.yml
+var files embed.FS
+
+// Files is the deployment files: "Dockerfile" and "compose/*.yml".
+func Files() fs.FS { return files }
+
+// ComposeFiles lists the compose files in Files.
+func ComposeFiles() ([]string, error) {
+	names, err := fs.Glob(files, "compose/*.yml")
+	if err != nil {
+		return nil, fmt.Errorf("deploy: list compose files: %w", err)
+	}
+	return names, nil
+}
+
+// Binary describes the chronicle binary's command line to the checks.
+type Binary struct {
+	// Flags returns a fresh flag set for the command that args starts with ("serve",
+	// "health", "cluster status", …) and the arguments after the command's words, or an
+	// error when there is no such command.
+	Flags func(args []string) (fs *flag.FlagSet, rest []string, err error)
+	// EnvName is the environment variable that sets a flag when the command line does
+	// not (data-dir: CHRONICLE_DATA_DIR).
+	EnvName func(flag string) string
+	// Version is the binary's version (node.Version); the Dockerfile's default VERSION
+	// must equal it.
+	Version string
+}
+
+// invocation is one parsed command line of the binary.
+type invocation struct {
+	command string // "serve", "health", "cluster status"
+	fs      *flag.FlagSet
+	given   []string // flags given on the command line or through the environment
+}
+
+func (inv *invocation) get(name string) string {
+	if f := inv.fs.Lookup(name); f != nil {
+		return f.Value.String()
+	}
+	return ""
+}
+
+// parse parses args (the binary's arguments, without its name) with the binary's flag
+// set for the command, then applies env the way the binary does: a CHRONICLE_* variable
+// must name one of the command's flags (unless strict is false: a health check shares the
+// node's environment) and is used only when the flag is not given.
+func (b Binary) parse(args []string, env environment, strict bool) (*invocation, error) {
+	if len(args) == 0 {
+		return nil, errors.New("no command: say what runs (the image's CMD is the one-node default)")
+	}
+	fset, rest, err := b.Flags(args)
+	if err != nil {
+		return nil, err
+	}
+	fset.SetOutput(io.Discard)
+	command := strings.Join(args[:len(args)-len(rest)], " ")
+	if err := fset.Parse(rest); err != nil {
+		return nil, fmt.Errorf("chronicle %s: %w", command, err)
+	}
+	if fset.NArg() > 0 {
+		return nil, fmt.Errorf("chronicle %s: unexpected arguments %q", command, fset.Args())
+	}
+	inv := &invocation{command: command, fs: fset}
+	fset.Visit(func(f *flag.Flag) { inv.given = append(inv.given, f.Name) })
+	byEnv := map[string]*flag.Flag{}
+	fset.VisitAll(func(f *flag.Flag) { byEnv[b.EnvName(f.Name)] = f })
+	var errs []error
+	for _, name := range sortedKeys(env) {
+		if !strings.HasPrefix(name, "CHRONICLE_") {
+			continue
+		}
+		f := byEnv[name]
+		switch {
+		case f == nil && !strict:
+		case f == nil:
+			errs = append(errs, fmt.Errorf("environment %s names no flag of chronicle %s", name, command))
+		case slices.Contains(inv.given, f.Name):
+			errs = append(errs, fmt.Errorf("environment %s and --%s both set: the flag wins, drop one", name, f.Name))
+		case env[name].set:
+			if err := f.Value.Set(env[name].value); err != nil {
+				errs = append(errs, fmt.Errorf("environment %s=%q: %w", name, env[name].value, err))
+			}
+			inv.given = append(inv.given, f.Name)
+		}
+	}
+	return inv, errors.Join(errs...)
+}
+
+// node is what a `chronicle serve` command line says about the node it starts.
+type node struct {
+	service    string
+	id         string
+	dataDir    string
+	httpPort   int
+	raftHost   string
+	advertise  string
+	join       []string
+	ports      map[int]bool // container ports the node listens on
+	clustering bool
+}
+
+// checkServe checks one serve invocation on its own.
+func checkServe(inv *invocation) (*node, []error) {
+	var errs []error
+	n := &node{id: inv.get("node-id"), dataDir: inv.get("data-dir"), advertise: inv.get("advertise-url"), ports: map[int]bool{}}
+	if j := inv.get("join"); j != "" {
+		n.join = strings.Split(j, ",")
+	}
+	expect, _ := strconv.Atoi(inv.get("bootstrap-expect"))
+	n.clustering = len(n.join) > 0 || expect > 1
+	if expect > 1 && len(n.join) == 0 {
+		errs = append(errs, fmt.Errorf("--bootstrap-expect %d without --join: the node cannot find the others", expect))
+	}
+	if !path.IsAbs(n.dataDir) {
+		errs = append(errs, fmt.Errorf("--data-dir %q: want an absolute path on a volume", n.dataDir))
+	}
+
+	httpHost, httpPort, err := hostPort(inv.get("http-addr"))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--http-addr: %w", err))
+	}
+	n.httpPort = httpPort
+	n.ports[httpPort] = true
+	if isLoopback(httpHost) {
+		errs = append(errs, fmt.Errorf("--http-addr %s: loopback inside a container is unreachable from outside it", inv.get("http-addr")))
+	}
+	if isUnspecified(httpHost) && n.advertise == "" {
+		errs = append(errs, fmt.Errorf("--http-addr %s listens on every interface: set --advertise-url, else the node records http://%s as its URL", inv.get("http-addr"), inv.get("http-addr")))
+	}
+	if n.advertise != "" {
+		u, err := url.Parse(n.advertise)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("--advertise-url %q: want http://host:port", n.advertise))
+		} else if n.clustering && (isLoopback(u.Hostname()) || isUnspecified(u.Hostname())) {
+			errs = append(errs, fmt.Errorf("--advertise-url %s: the other nodes cannot reach it", n.advertise))
+		}
+	}
+
+	raftHost, raftPort, err := hostPort(inv.get("raft-addr"))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--raft-addr: %w", err))
+	}
+	n.raftHost = raftHost
+	n.ports[raftPort] = true
+	if isUnspecified(raftHost) {
+		errs = append(errs, fmt.Errorf("--raft-addr %s: Raft advertises this address to its peers, so it must be a concrete host (the transport refuses 0.0.0.0)", inv.get("raft-addr")))
+	}
+	if n.clustering && isLoopback(raftHost) {
+		errs = append(errs, fmt.Errorf("--raft-addr %s: a cluster member's Raft address must be reachable from the other nodes", inv.get("raft-addr")))
+	}
+	for _, name := range []string{"nats-listen", "pprof-addr"} {
+		if v := inv.get(name); v != "" {
+			if _, p, err := hostPort(v); err != nil {
+				errs = append(errs, fmt.Errorf("--%s: %w", name, err))
+			} else {
+				n.ports[p] = true
+			}
+		}
+	}
+	if httpPort != 0 && httpPort == raftPort {
+		errs = append(errs, fmt.Errorf("--http-addr and --raft-addr share port %d", httpPort))
+	}
+	return n, errs
+}
+
+// checkHealth checks a health check's command (the arguments after "chronicle") against
+// the node it checks.
+func checkHealth(b Binary, args []string, env environment, n *node) error {
+	if len(args) == 0 || args[0] != "health" {
+		return fmt.Errorf("health check runs %q: want chronicle health (the image has no curl and no shell)", args)
+	}
+	inv, err := b.parse(args, env, false)
+	if err != nil {
+		return fmt.Errorf("health check: %w", err)
+	}
+	u, err := url.Parse(inv.get("url"))
+	if err != nil || u.Scheme != "http" {
+		return fmt.Errorf("health check --url %q: want http://127.0.0.1:PORT", inv.get("url"))
+	}
+	if !isLoopback(u.Hostname()) {
+		return fmt.Errorf("health check --url %s: check the node in its own container (127.0.0.1)", u)
+	}
+	if p, _ := strconv.Atoi(u.Port()); n != nil && p != n.httpPort {
+		return fmt.Errorf("health check --url %s: the node's --http-addr port is %d", u, n.httpPort)
+	}
+	if d, err := time.ParseDuration(inv.get("timeout")); err == nil && d <= 0 {
+		return fmt.Errorf("health check --timeout %s: want a positive duration", d)
+	}
+	return nil
+}
+
+// hostPort splits host:port and checks the port.
+func hostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q: %w", addr, err)
+	}
+	port, err := portNumber(p)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q: %w", addr, err)
+	}
+	return host, port, nil
+}
+
+func isUnspecified(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "" || (ip != nil && ip.IsUnspecified())
+}
+
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// CheckCompose checks one compose file against the binary; the error joins every
+// problem found.
+func CheckCompose(data []byte, b Binary) error {
+	f, err := parseCompose(data)
+	if err != nil {
+		return err
+	}
+	if len(f.Services) == 0 {
+		return errors.New("no services")
+	}
+	var errs []error
+	fail := func(svc string, err error) { errs = append(errs, fmt.Errorf("service %s: %w", svc, err)) }
+
+	// names: every name a service answers to on its networks.
+	names := map[string]string{}
+	for _, name := range sortedKeys(f.Services) {
+		s := f.Services[name]
+		if s == nil {
+			fail(name, errors.New("empty"))
+			delete(f.Services, name)
+			continue
+		}
+		names[name] = name
+		if s.Hostname != "" {
+			names[s.Hostname] = name
+		}
+		for _, nw := range s.Networks {
+			for _, a := range nw.Aliases {
+				names[a] = name
+			}
+			if nw.IPv4Address != "" {
+				names[nw.IPv4Address] = name
+			}
+		}
+	}
+
+	nodes := map[string]*node{}
+	for _, name := range sortedKeys(f.Services) {
+		s := f.Services[name]
+		for _, err := range checkService(b, f, s) {
+			fail(name, err)
+		}
+		if !isChronicle(s) {
+			continue
+		}
+		inv, err := b.parse(s.Command, s.Environment, true)
+		if err != nil {
+			fail(name, err)
+			continue
+		}
+		hc := s.Healthcheck
+		if inv.command != "serve" {
+			if hc != nil && !hc.Disable {
+				if err := checkHealthTest(b, hc.Test, s.Environment, nil); err != nil {
+					fail(name, err)
+				}
+			}
+			continue
+		}
+		n, serveErrs := checkServe(inv)
+		n.service = name
+		nodes[name] = n
+		for _, err := range serveErrs {
+			fail(name, err)
+		}
+		if !slices.ContainsFunc(s.Volumes, func(m mount) bool { return m.Source != "" && within(n.dataDir, m.Target) }) {
+			fail(name, fmt.Errorf("--data-dir %s is on no named volume or bind mount: the ledger would go with the container", n.dataDir))
+		}
+		if hc == nil || hc.Disable {
+			fail(name, errors.New("a node needs a health check running chronicle health"))
+		} else if err := checkHealthTest(b, hc.Test, s.Environment, n); err != nil {
+			fail(name, err)
+		}
+		for _, p := range s.Ports {
+			for _, c := range p.Container {
+				if !n.ports[c] {
+					fail(name, fmt.Errorf("publishes container port %d, where the node does not listen", c))
+				}
+			}
+		}
+	}
+
+	errs = append(errs, checkHostPorts(f)...)
+	errs = append(errs, checkCluster(f, nodes, names)...)
+	return errors.Join(errs...)
+}
+
+// isChronicle tells a service that runs the chronicle image.
+func isChronicle(s *service) bool {
+	return s.Build != nil || strings.Contains(s.Image, "chronicle")
+}
+
+// checkService checks what any service's settings refer to.
+func checkService(b Binary, f *composeFile, s *service) []error {
+	var errs []error
+	if isChronicle(s) {
+		if s.Build != nil && s.Build.Dockerfile != "deploy/Dockerfile" {
+			errs = append(errs, fmt.Errorf("build.dockerfile %q: want deploy/Dockerfile (with the repository root as context)", s.Build.Dockerfile))
+		}
+		if len(s.Entrypoint) > 0 && !slices.Equal(s.Entrypoint, []string{"chronicle"}) {
+			errs = append(errs, fmt.Errorf("entrypoint %q: the image's is chronicle; leave it", s.Entrypoint))
+		}
+		if u, _, _ := strings.Cut(s.User, ":"); u == "0" || u == "root" {
+			errs = append(errs, errors.New("runs as root: the image's user is non-root"))
+		}
+	}
+	for _, dep := range sortedKeys(s.DependsOn) {
+		target, ok := f.Services[dep]
+		switch cond := s.DependsOn[dep]; {
+		case !ok:
+			errs = append(errs, fmt.Errorf("depends_on %s: no such service", dep))
+		case target == s:
+			errs = append(errs, fmt.Errorf("depends_on %s: itself", dep))
+		case cond != "service_started" && cond != "service_healthy" && cond != "service_completed_successfully":
+			errs = append(errs, fmt.Errorf("depends_on %s: condition %q is not one Compose knows", dep, cond))
+		case cond == "service_healthy" && (target.Healthcheck == nil || target.Healthcheck.Disable):
+			errs = append(errs, fmt.Errorf("depends_on %s: service_healthy, but %s has no health check", dep, dep))
+		}
+	}
+	for _, m := range s.Volumes {
+		if !strings.HasPrefix(m.Target, "/") {
+			errs = append(errs, fmt.Errorf("volume target %q: want an absolute path", m.Target))
+		}
+		if m.Type == "volume" && m.Source != "" {
+			if _, ok := f.Volumes[m.Source]; !ok {
+				errs = append(errs, fmt.Errorf("volume %s is not declared under the top-level volumes", m.Source))
+			}
+		}
+	}
+	for _, nw := range sortedKeys(s.Networks) {
+		if _, ok := f.Networks[nw]; !ok && nw != "default" {
+			errs = append(errs, fmt.Errorf("network %s is not declared under the top-level networks", nw))
+		}
+	}
+	return errs
+}
+
+// checkHealthTest checks a compose health check's test.
+func checkHealthTest(b Binary, t healthTest, env environment, n *node) error {
+	args := []string(t.args)
+	switch {
+	case t.shell || (len(args) > 0 && args[0] == "CMD-SHELL"):
+		return errors.New("health check: CMD-SHELL needs a shell and the image has none; write [\"CMD\", \"chronicle\", \"health\", ...]")
+	case len(args) < 2 || args[0] != "CMD" || args[1] != "chronicle":
+		return fmt.Errorf("health check %q: want [\"CMD\", \"chronicle\", \"health\", ...]", args)
+	}
+	return checkHealth(b, args[2:], env, n)
+}
+
+// checkHostPorts refuses two services publishing the same host port.
+func checkHostPorts(f *composeFile) []error {
+	type key struct {
+		port  int
+		proto string
+	}
+	type use struct{ service, ip string }
+	seen := map[key][]use{}
+	var errs []error
+	for _, name := range sortedKeys(f.Services) {
+		for _, p := range f.Services[name].Ports {
+			for _, h := range p.Host {
+				k := key{h, p.Protocol}
+				for _, u := range seen[k] {
+					if u.ip == p.HostIP || isUnspecified(u.ip) || isUnspecified(p.HostIP) {
+						errs = append(errs, fmt.Errorf("services %s and %s both publish host port %d/%s", u.service, name, h, p.Protocol))
+					}
+				}
+				seen[k] = append(seen[k], use{name, p.HostIP})
+			}
+		}
+	}
+	return errs
+}
+
+// checkCluster checks the nodes against each other: their own state, distinct ids, and
+// addresses that name themselves and peers that exist.
+func checkCluster(f *composeFile, nodes map[string]*node, names map[string]string) []error {
+	var errs []error
+	ids := map[string]string{}
+	volumes := map[string]string{}
+	for _, name := range sortedKeys(nodes) {
+		n := nodes[name]
+		if other, ok := ids[n.id]; ok {
+			errs = append(errs, fmt.Errorf("services %s and %s are both node %s", other, name, n.id))
+		}
+		ids[n.id] = name
+		for _, m := range f.Services[name].Volumes {
+			if m.Source == "" || !within(n.dataDir, m.Target) {
+				continue
+			}
+			if other, ok := volumes[m.Source]; ok {
+				errs = append(errs, fmt.Errorf("services %s and %s keep their data on the same volume %s", other, name, m.Source))
+			}
+			volumes[m.Source] = name
+		}
+		if !n.clustering {
+			continue
+		}
+		fail := func(err error) { errs = append(errs, fmt.Errorf("service %s: %w", name, err)) }
+		if names[n.raftHost] != name {
+			fail(fmt.Errorf("--raft-addr host %q is not this service's name or address", n.raftHost))
+		}
+		if u, err := url.Parse(n.advertise); err == nil && names[u.Hostname()] != name {
+			fail(fmt.Errorf("--advertise-url %s does not name this service", n.advertise))
+		}
+		fixed := false
+		for _, nw := range f.Services[name].Networks {
+			fixed = fixed || nw.IPv4Address != ""
+		}
+		if !fixed {
+			fail(errors.New("a cluster member needs a fixed ipv4_address: Raft records the address --raft-addr resolves to when the node starts"))
+		}
+		for _, j := range n.join {
+			u, err := url.Parse(j)
+			if err != nil || u.Host == "" {
+				fail(fmt.Errorf("--join %q: want http://host:port", j))
+				continue
+			}
+			peer, ok := nodes[names[u.Hostname()]]
+			if !ok {
+				fail(fmt.Errorf("--join %s: no node in this file answers to %s", j, u.Hostname()))
+				continue
+			}
+			if p, _ := strconv.Atoi(u.Port()); p != peer.httpPort {
+				fail(fmt.Errorf("--join %s: %s's API listens on port %d", j, peer.service, peer.httpPort))
+			}
+		}
+	}
+	return errs
+}
+
+// within tells whether dir is target or below it.
+func within(dir, target string) bool {
+	dir, target = path.Clean(dir), path.Clean(target)
+	return dir == target || strings.HasPrefix(dir, strings.TrimSuffix(target, "/")+"/")
+}
