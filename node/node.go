@@ -24,8 +24,22 @@ import (
 // Version is the build's version, set by the linker.
 const Version = "0.2.0"
 
+// Event store kinds (Config.Store).
+const (
+	StoreRaft = "raft"
+	StoreSQL  = "sql"
+)
+
 // Config is a node's configuration; cmd/chronicle fills it from flags and environment.
 type Config struct {
+	// Store selects the event store: StoreRaft (default: Raft + Pebble under DataDir) or
+	// StoreSQL (EventStoreURL, CockroachDB or PostgreSQL).
+	Store string
+	// EventStoreURL is the SQL event store's connection string (Store == StoreSQL).
+	EventStoreURL string
+	// Role is what this process serves in the SQL topology: httpapi.RoleAll (default),
+	// RoleCommand or RoleQuery. A Raft node always serves everything.
+	Role string
 	DataDir  string
 	HTTPAddr string
 	NodeID   string
@@ -86,6 +100,12 @@ func (c *Config) Defaults() {
 	if c.DefaultCurrency == "" {
 		c.DefaultCurrency = "USD"
 	}
+	if c.Store == "" {
+		c.Store = StoreRaft
+	}
+	if c.Role == "" {
+		c.Role = httpapi.RoleAll
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -95,8 +115,12 @@ func (c *Config) Defaults() {
 type Node struct {
 	cfg   Config
 	log   *slog.Logger
-	store *raftstore.Store
-	proj  *projector.Projector
+	// store is the Raft store (nil in SQL mode); sql the SQL one (nil in Raft mode);
+	// events whichever of the two this node runs on.
+	store  *raftstore.Store
+	sql    *sqlSide
+	events eventSource
+	proj   *projector.Projector
 	bus   *eventbus.Bus
 	api   *httpapi.API
 	ln    net.Listener
@@ -113,6 +137,16 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	cfg.DefaultCurrency = cur.Code
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID)}
+	switch cfg.Store {
+	case StoreRaft:
+		if cfg.Role != httpapi.RoleAll {
+			return nil, fmt.Errorf("node: role %q needs --store sql; a Raft node serves every role", cfg.Role)
+		}
+	case StoreSQL:
+		return newSQL(ctx, n)
+	default:
+		return nil, fmt.Errorf("node: store %q: want raft or sql", cfg.Store)
+	}
 	store, err := raftstore.Open(raftstore.Config{
 		DataDir: filepath.Join(cfg.DataDir), NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr,
 		Bootstrap: len(cfg.Join) == 0, IdempotencyWindow: cfg.IdempotencyWindow,
@@ -121,7 +155,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: open store: %w", err)
 	}
-	n.store = store
+	n.store, n.events = store, store
 	view, err := openView(ctx, cfg)
 	if err != nil {
 		_ = store.Close()
@@ -161,19 +195,38 @@ func (n *Node) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- n.srv.Serve(n.ln) }()
 	projCtx, stopProj := context.WithCancel(context.Background())
+	sqlDone := make(chan struct{})
+	go func() {
+		defer close(sqlDone)
+		if n.sql != nil {
+			n.sql.run(projCtx)
+		}
+	}()
 	projDone := make(chan error, 1)
-	wake, stopWake := n.store.Changes()
-	go func() { projDone <- n.proj.Run(projCtx, wake) }()
+	wake, stopWake := n.events.Changes()
+	go func() {
+		if n.proj == nil {
+			projDone <- nil
+			return
+		}
+		projDone <- n.proj.Run(projCtx, wake)
+	}()
 	pubDone := make(chan error, 1)
-	pubWake, stopPubWake := n.store.Changes()
+	pubWake, stopPubWake := n.events.Changes()
 	go func() { pubDone <- n.publish(projCtx, pubWake) }()
 	clusterDone := make(chan struct{})
 	go func() {
 		defer close(clusterDone)
-		n.form(projCtx)
-		n.leadership(projCtx)
+		if n.store != nil {
+			n.form(projCtx)
+			n.leadership(projCtx)
+		}
 	}()
-	n.log.Info("chronicle node serving", "url", n.URL(), "data_dir", n.cfg.DataDir, "raft_addr", n.store.RaftAddr())
+	if n.store != nil {
+		n.log.Info("chronicle node serving", "url", n.URL(), "data_dir", n.cfg.DataDir, "raft_addr", n.store.RaftAddr())
+	} else {
+		n.log.Info("chronicle node serving", "url", n.URL(), "store", "sql", "role", n.cfg.Role)
+	}
 	var serveErr error
 	select {
 	case <-ctx.Done():
@@ -188,11 +241,16 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	stopProj()
 	<-clusterDone
+	<-sqlDone
 	stopWake()
 	stopPubWake()
 	projErr := <-projDone
 	pubErr := <-pubDone
-	closeErr := errors.Join(projErr, pubErr, n.proj.View().Close(), n.bus.Close(), n.store.Close())
+	var viewErr error
+	if n.proj != nil {
+		viewErr = n.proj.View().Close()
+	}
+	closeErr := errors.Join(projErr, pubErr, viewErr, n.bus.Close(), n.events.Close())
 	n.log.Info("chronicle node stopped")
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return errors.Join(fmt.Errorf("node: serve: %w", serveErr), closeErr)
@@ -203,6 +261,10 @@ func (n *Node) Run(ctx context.Context) error {
 // Ready implements httpapi.Node: a node is ready when a leader is known and its state
 // machine is healthy.
 func (n *Node) Ready(ctx context.Context) error {
+	if n.sql != nil {
+		// NATS is fan-out only: its outage shows in the status, never in readiness.
+		return n.sql.health()
+	}
 	st := n.store.Status()
 	if st.Fatal != "" {
 		return errors.New("state machine stopped: " + st.Fatal)
@@ -218,17 +280,30 @@ func (n *Node) Ready(ctx context.Context) error {
 
 // Status implements httpapi.Node.
 func (n *Node) Status() any {
-	return map[string]any{"version": Version, "raft": n.store.Status(), "projector": n.proj.Status(),
+	out := map[string]any{"version": Version, "role": n.cfg.Role,
 		"nats": map[string]any{"connected": n.bus.Connected(), "stream": n.bus.Stream(), "published": n.bus.Published(), "url": n.bus.ClientURL()}}
+	if n.store != nil {
+		out["raft"] = n.store.Status()
+	} else {
+		out["store"] = "sql"
+		out["event_store"] = n.sql.status()
+	}
+	if n.proj != nil {
+		out["projector"] = n.proj.Status()
+	}
+	return out
 }
 
 // WaitView implements httpapi.Node.
 func (n *Node) WaitView(ctx context.Context, pos uint64) error {
+	if n.proj == nil {
+		return chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "this process keeps no read model (role %s)", n.cfg.Role)
+	}
 	return n.proj.WaitPosition(ctx, pos)
 }
 
 // Changes implements httpapi.Node.
-func (n *Node) Changes() (<-chan struct{}, func()) { return n.store.Changes() }
+func (n *Node) Changes() (<-chan struct{}, func()) { return n.events.Changes() }
 
 // Bus exposes the node's event bus (for tests).
 func (n *Node) Bus() *eventbus.Bus { return n.bus }
@@ -254,11 +329,23 @@ func openView(ctx context.Context, cfg Config) (projector.View, error) {
 
 // WaitApplied implements httpapi.Node.
 func (n *Node) WaitApplied(ctx context.Context, pos uint64) error {
-	return n.store.WaitApplied(ctx, pos)
+	return n.events.WaitApplied(ctx, pos)
 }
 
 // WaitReady blocks until the node can take commands.
 func (n *Node) WaitReady(ctx context.Context) error {
+	if n.sql != nil {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for n.sql.health() != nil {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("wait for the event store: %w (last: %v)", ctx.Err(), n.sql.health())
+			case <-tick.C:
+			}
+		}
+		return nil
+	}
 	return n.store.WaitReady(ctx)
 }
 
@@ -270,6 +357,12 @@ var _ chronicle.EventStore = (*raftstore.Store)(nil)
 // by the cluster only the leader publishes: it runs while this node leads and stops when
 // it loses leadership, and the next leader resumes from the stream's last sequence.
 func (n *Node) publish(ctx context.Context, wake <-chan struct{}) error {
+	if n.sql != nil {
+		if n.cfg.Role == httpapi.RoleQuery {
+			return nil // command processes publish; a query process only reads
+		}
+		return n.bus.RunPublisher(ctx, n.sql, wake)
+	}
 	if n.cfg.NATSURL == "" {
 		return n.bus.RunPublisher(ctx, n.store, wake)
 	}
