@@ -8,7 +8,8 @@
 // everything queued, up to chronicle.MaxBatchCommands, and runs one SERIALIZABLE
 // transaction for it:
 //
-//  1. one round trip of reads: the head row (SELECT ... FOR UPDATE), the database clock,
+//  1. one round trip of reads: the head row (SELECT ... FOR UPDATE, after LOCK TABLE on
+//     PostgreSQL, see below), the database clock,
 //     the events already stored under the batch's command ids, the accounts the batch
 //     names with the external accounts of their currencies, and its idempotency records;
 //  2. a command whose id already has events was committed by an earlier attempt whose

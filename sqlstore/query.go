@@ -12,11 +12,29 @@ import (
 	"github.com/chronicle-ledger/chronicle"
 )
 
+// readAttempts bounds the tries of one read. Reads change nothing, so one that failed on
+// a broken connection (typically an idle one the database dropped) is simply sent again
+// on another.
+const readAttempts = 3
+
+// read runs fn, again on a connection failure.
+func (s *Store) read(ctx context.Context, fn func() error) error {
+	var err error
+	for range readAttempts {
+		if err = fn(); err == nil || !connectionFailure(err) || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
+}
+
 // Head implements chronicle.EventStore.
 func (s *Store) Head(ctx context.Context) (chronicle.Head, error) {
 	var pos, t int64
 	var h chronicle.Head
-	err := s.pool.QueryRow(ctx, `SELECT position, hash, commit_time_nanos FROM chronicle_head WHERE id = 1`).Scan(&pos, &h.Hash, &t)
+	err := s.read(ctx, func() error {
+		return s.pool.QueryRow(ctx, `SELECT position, hash, commit_time_nanos FROM chronicle_head WHERE id = 1`).Scan(&pos, &h.Hash, &t)
+	})
 	if err != nil {
 		return chronicle.Head{}, s.dbError(ctx, "read head", err)
 	}
@@ -30,7 +48,11 @@ func (s *Store) Account(ctx context.Context, id string) (chronicle.Account, erro
 	if chronicle.IsExternal(id) {
 		return chronicle.Account{}, chronicle.ErrAccountNotFound(id)
 	}
-	a, err := scanAccount(s.pool.QueryRow(ctx, `SELECT `+accountColumns+` FROM chronicle_accounts WHERE account_id = $1`, id))
+	var a chronicle.Account
+	err := s.read(ctx, func() (err error) {
+		a, err = scanAccount(s.pool.QueryRow(ctx, `SELECT `+accountColumns+` FROM chronicle_accounts WHERE account_id = $1`, id))
+		return err
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return chronicle.Account{}, chronicle.ErrAccountNotFound(id)
 	}
@@ -48,9 +70,11 @@ func (s *Store) BalanceAt(ctx context.Context, id string, t time.Time) (chronicl
 	}
 	var at, pos int64
 	p := chronicle.BalancePoint{AccountID: id}
-	err := s.pool.QueryRow(ctx, `SELECT commit_time_nanos, position, balance FROM chronicle_balance_history
-		WHERE account_id = $1 AND commit_time_nanos <= $2
-		ORDER BY commit_time_nanos DESC, position DESC LIMIT 1`, id, nanosAtOrBefore(t)).Scan(&at, &pos, &p.Balance)
+	err := s.read(ctx, func() error {
+		return s.pool.QueryRow(ctx, `SELECT commit_time_nanos, position, balance FROM chronicle_balance_history
+			WHERE account_id = $1 AND commit_time_nanos <= $2
+			ORDER BY commit_time_nanos DESC, position DESC LIMIT 1`, id, nanosAtOrBefore(t)).Scan(&at, &pos, &p.Balance)
+	})
 	if err == nil {
 		p.Time, p.Position = fromNanos(at), uint64(pos)
 		return p, nil
@@ -114,24 +138,32 @@ func (s *Store) Events(ctx context.Context, q chronicle.EventQuery) ([]chronicle
 		sql += " WHERE " + strings.Join(conds, " AND ")
 	}
 	sql += " ORDER BY " + order + " LIMIT " + arg(q.Limit)
-	rows, err := s.pool.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, s.dbError(ctx, "read events", err)
-	}
-	defer rows.Close()
-	out := []chronicle.Event{}
-	for rows.Next() {
-		var stored []byte
-		if err := rows.Scan(&stored); err != nil {
-			return nil, s.dbError(ctx, "read events", err)
-		}
-		e, err := decodeEvent(stored)
+	var out []chronicle.Event
+	err := s.read(ctx, func() error {
+		rows, err := s.pool.Query(ctx, sql, args...)
 		if err != nil {
-			return nil, fmt.Errorf("sqlstore: %w", err)
+			return err
 		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
+		defer rows.Close()
+		out = []chronicle.Event{}
+		for rows.Next() {
+			var stored []byte
+			if err := rows.Scan(&stored); err != nil {
+				return err
+			}
+			e, err := decodeEvent(stored)
+			if err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		var perm *permanentError
+		if errors.As(err, &perm) {
+			return nil, fmt.Errorf("sqlstore: %w", err) // a corrupt row is no outage
+		}
 		return nil, s.dbError(ctx, "read events", err)
 	}
 	return out, nil
