@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"log/slog"
 	"net"
 	"net/http"
@@ -358,18 +359,31 @@ var _ chronicle.EventStore = (*raftstore.Store)(nil)
 // it loses leadership, and the next leader resumes from the stream's last sequence.
 func (n *Node) publish(ctx context.Context, wake <-chan struct{}) error {
 	if n.sql != nil {
-		if n.cfg.Role == httpapi.RoleQuery {
+		switch {
+		case n.cfg.Role == httpapi.RoleQuery:
 			return nil // command processes publish; a query process only reads
+		case n.cfg.NATSURL == "":
+			return n.bus.RunPublisher(ctx, n.sql, wake) // its own embedded server
 		}
-		return n.bus.RunPublisher(ctx, n.sql, wake)
+		// A NATS shared by the topology: whoever holds the publisher lease publishes. A
+		// stale holder is harmless (the stream's expected-last-sequence check refuses it).
+		var held atomic.Bool
+		go n.sql.holdLease(ctx, "nats-publisher/"+n.bus.Stream(), &held)
+		return n.publishWhile(ctx, wake, n.sql, held.Load)
 	}
 	if n.cfg.NATSURL == "" {
 		return n.bus.RunPublisher(ctx, n.store, wake)
 	}
+	return n.publishWhile(ctx, wake, n.store, n.store.IsLeader)
+}
+
+// publishWhile runs the publisher from src whenever entitled says so, stopping it when
+// that ends; the next entitled publisher resumes from the stream's last sequence.
+func (n *Node) publishWhile(ctx context.Context, wake <-chan struct{}, src eventbus.Source, entitled func() bool) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		for !n.store.IsLeader() {
+		for !entitled() {
 			select {
 			case <-ctx.Done():
 				return nil
@@ -378,8 +392,8 @@ func (n *Node) publish(ctx context.Context, wake <-chan struct{}) error {
 		}
 		leadCtx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
-		go func() { done <- n.bus.RunPublisher(leadCtx, n.store, wake) }()
-		for n.store.IsLeader() && ctx.Err() == nil {
+		go func() { done <- n.bus.RunPublisher(leadCtx, src, wake) }()
+		for entitled() && ctx.Err() == nil {
 			select {
 			case <-ctx.Done():
 			case <-tick.C:

@@ -6,6 +6,9 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/chronicle-ledger/chronicle"
 	"github.com/chronicle-ledger/chronicle/client"
@@ -151,4 +154,48 @@ func TestSQLEventStoreDownAtStart(t *testing.T) {
 	if client.CodeOf(err) != chronicle.CodeUnavailable {
 		t.Fatalf("a command with the event store down: %v", err)
 	}
+}
+
+// TestSQLSharedNATSOnePublisher: two command processes on one SQL event store and one
+// NATS: the publisher lease lets one publish at a time, and the stream holds every
+// position exactly once, in order, also after the publishing process stops.
+func TestSQLSharedNATSOnePublisher(t *testing.T) {
+	t.Parallel()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	defer ns.Shutdown()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	es := pgtest.Schema(t)
+	start := func() *nodetest.Node {
+		return nodetest.Start(t, func(c *node.Config) {
+			c.Store, c.EventStoreURL, c.Role, c.NATSURL = node.StoreSQL, es, httpapi.RoleCommand, ns.ClientURL()
+		})
+	}
+	c1, c2 := start(), start()
+	mustCreate(t, c1.Client, "a", "USD", "100")
+	mustCreate(t, c2.Client, "b", "USD", "0")
+	ctx := ctxT(t)
+	var head uint64
+	move := func(via *client.Client, k int) {
+		for range k {
+			res, err := via.Transfer(ctx, client.Transfer{FromAccountID: "a", ToAccountID: "b", Amount: "1"}, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			head = max(head, res.Position)
+		}
+	}
+	move(c1.Client, 5)
+	move(c2.Client, 5)
+	requireStreamExactly(t, ns.ClientURL(), head)
+	// Whoever published, stop c1: c2 (taking the lease once it expires, if it was c1's)
+	// publishes what follows.
+	c1.Stop(t)
+	move(c2.Client, 5)
+	requireStreamExactly(t, ns.ClientURL(), head)
 }

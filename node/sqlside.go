@@ -267,3 +267,31 @@ func newSQL(ctx context.Context, n *Node) (*Node, error) {
 	n.srv = &http.Server{Handler: n.api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	return n, nil
 }
+
+// leaseTTL is how long a publisher lease lasts unrenewed; it is renewed at a third of it.
+const leaseTTL = 5 * time.Second
+
+// holdLease keeps trying to take or renew lease name for this process and says in held
+// whether it has it, until ctx ends.
+func (s *sqlSide) holdLease(ctx context.Context, name string, held *atomic.Bool) {
+	holder := chronicle.NewID() // process-unique: every process of a topology may be "n1"
+	tick := time.NewTicker(leaseTTL / 3)
+	defer tick.Stop()
+	defer held.Store(false)
+	for {
+		if st := s.st.Load(); st != nil {
+			ok, err := st.TryLease(ctx, name, holder, leaseTTL)
+			if err != nil && ctx.Err() == nil {
+				s.log.Warn("publisher lease", "err", err)
+			}
+			if was := held.Swap(ok && err == nil); was != held.Load() {
+				s.log.Info("publisher lease", "name", name, "held", held.Load())
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
