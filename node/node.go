@@ -7,12 +7,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/chronicle-ledger/chronicle"
@@ -40,7 +40,7 @@ type Config struct {
 	EventStoreURL string
 	// Role is what this process serves in the SQL topology: httpapi.RoleAll (default),
 	// RoleCommand or RoleQuery. A Raft node always serves everything.
-	Role string
+	Role     string
 	DataDir  string
 	HTTPAddr string
 	NodeID   string
@@ -114,19 +114,19 @@ func (c *Config) Defaults() {
 
 // Node is a running Chronicle node.
 type Node struct {
-	cfg   Config
-	log   *slog.Logger
+	cfg Config
+	log *slog.Logger
 	// store is the Raft store (nil in SQL mode); sql the SQL one (nil in Raft mode);
 	// events whichever of the two this node runs on.
 	store  *raftstore.Store
 	sql    *sqlSide
 	events eventSource
 	proj   *projector.Projector
-	bus   *eventbus.Bus
-	api   *httpapi.API
-	ln    net.Listener
-	srv   *http.Server
-	peers *http.Client
+	bus    *eventbus.Bus
+	api    *httpapi.API
+	ln     net.Listener
+	srv    *http.Server
+	peers  *http.Client
 }
 
 // New opens the node's store and binds its HTTP listener; Run serves.
