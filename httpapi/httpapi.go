@@ -48,6 +48,9 @@ type Config struct {
 	RequestTimeout time.Duration
 	// MaxWait bounds a query's wait for ?min_position.
 	MaxWait time.Duration
+	// Role selects what this process serves: RoleAll (default), RoleCommand (commands
+	// and ops endpoints) or RoleQuery (reads, the event log and stream, the dashboard).
+	Role string
 	// DefaultCurrency is what create-account takes when the request names no currency
 	// (default "USD", as the original system assumed).
 	DefaultCurrency string
@@ -87,6 +90,9 @@ func New(cfg Config) *API {
 	if cfg.DefaultCurrency == "" {
 		cfg.DefaultCurrency = "USD"
 	}
+	if cfg.Role == "" {
+		cfg.Role = RoleAll
+	}
 	a := &API{cfg: cfg, log: cfg.Logger.With("component", "httpapi"), closing: make(chan struct{}),
 		forward: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}}}
 	r := chi.NewRouter()
@@ -99,26 +105,39 @@ func New(cfg Config) *API {
 	})
 	r.Get("/health", a.health)
 	r.Get("/ready", a.ready)
-	r.Route("/commands", func(r chi.Router) {
-		r.Post("/create-account", a.command(chronicle.CmdCreateAccount))
-		r.Post("/deposit", a.command(chronicle.CmdDeposit))
-		r.Post("/withdraw", a.command(chronicle.CmdWithdraw))
-		r.Post("/transfer", a.command(chronicle.CmdTransfer))
-		r.Post("/batch", a.batch)
-	})
-	r.Get("/accounts", a.listAccounts)
-	r.Get("/accounts/{id}", a.getAccount)
-	r.Get("/accounts/{id}/transactions", a.transactions)
-	r.Get("/accounts/{id}/balance-at", a.balanceAt)
-	r.Get("/events", a.events)
-	r.Get("/events/stream", a.stream)
+	if cfg.Role != RoleQuery {
+		r.Route("/commands", func(r chi.Router) {
+			r.Post("/create-account", a.command(chronicle.CmdCreateAccount))
+			r.Post("/deposit", a.command(chronicle.CmdDeposit))
+			r.Post("/withdraw", a.command(chronicle.CmdWithdraw))
+			r.Post("/transfer", a.command(chronicle.CmdTransfer))
+			r.Post("/batch", a.batch)
+		})
+	}
+	if cfg.Role != RoleCommand {
+		r.Get("/accounts", a.listAccounts)
+		r.Get("/accounts/{id}", a.getAccount)
+		r.Get("/accounts/{id}/transactions", a.transactions)
+		r.Get("/accounts/{id}/balance-at", a.balanceAt)
+		r.Get("/events", a.events)
+		r.Get("/events/stream", a.stream)
+	}
 	if cfg.Cluster != nil {
 		a.mountCluster(r)
 	}
-	a.mountWeb(r)
+	if cfg.Role != RoleCommand {
+		a.mountWeb(r)
+	}
 	a.router = r
 	return a
 }
+
+// Roles of a process in the SQL topology (see Config.Role).
+const (
+	RoleAll     = "all"
+	RoleCommand = "command"
+	RoleQuery   = "query"
+)
 
 // defaults are the settings resolved into every command this API accepts.
 func (a *API) defaults() commandDefaults { return commandDefaults{Currency: a.cfg.DefaultCurrency} }

@@ -133,7 +133,15 @@ func TestSharedNATSOnlyLeaderPublishes(t *testing.T) {
 	move(10)
 	c.Restart(t, l)
 	move(5)
-	nc, err := nats.Connect(ns.ClientURL())
+	requireStreamExactly(t, ns.ClientURL(), head)
+}
+
+// requireStreamExactly waits until the stream on the NATS server at url holds positions
+// 1..head, each exactly once and in order at its own sequence.
+func requireStreamExactly(t *testing.T, url string, head uint64) {
+	t.Helper()
+	ctx := ctxT(t)
+	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/chronicle-ledger/chronicle"
@@ -26,8 +27,22 @@ import (
 // as make dist and deploy/Dockerfile do); nothing assigns it at run time.
 var Version = "0.2.0"
 
+// Event store kinds (Config.Store).
+const (
+	StoreRaft = "raft"
+	StoreSQL  = "sql"
+)
+
 // Config is a node's configuration; cmd/chronicle fills it from flags and environment.
 type Config struct {
+	// Store selects the event store: StoreRaft (default: Raft + Pebble under DataDir) or
+	// StoreSQL (EventStoreURL, CockroachDB or PostgreSQL).
+	Store string
+	// EventStoreURL is the SQL event store's connection string (Store == StoreSQL).
+	EventStoreURL string
+	// Role is what this process serves in the SQL topology: httpapi.RoleAll (default),
+	// RoleCommand or RoleQuery. A Raft node always serves everything.
+	Role     string
 	DataDir  string
 	HTTPAddr string
 	NodeID   string
@@ -88,6 +103,12 @@ func (c *Config) Defaults() {
 	if c.DefaultCurrency == "" {
 		c.DefaultCurrency = "USD"
 	}
+	if c.Store == "" {
+		c.Store = StoreRaft
+	}
+	if c.Role == "" {
+		c.Role = httpapi.RoleAll
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -95,15 +116,19 @@ func (c *Config) Defaults() {
 
 // Node is a running Chronicle node.
 type Node struct {
-	cfg   Config
-	log   *slog.Logger
-	store *raftstore.Store
-	proj  *projector.Projector
-	bus   *eventbus.Bus
-	api   *httpapi.API
-	ln    net.Listener
-	srv   *http.Server
-	peers *http.Client
+	cfg Config
+	log *slog.Logger
+	// store is the Raft store (nil in SQL mode); sql the SQL one (nil in Raft mode);
+	// events whichever of the two this node runs on.
+	store  *raftstore.Store
+	sql    *sqlSide
+	events eventSource
+	proj   *projector.Projector
+	bus    *eventbus.Bus
+	api    *httpapi.API
+	ln     net.Listener
+	srv    *http.Server
+	peers  *http.Client
 }
 
 // New opens the node's store and binds its HTTP listener; Run serves.
@@ -115,6 +140,16 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	cfg.DefaultCurrency = cur.Code
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID)}
+	switch cfg.Store {
+	case StoreRaft:
+		if cfg.Role != httpapi.RoleAll {
+			return nil, fmt.Errorf("node: role %q needs --store sql; a Raft node serves every role", cfg.Role)
+		}
+	case StoreSQL:
+		return newSQL(ctx, n)
+	default:
+		return nil, fmt.Errorf("node: store %q: want raft or sql", cfg.Store)
+	}
 	store, err := raftstore.Open(raftstore.Config{
 		DataDir: filepath.Join(cfg.DataDir), NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr,
 		Bootstrap: len(cfg.Join) == 0, IdempotencyWindow: cfg.IdempotencyWindow,
@@ -123,7 +158,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: open store: %w", err)
 	}
-	n.store = store
+	n.store, n.events = store, store
 	view, err := openView(ctx, cfg)
 	if err != nil {
 		_ = store.Close()
@@ -163,19 +198,38 @@ func (n *Node) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- n.srv.Serve(n.ln) }()
 	projCtx, stopProj := context.WithCancel(context.Background())
+	sqlDone := make(chan struct{})
+	go func() {
+		defer close(sqlDone)
+		if n.sql != nil {
+			n.sql.run(projCtx)
+		}
+	}()
 	projDone := make(chan error, 1)
-	wake, stopWake := n.store.Changes()
-	go func() { projDone <- n.proj.Run(projCtx, wake) }()
+	wake, stopWake := n.events.Changes()
+	go func() {
+		if n.proj == nil {
+			projDone <- nil
+			return
+		}
+		projDone <- n.proj.Run(projCtx, wake)
+	}()
 	pubDone := make(chan error, 1)
-	pubWake, stopPubWake := n.store.Changes()
+	pubWake, stopPubWake := n.events.Changes()
 	go func() { pubDone <- n.publish(projCtx, pubWake) }()
 	clusterDone := make(chan struct{})
 	go func() {
 		defer close(clusterDone)
-		n.form(projCtx)
-		n.leadership(projCtx)
+		if n.store != nil {
+			n.form(projCtx)
+			n.leadership(projCtx)
+		}
 	}()
-	n.log.Info("chronicle node serving", "url", n.URL(), "data_dir", n.cfg.DataDir, "raft_addr", n.store.RaftAddr())
+	if n.store != nil {
+		n.log.Info("chronicle node serving", "url", n.URL(), "data_dir", n.cfg.DataDir, "raft_addr", n.store.RaftAddr())
+	} else {
+		n.log.Info("chronicle node serving", "url", n.URL(), "store", "sql", "role", n.cfg.Role)
+	}
 	var serveErr error
 	select {
 	case <-ctx.Done():
@@ -190,11 +244,16 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	stopProj()
 	<-clusterDone
+	<-sqlDone
 	stopWake()
 	stopPubWake()
 	projErr := <-projDone
 	pubErr := <-pubDone
-	closeErr := errors.Join(projErr, pubErr, n.proj.View().Close(), n.bus.Close(), n.store.Close())
+	var viewErr error
+	if n.proj != nil {
+		viewErr = n.proj.View().Close()
+	}
+	closeErr := errors.Join(projErr, pubErr, viewErr, n.bus.Close(), n.events.Close())
 	n.log.Info("chronicle node stopped")
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return errors.Join(fmt.Errorf("node: serve: %w", serveErr), closeErr)
@@ -205,6 +264,10 @@ func (n *Node) Run(ctx context.Context) error {
 // Ready implements httpapi.Node: a node is ready when a leader is known and its state
 // machine is healthy.
 func (n *Node) Ready(ctx context.Context) error {
+	if n.sql != nil {
+		// NATS is fan-out only: its outage shows in the status, never in readiness.
+		return n.sql.health()
+	}
 	st := n.store.Status()
 	if st.Fatal != "" {
 		return errors.New("state machine stopped: " + st.Fatal)
@@ -220,17 +283,30 @@ func (n *Node) Ready(ctx context.Context) error {
 
 // Status implements httpapi.Node.
 func (n *Node) Status() any {
-	return map[string]any{"version": Version, "raft": n.store.Status(), "projector": n.proj.Status(),
+	out := map[string]any{"version": Version, "role": n.cfg.Role,
 		"nats": map[string]any{"connected": n.bus.Connected(), "stream": n.bus.Stream(), "published": n.bus.Published(), "url": n.bus.ClientURL()}}
+	if n.store != nil {
+		out["raft"] = n.store.Status()
+	} else {
+		out["store"] = "sql"
+		out["event_store"] = n.sql.status()
+	}
+	if n.proj != nil {
+		out["projector"] = n.proj.Status()
+	}
+	return out
 }
 
 // WaitView implements httpapi.Node.
 func (n *Node) WaitView(ctx context.Context, pos uint64) error {
+	if n.proj == nil {
+		return chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "this process keeps no read model (role %s)", n.cfg.Role)
+	}
 	return n.proj.WaitPosition(ctx, pos)
 }
 
 // Changes implements httpapi.Node.
-func (n *Node) Changes() (<-chan struct{}, func()) { return n.store.Changes() }
+func (n *Node) Changes() (<-chan struct{}, func()) { return n.events.Changes() }
 
 // Bus exposes the node's event bus (for tests).
 func (n *Node) Bus() *eventbus.Bus { return n.bus }
@@ -256,11 +332,23 @@ func openView(ctx context.Context, cfg Config) (projector.View, error) {
 
 // WaitApplied implements httpapi.Node.
 func (n *Node) WaitApplied(ctx context.Context, pos uint64) error {
-	return n.store.WaitApplied(ctx, pos)
+	return n.events.WaitApplied(ctx, pos)
 }
 
 // WaitReady blocks until the node can take commands.
 func (n *Node) WaitReady(ctx context.Context) error {
+	if n.sql != nil {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for n.sql.health() != nil {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("wait for the event store: %w (last: %v)", ctx.Err(), n.sql.health())
+			case <-tick.C:
+			}
+		}
+		return nil
+	}
 	return n.store.WaitReady(ctx)
 }
 
@@ -272,13 +360,32 @@ var _ chronicle.EventStore = (*raftstore.Store)(nil)
 // by the cluster only the leader publishes: it runs while this node leads and stops when
 // it loses leadership, and the next leader resumes from the stream's last sequence.
 func (n *Node) publish(ctx context.Context, wake <-chan struct{}) error {
+	if n.sql != nil {
+		switch {
+		case n.cfg.Role == httpapi.RoleQuery:
+			return nil // command processes publish; a query process only reads
+		case n.cfg.NATSURL == "":
+			return n.bus.RunPublisher(ctx, n.sql, wake) // its own embedded server
+		}
+		// A NATS shared by the topology: whoever holds the publisher lease publishes. A
+		// stale holder is harmless (the stream's expected-last-sequence check refuses it).
+		var held atomic.Bool
+		go n.sql.holdLease(ctx, "nats-publisher/"+n.bus.Stream(), &held)
+		return n.publishWhile(ctx, wake, n.sql, held.Load)
+	}
 	if n.cfg.NATSURL == "" {
 		return n.bus.RunPublisher(ctx, n.store, wake)
 	}
+	return n.publishWhile(ctx, wake, n.store, n.store.IsLeader)
+}
+
+// publishWhile runs the publisher from src whenever entitled says so, stopping it when
+// that ends; the next entitled publisher resumes from the stream's last sequence.
+func (n *Node) publishWhile(ctx context.Context, wake <-chan struct{}, src eventbus.Source, entitled func() bool) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		for !n.store.IsLeader() {
+		for !entitled() {
 			select {
 			case <-ctx.Done():
 				return nil
@@ -287,8 +394,8 @@ func (n *Node) publish(ctx context.Context, wake <-chan struct{}) error {
 		}
 		leadCtx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
-		go func() { done <- n.bus.RunPublisher(leadCtx, n.store, wake) }()
-		for n.store.IsLeader() && ctx.Err() == nil {
+		go func() { done <- n.bus.RunPublisher(leadCtx, src, wake) }()
+		for entitled() && ctx.Err() == nil {
 			select {
 			case <-ctx.Done():
 			case <-tick.C:

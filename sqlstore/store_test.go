@@ -360,9 +360,14 @@ func TestReopen(t *testing.T) {
 	if r.Position != head.Position+2 || !r.CommitTime.After(head.CommitTime) {
 		t.Fatalf("first result after reopen %+v, head was %+v", r, head)
 	}
-	var migrations int
-	if err := s2.pool.QueryRow(ctxT(t), `SELECT count(*) FROM chronicle_migrations WHERE version > 0`).Scan(&migrations); err != nil || migrations != 1 {
-		t.Fatalf("%d migrations recorded: %v", migrations, err)
+	// Reopening applied nothing twice: one row per embedded migration.
+	embedded, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recorded int
+	if err := s2.pool.QueryRow(ctxT(t), `SELECT count(*) FROM chronicle_migrations WHERE version > 0`).Scan(&recorded); err != nil || recorded != len(embedded) {
+		t.Fatalf("%d migrations recorded, %d embedded: %v", recorded, len(embedded), err)
 	}
 	checkLedger(t, s2, rand.New(rand.NewPCG(3, 4)))
 }
