@@ -41,6 +41,9 @@ func newServeFlags() (*flag.FlagSet, *serveOptions) {
 	o := &serveOptions{}
 	cfg := &o.cfg
 	fs := flag.NewFlagSet("chronicle serve", flag.ContinueOnError)
+	fs.StringVar(&cfg.Store, "store", "raft", "event store: raft (Raft + Pebble under --data-dir) or sql (--event-store)")
+	fs.StringVar(&cfg.EventStoreURL, "event-store", "", "with --store sql: postgres:// URL of the CockroachDB or PostgreSQL event store")
+	fs.StringVar(&cfg.Role, "role", "all", "with --store sql: all, command (commands and ops) or query (reads, events, stream, dashboard)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "./data", "directory for all node state (Raft log, ledger state, snapshots)")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:4000", "host:port for the HTTP API and dashboard")
 	fs.StringVar(&cfg.NodeID, "node-id", "n1", "this node's id in the Raft cluster")
