@@ -11,10 +11,12 @@ import (
 
 	"github.com/chronicle-ledger/chronicle/client"
 	"github.com/chronicle-ledger/chronicle/projector"
+	"github.com/chronicle-ledger/chronicle/sqlstore"
 )
 
-// projectorCmd runs a projector as its own process: it tails a node's log over HTTP into
-// a PostgreSQL read model, woken by NATS when given one and polling otherwise.
+// projectorCmd runs a projector as its own process: it tails a node's log over HTTP, or
+// the SQL event store directly (--event-store), into a PostgreSQL read model, woken by NATS
+// when given one and polling otherwise.
 func projectorCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	rebuild := len(args) > 0 && args[0] == "rebuild"
 	if rebuild {
@@ -22,6 +24,7 @@ func projectorCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	fs := flag.NewFlagSet("chronicle projector", flag.ContinueOnError)
 	from := fs.String("from", "http://127.0.0.1:4000", "node whose event log to read")
+	eventStore := fs.String("event-store", "", "read the log straight from this SQL event store (postgres://...) instead of --from")
 	readModel := fs.String("read-model", "", "PostgreSQL read model to maintain (postgres://...)")
 	natsURL := fs.String("nats-url", "", "NATS server whose event subjects wake the projector (optional)")
 	subject := fs.String("nats-subject", "events.>", "subjects that announce new events")
@@ -49,7 +52,15 @@ func projectorCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer view.Close()
-	src := client.New(*from, nil).Log()
+	var src projector.Source = client.New(*from, nil).Log()
+	if *eventStore != "" {
+		st, err := sqlstore.Open(ctx, sqlstore.Config{URL: *eventStore, Logger: logger})
+		if err != nil {
+			return fmt.Errorf("open the event store: %w", err)
+		}
+		defer st.Close()
+		src = st
+	}
 	if rebuild {
 		start := time.Now()
 		if err := projector.Rebuild(ctx, src, view, logger); err != nil {
