@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/chronicle-ledger/chronicle"
 	"github.com/chronicle-ledger/chronicle/internal/pgtest"
@@ -73,6 +76,70 @@ func TestProjectorFromSQLEventStore(t *testing.T) {
 		got, err := view.Account(ctx, id)
 		if err != nil || got.Balance != want.Balance || got.Version != want.Version || got.Currency != want.Currency {
 			t.Fatalf("account %s: read model %+v (%v), event store %+v", id, got, err, want)
+		}
+	}
+}
+
+// TestVerifySQLEventStore: `chronicle verify --event-store` checks the chain from the
+// events table itself, and fails, naming the position, when a row's stored bytes or its
+// columns are edited behind the store's back.
+func TestVerifySQLEventStore(t *testing.T) {
+	t.Parallel()
+	es, rm := pgtest.Schema(t), pgtest.Schema(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st, err := sqlstore.Open(ctx, sqlstore.Config{URL: es, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cmds := []chronicle.Command{
+		{Type: chronicle.CmdCreateAccount, AccountID: "A", OwnerName: "Alice", Currency: "USD", InitialBalance: "10"},
+		{Type: chronicle.CmdCreateAccount, AccountID: "B", OwnerName: "Bob", Currency: "USD"},
+		{Type: chronicle.CmdTransfer, FromAccountID: "A", ToAccountID: "B", Amount: "2.50"},
+		{Type: chronicle.CmdDeposit, AccountID: "B", Amount: "1"},
+	}
+	for i := range cmds {
+		cmds[i].ID = chronicle.NewID()
+	}
+	if _, err := st.Execute(ctx, cmds); err != nil {
+		t.Fatal(err)
+	}
+	if err := projectorCmd(ctx, []string{"rebuild", "--event-store", es, "--read-model", rm, "--log-level", "error"}, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	run := func() (string, error) {
+		var out bytes.Buffer
+		err := verify(ctx, []string{"--event-store", es, "--read-model", rm, "--wait", "5s"}, &out, io.Discard)
+		return out.String(), err
+	}
+	if out, err := run(); err != nil || !strings.Contains(out, "events table:  ok    5 rows") || !strings.Contains(out, "postgres view: ok") {
+		t.Fatalf("verify of an intact store: %v\n%s", err, out)
+	}
+	conn, err := pgx.Connect(ctx, es)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, tc := range []struct{ name, edit, undo, want string }{
+		{"event_data column", `UPDATE events SET event_data = jsonb_set(event_data, '{amount}', '"3.50"') WHERE position = 4`,
+			`UPDATE events SET event_data = jsonb_set(event_data, '{amount}', '"2.50"') WHERE position = 4`, "position 4: column event_data"},
+		{"aggregate column", `UPDATE events SET aggregate_id = 'Z' WHERE position = 3`,
+			`UPDATE events SET aggregate_id = 'A' WHERE position = 3`, "position 3: columns Z/"},
+		{"stored bytes", `UPDATE events SET stored = overlay(stored placing '\x7f'::bytea from 40 for 1) WHERE position = 2`,
+			"", "position 2"},
+	} {
+		if _, err := conn.Exec(ctx, tc.edit); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		out, err := run()
+		if err == nil || !strings.Contains(out, tc.want) || !strings.Contains(out, "RESULT: FAIL") {
+			t.Fatalf("verify after editing the %s: %v\n%s", tc.name, err, out)
+		}
+		if tc.undo != "" {
+			if _, err := conn.Exec(ctx, tc.undo); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 }

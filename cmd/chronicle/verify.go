@@ -16,6 +16,7 @@ import (
 	"github.com/chronicle-ledger/chronicle"
 	"github.com/chronicle-ledger/chronicle/client"
 	"github.com/chronicle-ledger/chronicle/projector"
+	"github.com/chronicle-ledger/chronicle/sqlstore"
 )
 
 // errVerifyFailed makes the process exit 1 after the report says what failed.
@@ -31,6 +32,7 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := flag.NewFlagSet("chronicle verify", flag.ContinueOnError)
 	nodeURL := fs.String("url", "http://127.0.0.1:4000", "node whose log (and view) to verify")
 	readModel := fs.String("read-model", "", "also verify this PostgreSQL read model (postgres://...)")
+	eventStore := fs.String("event-store", "", "read the log straight from this SQL event store's events table (postgres://...); the node at --url is then checked only when --url is given")
 	wait := fs.Duration("wait", 30*time.Second, "how long a view may take to reach the log's head")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: chronicle verify [flags]\n\nChecks the hash chain, that every balance is the sum of its postings, that every currency\nsums to zero, and that each view agrees with the log. Exit status 1 on any failure.\n\n")
@@ -39,12 +41,28 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
+	urlGiven := false
+	fs.Visit(func(f *flag.Flag) { urlGiven = urlGiven || f.Name == "url" })
 	c := client.New(*nodeURL, nil)
-	events, err := c.AllEvents(ctx)
-	if err != nil {
-		return fmt.Errorf("read the log from %s: %w", *nodeURL, err)
-	}
 	rep := &report{w: stdout}
+	var events []chronicle.Event
+	if *eventStore != "" {
+		err := sqlstore.ScanLog(ctx, *eventStore, func(e chronicle.Event) error {
+			events = append(events, e)
+			return nil
+		})
+		if err != nil {
+			rep.fail("events table", "%v", err)
+			fmt.Fprintln(stdout, "RESULT: FAIL")
+			return errVerifyFailed
+		}
+		rep.ok("events table", "%d rows: stored bytes decode, and every row's columns and event_data agree with them", len(events))
+	} else {
+		var err error
+		if events, err = c.AllEvents(ctx); err != nil {
+			return fmt.Errorf("read the log from %s: %w", *nodeURL, err)
+		}
+	}
 	state := rep.checkLog(events)
 	if state == nil {
 		fmt.Fprintln(stdout, "RESULT: FAIL")
@@ -53,7 +71,9 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	head := uint64(len(events))
 	waitCtx, cancel := context.WithTimeout(ctx, *wait)
 	defer cancel()
-	rep.checkView("node view", &httpView{c: c, minPosition: head}, state)
+	if *eventStore == "" || urlGiven {
+		rep.checkView("node view", &httpView{c: c, minPosition: head}, state)
+	}
 	if *readModel != "" {
 		v, err := projector.OpenPostgresView(ctx, *readModel, nil)
 		if err != nil {
