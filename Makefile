@@ -35,6 +35,15 @@ run: build
 cluster: build
 	BIN='$(BIN)' BUILD=0 DATA='$(DATA)' bash scripts/cluster.sh
 
+# The SQL topology of deploy/compose/sql.yml as processes: the local PostgreSQL as event store
+# (database chronicle_demo_es, kept across runs; RESET=1 starts over) and read model
+# (chronicle_demo_read), NATS at 127.0.0.1:4222 if it answers (else embedded), two command
+# processes (4002, 4003) and a query process (4001); prints the URLs, Ctrl-C stops them.
+# Settings: see scripts/sql-demo.sh.
+.PHONY: sql-demo
+sql-demo: build
+	BIN='$(BIN)' BUILD=0 DATA='$(DATA)' bash scripts/sql-demo.sh
+
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 20m $(PKGS)

@@ -122,12 +122,43 @@ type node struct {
 	join       []string
 	ports      map[int]bool // container ports the node listens on
 	clustering bool
+	// stateful: the node keeps state under dataDir, which must then be on a volume.
+	// Always for a Raft node; in SQL mode only with an embedded NATS server that it
+	// publishes from, or an embedded Pebble read model.
+	stateful bool
+	sql      *sqlProcess // nil for a Raft node
 }
+
+// sqlProcess is what a `chronicle serve --store sql` command line says about the process.
+type sqlProcess struct {
+	role       string
+	eventStore *url.URL
+	readModel  *url.URL // nil: none (command role) or the embedded Pebble view
+	natsURL    *url.URL // nil: the embedded NATS server
+}
+
+// Flags that only a Raft node reads: given with --store sql, they would do nothing.
+var raftOnlyFlags = []string{"raft-addr", "join", "bootstrap-expect", "advertise-url", "snapshot-threshold", "trailing-logs"}
 
 // checkServe checks one serve invocation on its own.
 func checkServe(inv *invocation) (*node, []error) {
+	switch store := inv.get("store"); store {
+	case "sql":
+		return checkSQLServe(inv)
+	case "raft", "": // "": a binary without --store, Raft only
+	default:
+		return &node{ports: map[int]bool{}}, []error{fmt.Errorf("--store %q: want raft or sql", store)}
+	}
 	var errs []error
-	n := &node{id: inv.get("node-id"), dataDir: inv.get("data-dir"), advertise: inv.get("advertise-url"), ports: map[int]bool{}}
+	n := &node{id: inv.get("node-id"), dataDir: inv.get("data-dir"), advertise: inv.get("advertise-url"), ports: map[int]bool{}, stateful: true}
+	if role := inv.get("role"); role != "all" && role != "" {
+		errs = append(errs, fmt.Errorf("--role %s needs --store sql: a Raft node serves every role", role))
+	}
+	for _, name := range []string{"event-store"} {
+		if slices.Contains(inv.given, name) {
+			errs = append(errs, fmt.Errorf("--%s without --store sql does nothing", name))
+		}
+	}
 	if j := inv.get("join"); j != "" {
 		n.join = strings.Split(j, ",")
 	}
@@ -186,6 +217,96 @@ func checkServe(inv *invocation) (*node, []error) {
 		errs = append(errs, fmt.Errorf("--http-addr and --raft-addr share port %d", httpPort))
 	}
 	return n, errs
+}
+
+// checkSQLServe checks a process of the SQL topology (--store sql): it keeps no Raft
+// state, so it needs no Raft address, advertised URL or data volume, unless it keeps
+// an embedded NATS server it publishes from or an embedded Pebble view.
+func checkSQLServe(inv *invocation) (*node, []error) {
+	var errs []error
+	p := &sqlProcess{role: inv.get("role")}
+	n := &node{id: inv.get("node-id"), dataDir: inv.get("data-dir"), ports: map[int]bool{}, sql: p}
+	for _, name := range raftOnlyFlags {
+		if slices.Contains(inv.given, name) {
+			errs = append(errs, fmt.Errorf("--%s with --store sql does nothing: there is no Raft in SQL mode", name))
+		}
+	}
+	switch p.role {
+	case "all", "command", "query":
+	default:
+		errs = append(errs, fmt.Errorf("--role %q: want all, command or query", p.role))
+	}
+	if es := inv.get("event-store"); es == "" {
+		errs = append(errs, errors.New("--store sql without --event-store: say which CockroachDB or PostgreSQL holds the log"))
+	} else if u, err := postgresURL(es); err != nil {
+		errs = append(errs, fmt.Errorf("--event-store: %w", err))
+	} else {
+		p.eventStore = u
+	}
+	rm := inv.get("read-model")
+	switch {
+	case p.role == "command" && slices.Contains(inv.given, "read-model"):
+		errs = append(errs, fmt.Errorf("--read-model %s with --role command does nothing: a command process keeps no read model", rm))
+	case p.role == "command":
+	case rm == "pebble":
+		n.stateful = true
+	default:
+		if u, err := postgresURL(rm); err != nil {
+			errs = append(errs, fmt.Errorf("--read-model: %w", err))
+		} else {
+			p.readModel = u
+		}
+	}
+	if nu := inv.get("nats-url"); nu != "" {
+		u, err := url.Parse(nu)
+		if err != nil || u.Scheme != "nats" || u.Hostname() == "" {
+			errs = append(errs, fmt.Errorf("--nats-url %q: want nats://host:port", nu))
+		} else {
+			p.natsURL = u
+		}
+	} else if p.role != "query" {
+		n.stateful = true // publishes into its own embedded JetStream under --data-dir
+	}
+	if n.stateful && !path.IsAbs(n.dataDir) {
+		errs = append(errs, fmt.Errorf("--data-dir %q: want an absolute path on a volume (this process keeps state there)", n.dataDir))
+	}
+
+	httpHost, httpPort, err := hostPort(inv.get("http-addr"))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--http-addr: %w", err))
+	}
+	n.httpPort = httpPort
+	n.ports[httpPort] = true
+	if isLoopback(httpHost) {
+		errs = append(errs, fmt.Errorf("--http-addr %s: loopback inside a container is unreachable from outside it", inv.get("http-addr")))
+	}
+	for _, name := range []string{"nats-listen", "pprof-addr"} {
+		if v := inv.get(name); v != "" {
+			if _, p, err := hostPort(v); err != nil {
+				errs = append(errs, fmt.Errorf("--%s: %w", name, err))
+			} else {
+				n.ports[p] = true
+			}
+		}
+	}
+	return n, errs
+}
+
+// postgresURL parses a postgres:// connection URL that names its host.
+func postgresURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Hostname() == "" {
+		return nil, fmt.Errorf("%q: want postgres://user@host:port/database", redactURL(s))
+	}
+	return u, nil
+}
+
+// redactURL hides a password in a URL for messages.
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return s
 }
 
 // checkHealth checks a health check's command (the arguments after "chronicle") against
@@ -311,8 +432,8 @@ func CheckCompose(data []byte, b Binary) error {
 		for _, err := range serveErrs {
 			fail(name, err)
 		}
-		if !slices.ContainsFunc(s.Volumes, func(m mount) bool { return m.Source != "" && within(n.dataDir, m.Target) }) {
-			fail(name, fmt.Errorf("--data-dir %s is on no named volume or bind mount: the ledger would go with the container", n.dataDir))
+		if n.stateful && !slices.ContainsFunc(s.Volumes, func(m mount) bool { return m.Source != "" && within(n.dataDir, m.Target) }) {
+			fail(name, fmt.Errorf("--data-dir %s is on no named volume or bind mount: its state would go with the container", n.dataDir))
 		}
 		if hc == nil || hc.Disable {
 			fail(name, errors.New("a node needs a health check running chronicle health"))
@@ -330,6 +451,7 @@ func CheckCompose(data []byte, b Binary) error {
 
 	errs = append(errs, checkHostPorts(f)...)
 	errs = append(errs, checkCluster(f, nodes, names)...)
+	errs = append(errs, checkSQLTopology(f, nodes, names)...)
 	return errors.Join(errs...)
 }
 
@@ -428,10 +550,12 @@ func checkCluster(f *composeFile, nodes map[string]*node, names map[string]strin
 	volumes := map[string]string{}
 	for _, name := range sortedKeys(nodes) {
 		n := nodes[name]
-		if other, ok := ids[n.id]; ok {
-			errs = append(errs, fmt.Errorf("services %s and %s are both node %s", other, name, n.id))
+		if n.sql == nil { // Raft ids; the processes of a SQL topology need no distinct ids
+			if other, ok := ids[n.id]; ok {
+				errs = append(errs, fmt.Errorf("services %s and %s are both node %s", other, name, n.id))
+			}
+			ids[n.id] = name
 		}
-		ids[n.id] = name
 		for _, m := range f.Services[name].Volumes {
 			if m.Source == "" || !within(n.dataDir, m.Target) {
 				continue
@@ -481,4 +605,86 @@ func checkCluster(f *composeFile, nodes map[string]*node, names map[string]strin
 func within(dir, target string) bool {
 	dir, target = path.Clean(dir), path.Clean(target)
 	return dir == target || strings.HasPrefix(dir, strings.TrimSuffix(target, "/")+"/")
+}
+
+// checkSQLTopology checks the processes of a SQL topology against the file: the
+// databases and NATS they name are services here (or external hosts), each started
+// before them through depends_on; they share one event store; and it has a process
+// that takes commands and one that serves reads.
+func checkSQLTopology(f *composeFile, nodes map[string]*node, names map[string]string) []error {
+	var errs []error
+	var store *url.URL
+	var storeBy string
+	roles := map[string]bool{}
+	for _, name := range sortedKeys(nodes) {
+		p := nodes[name].sql
+		if p == nil {
+			continue
+		}
+		roles[p.role] = true
+		fail := func(err error) { errs = append(errs, fmt.Errorf("service %s: %w", name, err)) }
+		for _, d := range []struct {
+			flag string
+			u    *url.URL
+		}{{"event-store", p.eventStore}, {"read-model", p.readModel}, {"nats-url", p.natsURL}} {
+			flagName, u := d.flag, d.u
+			if u == nil {
+				continue
+			}
+			host := u.Hostname()
+			switch target, ok := names[host]; {
+			case isLoopback(host) || isUnspecified(host):
+				fail(fmt.Errorf("--%s %s: %s inside a container is the container itself", flagName, u.Redacted(), host))
+			case ok && target == name:
+				fail(fmt.Errorf("--%s %s names this service itself", flagName, u.Redacted()))
+			case ok && !dependsOnTransitively(f, name, target):
+				fail(fmt.Errorf("--%s %s: %s is not among its depends_on (directly or through another service), so nothing starts it first", flagName, u.Redacted(), target))
+			case !ok && !strings.Contains(host, ".") && net.ParseIP(host) == nil:
+				fail(fmt.Errorf("--%s %s: no service in this file answers to %s", flagName, u.Redacted(), host))
+			}
+		}
+		if p.eventStore == nil {
+			continue
+		}
+		if store == nil {
+			store, storeBy = p.eventStore, name
+		} else if store.Host != p.eventStore.Host || path.Clean(store.Path) != path.Clean(p.eventStore.Path) {
+			fail(fmt.Errorf("--event-store %s: %s uses %s; the processes of one topology share one event store", p.eventStore.Redacted(), storeBy, store.Redacted()))
+		}
+	}
+	if len(roles) > 0 && !roles["all"] {
+		if !roles["command"] {
+			errs = append(errs, errors.New("SQL topology without a process that takes commands (--role command or all)"))
+		}
+		if !roles["query"] {
+			errs = append(errs, errors.New("SQL topology without a process that serves reads (--role query or all)"))
+		}
+	}
+	return errs
+}
+
+// dependsOnTransitively tells whether service from waits for target through its
+// depends_on, directly or through the services it depends on.
+func dependsOnTransitively(f *composeFile, from, target string) bool {
+	seen := map[string]bool{}
+	stack := []string{from}
+	for len(stack) > 0 {
+		s := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if seen[s] {
+			continue
+		}
+		seen[s] = true
+		svc := f.Services[s]
+		if svc == nil {
+			continue
+		}
+		for dep := range svc.DependsOn {
+			if dep == target {
+				return true
+			}
+			stack = append(stack, dep)
+		}
+	}
+	return false
 }

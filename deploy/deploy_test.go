@@ -28,6 +28,11 @@ func standIn() deploy.Binary {
 				fs.String("join", "", "")
 				fs.Int("bootstrap-expect", 0, "")
 				fs.String("log-level", "info", "")
+				fs.String("store", "raft", "")
+				fs.String("event-store", "", "")
+				fs.String("role", "all", "")
+				fs.String("read-model", "pebble", "")
+				fs.String("nats-url", "", "")
 			case "health":
 				fs.String("url", "http://127.0.0.1:4000", "")
 				fs.Duration("timeout", 2*time.Second, "")
@@ -58,6 +63,25 @@ services:
 PORTS
 ENV
 `
+
+// sqlCompose is a valid process of the SQL topology (role all) with its database.
+func sqlCompose(extra string) string {
+	return `
+volumes:
+  q-data:
+services:
+  db:
+    image: postgres
+    healthcheck:
+      test: [CMD, pg_isready]
+  q:
+    image: chronicle:test
+    command: [serve, --store=sql, --event-store=postgres://db/es, --read-model=postgres://db/read, --nats-url=nats://nats.example.com:4222, --http-addr=0.0.0.0:4001]
+    depends_on: [db]
+    healthcheck:
+      test: [CMD, chronicle, health, --url, http://127.0.0.1:4001]
+` + extra
+}
 
 func compose(ports, env string) string {
 	return strings.NewReplacer("PORTS\n", ports, "ENV\n", env).Replace(node)
@@ -94,6 +118,14 @@ func TestComposeSyntax(t *testing.T) {
 		{"entrypoint", compose("    entrypoint: [sh, -c]\n", ""), "entrypoint"},
 		{"bootstrap without join", strings.Replace(compose("", ""), "--data-dir=/data,", "--data-dir=/data, --bootstrap-expect=3,", 1), "without --join"},
 		{"relative data dir", strings.Replace(compose("", ""), "--data-dir=/data", "--data-dir=data", 1), "want an absolute path"},
+		{"sql process", sqlCompose(""), ""},
+		{"sql pebble view needs a volume", strings.Replace(sqlCompose(""), "--read-model=postgres://db/read", "--read-model=pebble", 1), "on no named volume"},
+		{"sql pebble view on a volume", strings.Replace(sqlCompose("    volumes: [q-data:/data]\n"), "--read-model=postgres://db/read", "--read-model=pebble, --data-dir=/data", 1), ""},
+		{"sql external database", strings.Replace(sqlCompose(""), "postgres://db/read", "postgres://read.example.com/read", 1), ""},
+		{"sql database not started first", strings.Replace(sqlCompose(""), "    depends_on: [db]\n", "", 1), "db is not among its depends_on"},
+		{"sql database through another service", strings.Replace(sqlCompose(""), "    depends_on: [db]\n", "    depends_on: [init]\n", 1) + "  init:\n    image: other\n    depends_on: [db]\n", ""},
+		{"sql role without sql", strings.Replace(compose("", ""), "--data-dir=/data,", "--data-dir=/data, --role=query,", 1), "needs --store sql"},
+		{"sql advertise url", strings.Replace(sqlCompose(""), "--http-addr=0.0.0.0:4001", "--http-addr=0.0.0.0:4001, --advertise-url=http://q:4001", 1), "--advertise-url with --store sql does nothing"},
 		{"no services", "services: {}\n", "no services"},
 		{"empty service", "services:\n  a:\n", "service a: empty"},
 	}

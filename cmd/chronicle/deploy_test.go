@@ -54,7 +54,7 @@ func TestDeployFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"compose/edge.yml", "compose/cluster.yml"} {
+	for _, want := range []string{"compose/edge.yml", "compose/cluster.yml", "compose/sql.yml"} {
 		if !strings.Contains(strings.Join(names, " "), want) {
 			t.Errorf("no deploy/%s among %q", want, names)
 		}
@@ -117,6 +117,25 @@ func TestDeployChecksCatchBreakage(t *testing.T) {
 		{"join a node that is not there", "compose/cluster.yml", []edit{{"CHRONICLE_JOIN: http://n1:4000,http://n2:4000,http://n3:4000", "CHRONICLE_JOIN: http://n1:4000,http://n2:4000,http://n4:4000"}}, "no node in this file answers to n4"},
 		{"join the raft port", "compose/cluster.yml", []edit{{"http://n1:4000,http://n2:4000,http://n3:4000", "http://n1:4001,http://n2:4000,http://n3:4000"}}, "n1's API listens on port 4000"},
 		{"no fixed address", "compose/cluster.yml", []edit{{"        ipv4_address: 172.28.5.13\n", "        aliases: [node3]\n"}}, "needs a fixed ipv4_address"},
+
+		// The SQL topology.
+		{"sql: unknown store", "compose/sql.yml", []edit{{"--store=sql", "--store=sq"}}, `--store "sq": want raft or sql`},
+		{"sql: unknown role", "compose/sql.yml", []edit{{"--role=query", "--role=querry"}}, `--role "querry": want all, command or query`},
+		{"sql: role without sql", "compose/edge.yml", []edit{{"      - --node-id=n1\n", "      - --node-id=n1\n      - --role=query\n"}}, "--role query needs --store sql"},
+		{"sql: no event store", "compose/sql.yml", []edit{{"      - --event-store=postgres://root@cockroach:26257/chronicle?sslmode=disable&application_name=chronicle-command-2\n", ""}}, "--store sql without --event-store"},
+		{"sql: event store not postgres", "compose/sql.yml", []edit{{"--event-store=postgres://root@cockroach:26257/chronicle?sslmode=disable&application_name=chronicle-query", "--event-store=cockroach:26257"}}, "want postgres://user@host:port/database"},
+		{"sql: raft flag", "compose/sql.yml", []edit{{"      - --http-addr=0.0.0.0:4001\n", "      - --http-addr=0.0.0.0:4001\n      - --raft-addr=query:4000\n"}}, "--raft-addr with --store sql does nothing"},
+		{"sql: read model on a command process", "compose/sql.yml", []edit{{"application_name=chronicle-command-1\n", "application_name=chronicle-command-1\n      - --read-model=postgres://postgres@postgres:5432/chronicle_read\n"}}, "with --role command does nothing"},
+		{"sql: misspelled database host", "compose/sql.yml", []edit{{"root@cockroach:26257/chronicle?sslmode=disable&application_name=chronicle-command-2", "root@cockroch:26257/chronicle?sslmode=disable&application_name=chronicle-command-2"}}, "no service in this file answers to cockroch"},
+		{"sql: event store on loopback", "compose/sql.yml", []edit{{"root@cockroach:26257/chronicle?sslmode=disable&application_name=chronicle-query", "root@127.0.0.1:26257/chronicle?sslmode=disable&application_name=chronicle-query"}}, "inside a container is the container itself"},
+		{"sql: two event stores", "compose/sql.yml", []edit{{"cockroach:26257/chronicle?sslmode=disable&application_name=chronicle-command-2", "cockroach:26257/chronicle2?sslmode=disable&application_name=chronicle-command-2"}}, "share one event store"},
+		{"sql: read model not waited for", "compose/sql.yml", []edit{{"      postgres: {condition: service_healthy}\n", ""}}, "postgres is not among its depends_on"},
+		{"sql: init has no health check", "compose/sql.yml", []edit{{"cockroach-init: {condition: service_completed_successfully}", "cockroach-init: {condition: service_healthy}"}}, "service_healthy, but cockroach-init has no health check"},
+		{"sql: no reads", "compose/sql.yml", []edit{{"--role=query", "--role=command"}}, "without a process that serves reads"},
+		{"sql: bad nats url", "compose/sql.yml", []edit{{"--nats-url=nats://nats:4222", "--nats-url=http://nats:4222"}}, "want nats://host:port"},
+		{"sql: embedded nats without a volume", "compose/sql.yml", []edit{{"      - --nats-url=nats://nats:4222\n      - --http-addr=0.0.0.0:4002\n    ports: [\"127.0.0.1:4002:4002\"]", "      - --http-addr=0.0.0.0:4002\n    ports: [\"127.0.0.1:4002:4002\"]"}}, `--data-dir "./data": want an absolute path on a volume`},
+		{"sql: health on another port", "compose/sql.yml", []edit{{"      - --http-addr=0.0.0.0:4002\n    ports: [\"127.0.0.1:4003:4002\"]", "      - --http-addr=0.0.0.0:4003\n    ports: [\"127.0.0.1:4003:4002\"]"}}, "--http-addr port is 4003"},
+		{"sql: same host port", "compose/sql.yml", []edit{{`"127.0.0.1:4003:4002"`, `"127.0.0.1:4002:4002"`}}, "both publish host port 4002/tcp"},
 
 		// The Dockerfile.
 		{"root user", "Dockerfile", []edit{{"USER 65532:65532", "USER root"}}, "is root"},
