@@ -275,11 +275,12 @@ const leaseTTL = 5 * time.Second
 // whether it has it, until ctx ends.
 func (s *sqlSide) holdLease(ctx context.Context, name string, held *atomic.Bool) {
 	holder := chronicle.NewID() // process-unique: every process of a topology may be "n1"
-	tick := time.NewTicker(leaseTTL / 3)
-	defer tick.Stop()
 	defer held.Store(false)
 	for {
-		if st := s.st.Load(); st != nil {
+		wait := leaseTTL / 3
+		if st := s.st.Load(); st == nil {
+			wait = 100 * time.Millisecond // the store is still opening: try again soon
+		} else {
 			ok, err := st.TryLease(ctx, name, holder, leaseTTL)
 			if err != nil && ctx.Err() == nil {
 				s.log.Warn("publisher lease", "err", err)
@@ -291,7 +292,7 @@ func (s *sqlSide) holdLease(ctx context.Context, name string, held *atomic.Bool)
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-time.After(wait):
 		}
 	}
 }
