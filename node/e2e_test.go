@@ -134,7 +134,8 @@ func TestBadInput(t *testing.T) {
 		{"overflow", "POST", "/commands/deposit", `{"account_id":"usd1","amount":"92233720368547758.08"}`, nil, 422, "invalid_amount"},
 		{"balance overflow", "POST", "/commands/deposit", `{"account_id":"usd1","amount":"92233720368547758.00"}`, nil, 422, "invalid_amount"},
 		{"unknown currency", "POST", "/commands/create-account", `{"account_id":"n1","owner_name":"N","currency":"ABC"}`, nil, 422, "unknown_currency"},
-		{"missing currency", "POST", "/commands/create-account", `{"account_id":"n1","owner_name":"N"}`, nil, 400, "missing_field"},
+		// A missing currency takes --default-currency (TestOriginalClientShapes).
+		{"currency of the wrong type", "POST", "/commands/create-account", `{"account_id":"n1","owner_name":"N","currency":7}`, nil, 400, "invalid_field"},
 		{"missing owner", "POST", "/commands/create-account", `{"account_id":"n1","currency":"USD"}`, nil, 400, "missing_field"},
 		{"negative initial", "POST", "/commands/create-account", `{"account_id":"n1","owner_name":"N","currency":"USD","initial_balance":"-1"}`, nil, 422, "invalid_amount"},
 		{"illegal id", "POST", "/commands/create-account", `{"account_id":"a b","owner_name":"N","currency":"USD"}`, nil, 400, "invalid_account_id"},
