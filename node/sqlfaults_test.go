@@ -493,3 +493,65 @@ func TestSQLQueryProcessEventStoreGone(t *testing.T) {
 		t.Fatalf("/events after the outage: %d events, %v", len(evs), err)
 	}
 }
+
+// TestSQLDatabaseBlackholed: the network to the database drops everything silently (no
+// reset, no refusal: connections just stop answering). A command process and a query
+// process must notice (/ready 503) rather than wait on a dead connection, answer commands
+// and /events with 503 unavailable within the request timeout, keep serving accounts from
+// the read model, and recover once the network does.
+func TestSQLDatabaseBlackholed(t *testing.T) {
+	t.Parallel()
+	es := pgtest.Schema(t)
+	pc, cURL := proxyTo(t, es)
+	pq, qURL := proxyTo(t, es)
+	c := launchSQL(t, cURL, httpapi.RoleCommand, nil)
+	q := launchSQL(t, qURL, httpapi.RoleQuery, nil)
+	ctx := ctxT(t)
+	for _, n := range []*nodetest.Node{c, q} {
+		if err := n.WaitReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustCreate(t, c.Client, "A", "USD", "100")
+	res, err := c.Client.Deposit(ctx, client.Money{AccountID: "A", Amount: "5"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := q.Client.Account(ctx, "A", res.Position); err != nil || a.Balance != "105.00" {
+		t.Fatalf("account before the outage: %+v, %v", a, err)
+	}
+
+	pc.Blackhole()
+	pq.Blackhole()
+	waitReadyStatus(t, c.URL(), http.StatusServiceUnavailable, 60*time.Second)
+	waitReadyStatus(t, q.URL(), http.StatusServiceUnavailable, 60*time.Second)
+	// Bounded by a client deadline beyond the API's request timeout (15s): reaching it is
+	// a hang.
+	bounded := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, 20*time.Second) }
+	cctx, cancel := bounded()
+	_, err = c.Client.Deposit(cctx, client.Money{AccountID: "A", Amount: "1"}, "k-blackholed")
+	cancel()
+	requireUnavailable(t, "a command with the database blackholed", err)
+	cctx, cancel = bounded()
+	a, err := q.Client.Account(cctx, "A", 0)
+	cancel()
+	if err != nil || a.Balance != "105.00" {
+		t.Fatalf("account from the read model with the database blackholed: %+v, %v", a, err)
+	}
+	cctx, cancel = bounded()
+	_, err = q.Client.Events(cctx, client.EventsQuery{})
+	cancel()
+	requireUnavailable(t, "/events with the database blackholed", err)
+
+	pc.Up()
+	pq.Up()
+	waitReadyStatus(t, c.URL(), http.StatusOK, 60*time.Second)
+	waitReadyStatus(t, q.URL(), http.StatusOK, 60*time.Second)
+	res, err = c.Client.Deposit(ctx, client.Money{AccountID: "A", Amount: "1"}, "k-blackholed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := q.Client.Account(ctx, "A", res.Position); err != nil || a.Balance != "106.00" {
+		t.Fatalf("account after the outage: %+v, %v", a, err)
+	}
+}
