@@ -29,6 +29,11 @@ type sqlSide struct {
 	cfg  sqlstore.Config
 	log  *slog.Logger
 	poll time.Duration
+	// openTimeout bounds one attempt to open the store, checkTimeout one health check
+	// (a head read), callTimeout one read for a caller: a network that silently drops
+	// packets leaves a connection waiting for ever (TCP keepalive aside), and nothing of
+	// this process may wait with it.
+	openTimeout, checkTimeout, callTimeout time.Duration
 
 	st  atomic.Pointer[sqlstore.Store]
 	pos position.Waiter
@@ -41,6 +46,7 @@ var _ chronicle.EventStore = (*sqlSide)(nil)
 
 func newSQLSide(cfg sqlstore.Config, log *slog.Logger) *sqlSide {
 	return &sqlSide{cfg: cfg, log: log.With("component", "sql-event-store"), poll: 200 * time.Millisecond,
+		openTimeout: 30 * time.Second, checkTimeout: 5 * time.Second, callTimeout: 10 * time.Second,
 		lastErr: errors.New("event store not opened yet")}
 }
 
@@ -49,7 +55,12 @@ func newSQLSide(cfg sqlstore.Config, log *slog.Logger) *sqlSide {
 func (s *sqlSide) run(ctx context.Context) {
 	backoff := 200 * time.Millisecond
 	for s.st.Load() == nil {
-		st, err := sqlstore.Open(ctx, s.cfg)
+		octx, cancel := context.WithTimeout(ctx, s.openTimeout)
+		st, err := sqlstore.Open(octx, s.cfg)
+		if err != nil && octx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("no answer within %s: %w", s.openTimeout, err)
+		}
+		cancel()
 		if err == nil {
 			s.st.Store(st)
 			s.setErr(nil)
@@ -71,7 +82,7 @@ func (s *sqlSide) run(ctx context.Context) {
 	tick := time.NewTicker(s.poll)
 	defer tick.Stop()
 	for {
-		h, err := s.st.Load().Head(ctx)
+		h, err := s.check(ctx)
 		if ctx.Err() != nil {
 			return
 		}
@@ -93,6 +104,17 @@ func (s *sqlSide) run(ctx context.Context) {
 	}
 }
 
+// check reads the head within checkTimeout: the health check behind /ready.
+func (s *sqlSide) check(ctx context.Context) (chronicle.Head, error) {
+	cctx, cancel := context.WithTimeout(ctx, s.checkTimeout)
+	defer cancel()
+	h, err := s.st.Load().Head(cctx)
+	if err != nil && cctx.Err() != nil && ctx.Err() == nil {
+		return h, fmt.Errorf("the event store did not answer a head read within %s: %w", s.checkTimeout, err)
+	}
+	return h, err
+}
+
 // setErr records the health of the connection; it reports whether it changed.
 func (s *sqlSide) setErr(err error) bool {
 	s.mu.Lock()
@@ -109,16 +131,40 @@ func (s *sqlSide) health() error {
 	return s.lastErr
 }
 
+// store returns the store when it is open and its last health check passed. While the
+// check fails, callers are answered unavailable at once instead of each waiting on the
+// database (for a silently dropped network, until their deadline); the check itself goes
+// on, and the first one that passes lets them through again.
 func (s *sqlSide) store() (*sqlstore.Store, error) {
 	st := s.st.Load()
 	if st == nil {
 		return nil, chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "the event store is not reachable yet")
 	}
+	if err := s.health(); err != nil {
+		return nil, chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "the event store is unreachable: %v", err)
+	}
 	return st, nil
 }
 
+// read runs one read for a caller within callTimeout. When that bound, not the caller's
+// context, ends it, the database did not answer: unavailable, not the caller's timeout.
+func (s *sqlSide) read(ctx context.Context, what string, f func(ctx context.Context, st *sqlstore.Store) error) error {
+	st, err := s.store()
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
+	defer cancel()
+	err = f(cctx, st)
+	if err != nil && cctx.Err() != nil && ctx.Err() == nil {
+		return chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "the event store did not answer %s within %s", what, s.callTimeout)
+	}
+	return err
+}
+
 // Execute implements chronicle.EventStore; what it committed moves the position at once,
-// so this process reads its own writes without waiting for the poll.
+// so this process reads its own writes without waiting for the poll. It is bounded by the
+// caller's context (the API's request timeout) and the store's own attempt timeout.
 func (s *sqlSide) Execute(ctx context.Context, cmds []chronicle.Command) ([]chronicle.Result, error) {
 	st, err := s.store()
 	if err != nil {
@@ -134,39 +180,38 @@ func (s *sqlSide) Execute(ctx context.Context, cmds []chronicle.Command) ([]chro
 }
 
 // Account implements chronicle.EventStore.
-func (s *sqlSide) Account(ctx context.Context, id string) (chronicle.Account, error) {
-	st, err := s.store()
-	if err != nil {
-		return chronicle.Account{}, err
-	}
-	return st.Account(ctx, id)
+func (s *sqlSide) Account(ctx context.Context, id string) (a chronicle.Account, err error) {
+	err = s.read(ctx, "an account read", func(ctx context.Context, st *sqlstore.Store) (err error) {
+		a, err = st.Account(ctx, id)
+		return err
+	})
+	return a, err
 }
 
 // BalanceAt implements chronicle.EventStore.
-func (s *sqlSide) BalanceAt(ctx context.Context, id string, t time.Time) (chronicle.BalancePoint, error) {
-	st, err := s.store()
-	if err != nil {
-		return chronicle.BalancePoint{}, err
-	}
-	return st.BalanceAt(ctx, id, t)
+func (s *sqlSide) BalanceAt(ctx context.Context, id string, t time.Time) (p chronicle.BalancePoint, err error) {
+	err = s.read(ctx, "a balance read", func(ctx context.Context, st *sqlstore.Store) (err error) {
+		p, err = st.BalanceAt(ctx, id, t)
+		return err
+	})
+	return p, err
 }
 
 // Events implements chronicle.EventStore.
-func (s *sqlSide) Events(ctx context.Context, q chronicle.EventQuery) ([]chronicle.Event, error) {
-	st, err := s.store()
-	if err != nil {
-		return nil, err
-	}
-	return st.Events(ctx, q)
+func (s *sqlSide) Events(ctx context.Context, q chronicle.EventQuery) (evs []chronicle.Event, err error) {
+	err = s.read(ctx, "an event read", func(ctx context.Context, st *sqlstore.Store) (err error) {
+		evs, err = st.Events(ctx, q)
+		return err
+	})
+	return evs, err
 }
 
 // Head implements chronicle.EventStore.
-func (s *sqlSide) Head(ctx context.Context) (chronicle.Head, error) {
-	st, err := s.store()
-	if err != nil {
-		return chronicle.Head{}, err
-	}
-	h, err := st.Head(ctx)
+func (s *sqlSide) Head(ctx context.Context) (h chronicle.Head, err error) {
+	err = s.read(ctx, "a head read", func(ctx context.Context, st *sqlstore.Store) (err error) {
+		h, err = st.Head(ctx)
+		return err
+	})
 	if err == nil {
 		s.pos.Advance(h.Position)
 	}
