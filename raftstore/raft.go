@@ -54,8 +54,10 @@ func (s *Store) startRaft() error {
 		if err != nil {
 			return fmt.Errorf("raftstore: listen for raft on %s: %w", cfg.RaftAddr, err)
 		}
-		s.transport = raft.NewNetworkTransportWithLogger(&faultyLayer{Listener: ln, advertise: advertise, faults: cfg.Faults}, 3, 10*time.Second, rc.Logger)
-	} else if s.transport, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, advertise, 3, 10*time.Second, rc.Logger); err != nil {
+		s.transport = &heartbeatGate{NetworkTransport: raft.NewNetworkTransportWithLogger(&faultyLayer{Listener: ln, advertise: advertise, faults: cfg.Faults}, 3, 10*time.Second, rc.Logger)}
+	} else if nt, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, advertise, 3, 10*time.Second, rc.Logger); err == nil {
+		s.transport = &heartbeatGate{NetworkTransport: nt}
+	} else {
 		return fmt.Errorf("raftstore: listen for raft on %s: %w", cfg.RaftAddr, err)
 	}
 	existing, err := raft.HasExistingState(s.logs, s.logs, snaps)

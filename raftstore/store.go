@@ -52,7 +52,7 @@ type Store struct {
 	logs      *raftlog.LogStore
 	fsm       *fsm
 	raft      *raft.Raft
-	transport *raft.NetworkTransport
+	transport *heartbeatGate
 
 	queue    chan *request
 	inflight chan inflight
@@ -167,6 +167,9 @@ func (s *Store) Close() error {
 			}
 		}
 		if s.transport != nil {
+			// Heartbeats run on the transport's goroutines, outside raft's shutdown: let
+			// those in flight finish before the log store they write to closes.
+			s.transport.drain()
 			_ = s.transport.Close()
 		}
 		errs = append(errs, s.closeStores())
