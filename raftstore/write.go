@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/internal/groupcommit"
 )
 
 // request is one Execute call waiting for its results.
@@ -100,33 +101,13 @@ func (s *Store) notLeader() error {
 func (s *Store) batcher() {
 	defer s.wg.Done()
 	defer close(s.inflight)
-	var carry *request
+	g := groupcommit.Gatherer[*request]{Queue: s.queue, Size: func(r *request) int { return len(r.cmds) },
+		Limit: chronicle.MaxBatchCommands}
 	for {
-		var reqs []*request
-		n := 0
-		if carry != nil {
-			reqs, n, carry = append(reqs, carry), len(carry.cmds), nil
-		} else {
-			select {
-			case r := <-s.queue:
-				reqs, n = append(reqs, r), len(r.cmds)
-			case <-s.stop:
-				s.drainQueue()
-				return
-			}
-		}
-	gather:
-		for n < chronicle.MaxBatchCommands {
-			select {
-			case r := <-s.queue:
-				if n+len(r.cmds) > chronicle.MaxBatchCommands {
-					carry = r
-					break gather
-				}
-				reqs, n = append(reqs, r), n+len(r.cmds)
-			default:
-				break gather
-			}
+		reqs, n, ok := g.Next(s.stop)
+		if !ok {
+			s.drainQueue()
+			return
 		}
 		s.propose(reqs, n)
 	}
