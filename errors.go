@@ -50,6 +50,8 @@ const (
 	CodeBodyTooLarge         = "body_too_large"
 	CodeBatchTooLarge        = "batch_too_large"
 	CodeUnsupportedMediaType = "unsupported_media_type"
+	CodeForbiddenOrigin      = "forbidden_origin"
+	CodeForbiddenHost        = "forbidden_host"
 	CodeNotFound             = "not_found"
 	CodeMethodNotAllowed     = "method_not_allowed"
 	CodeNotLeader            = "not_leader"

@@ -40,8 +40,13 @@ type Config struct {
 	// Cluster enables forwarding to the leader, read consistency levels and the
 	// /cluster endpoints; nil serves everything locally.
 	Cluster Cluster
-	// CORSOrigins lists browser origins allowed to call the API ("*" for any).
+	// CORSOrigins lists browser origins allowed to call the API ("*" for any); only
+	// these and the node's own origin may send state-changing requests from a browser.
 	CORSOrigins []string
+	// AllowedHosts lists the Host names (optionally host:port) the API answers to, the
+	// loopback names always included; empty accepts any Host. Others get 421
+	// forbidden_host (DNS rebinding), on every route but /health.
+	AllowedHosts []string
 	// MaxBodyBytes bounds a request body (default 1 MiB).
 	MaxBodyBytes int64
 	// RequestTimeout bounds how long one command waits for its acknowledgement.
@@ -96,7 +101,7 @@ func New(cfg Config) *API {
 	a := &API{cfg: cfg, log: cfg.Logger.With("component", "httpapi"), closing: make(chan struct{}),
 		forward: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}}}
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, a.recoverer, a.logRequests, a.cors, a.servedBy)
+	r.Use(middleware.RequestID, a.recoverer, a.logRequests, a.hostGuard, a.cors, a.browserGuard, a.servedBy)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, chronicle.Errorf(chronicle.KindNotFound, chronicle.CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
 	})

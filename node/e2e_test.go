@@ -173,6 +173,9 @@ func TestBadInput(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if tc.method == http.MethodPost {
+				req.Header.Set("Content-Type", "application/json")
+			}
 			for k, v := range tc.hdr {
 				req.Header.Set(k, v)
 			}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -49,6 +50,10 @@ type Config struct {
 	RaftAddr string
 	// CORSOrigins lists the browser origins allowed to call the API.
 	CORSOrigins []string
+	// AllowedHosts lists the Host names (optionally host:port) the API answers to
+	// besides the loopback names and the advertise URL's host. Empty: a loopback
+	// listener answers to those alone, any other listener to every Host (see apiHosts).
+	AllowedHosts []string
 	// IdempotencyWindow is how long idempotency keys are remembered (commit time).
 	IdempotencyWindow time.Duration
 	// DefaultCurrency is what create-account takes when the request names no currency
@@ -173,7 +178,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: event bus: %w", err)
 	}
 	n.peers = &http.Client{Timeout: 30 * time.Second}
-	n.api = httpapi.New(httpapi.Config{Store: store, Reads: view, Node: n, Cluster: n, CORSOrigins: cfg.CORSOrigins, DefaultCurrency: cfg.DefaultCurrency, Logger: cfg.Logger, Version: Version})
+	n.api = httpapi.New(httpapi.Config{Store: store, Reads: view, Node: n, Cluster: n, CORSOrigins: cfg.CORSOrigins, AllowedHosts: apiHosts(cfg), DefaultCurrency: cfg.DefaultCurrency, Logger: cfg.Logger, Version: Version})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		_ = n.bus.Close()
@@ -184,6 +189,42 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	n.ln = ln
 	n.srv = &http.Server{Handler: n.api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	return n, nil
+}
+
+// apiHosts is the Host policy handed to the API. DNS rebinding aims at services on
+// loopback, which trust the machine's own browser: a loopback listener (the default)
+// answers only to the loopback names and its advertise URL's host, plus --allowed-hosts.
+// A listener on another address is meant to be reached by whatever name its network
+// gives it (compose service names, load balancers), so it answers to any Host unless
+// --allowed-hosts names them; then the advertise URL's host is added, as peers forward
+// to it. nil accepts any Host.
+func apiHosts(cfg Config) []string {
+	if len(cfg.AllowedHosts) == 0 && !loopbackAddr(cfg.HTTPAddr) {
+		return nil
+	}
+	hosts := append([]string{"localhost"}, cfg.AllowedHosts...)
+	if u, err := url.Parse(cfg.AdvertiseURL); err == nil && u.Hostname() != "" {
+		hosts = append(hosts, u.Hostname())
+	}
+	if h, _, err := net.SplitHostPort(cfg.HTTPAddr); err == nil && h != "" {
+		if ip := net.ParseIP(h); ip == nil || !ip.IsUnspecified() {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
+}
+
+// loopbackAddr reports whether a listen address (host:port) is on loopback only.
+func loopbackAddr(addr string) bool {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 // URL is the base URL the node serves on.

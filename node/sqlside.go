@@ -298,7 +298,7 @@ func newSQL(ctx context.Context, n *Node) (*Node, error) {
 	if view != nil {
 		reads = view
 	}
-	n.api = httpapi.New(httpapi.Config{Store: n.sql, Reads: reads, Node: n, Role: cfg.Role, CORSOrigins: cfg.CORSOrigins,
+	n.api = httpapi.New(httpapi.Config{Store: n.sql, Reads: reads, Node: n, Role: cfg.Role, CORSOrigins: cfg.CORSOrigins, AllowedHosts: apiHosts(cfg),
 		DefaultCurrency: cfg.DefaultCurrency, Logger: cfg.Logger, Version: Version})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {

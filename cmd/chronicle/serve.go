@@ -31,7 +31,7 @@ func version() string {
 // serveOptions holds what serve's flags set.
 type serveOptions struct {
 	cfg                            node.Config
-	cors, join                     listFlag
+	cors, join, allowedHosts       listFlag
 	logLevel, logFormat, pprofAddr string
 }
 
@@ -52,6 +52,7 @@ func newServeFlags() (*flag.FlagSet, *serveOptions) {
 	fs.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 0, "found a new cluster once this many nodes (this one included) answer at --join")
 	fs.StringVar(&cfg.AdvertiseURL, "advertise-url", "", "API URL other nodes reach this node at (default http://<http-addr>)")
 	fs.Var(&o.cors, "cors-origin", "browser origin allowed to call the API (repeatable or comma-separated; * for any)")
+	fs.Var(&o.allowedHosts, "allowed-hosts", "Host names (optional :port) the API answers to besides loopback names and the advertise URL's (repeatable or comma-separated); default: only those on a loopback --http-addr, any Host otherwise")
 	fs.DurationVar(&cfg.IdempotencyWindow, "idempotency-window", 0, "how long idempotency keys are remembered (default 24h)")
 	fs.StringVar(&cfg.DefaultCurrency, "default-currency", "USD", "ISO 4217 currency of a create-account that names none (the original system assumed USD)")
 	fs.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", 0, "Raft entries between snapshots (default 8192)")
@@ -75,7 +76,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg, pprofAddr := o.cfg, o.pprofAddr
-	cfg.CORSOrigins, cfg.Join = o.cors, o.join
+	cfg.CORSOrigins, cfg.Join, cfg.AllowedHosts = o.cors, o.join, o.allowedHosts
 	logger, err := newLogger(stderr, o.logLevel, o.logFormat)
 	if err != nil {
 		return err
