@@ -709,3 +709,52 @@ func TestDashboardBehindProxyBrowser(t *testing.T) {
 	mu.Unlock()
 	tb.checkClean()
 }
+
+// TestCrossOriginAttackBrowser: a page on another origin tries what any web page can do
+// without a preflight, a fetch with mode no-cors and a plain HTML form with
+// enctype="text/plain" whose field spells a JSON deposit; the node refuses both and the
+// balance does not move.
+func TestCrossOriginAttackBrowser(t *testing.T) {
+	chromiumPath(t)
+	n := nodetest.Start(t)
+	ctx := context.Background()
+	if _, err := n.Client.CreateAccount(ctx, client.CreateAccount{AccountID: "victim", OwnerName: "Victim", Currency: "USD", InitialBalance: "10.00"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	action := n.URL() + "/commands/deposit"
+	page := `<!doctype html><html><body>
+<iframe name="sink" id="sink"></iframe>
+<form id="f" method="POST" enctype="text/plain" target="sink" action="` + action + `">
+<input type="hidden" name='{"account_id":"victim","amount":"1000","description":"' value='x"}'>
+</form></body></html>`
+	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write([]byte(page))
+	}))
+	t.Cleanup(attacker.Close)
+
+	tb := openTab(t, 800, 600)
+	tb.do("open the attacker's page", chromedp.Navigate(attacker.URL+"/"), tb.visible(`#f`))
+	// The opaque response of a no-cors fetch hides the status from the page, not from us.
+	tb.do("a no-cors fetch", chromedp.Evaluate[chromedp.Void](`fetch(`+jsString(action)+`, {method: 'POST', mode: 'no-cors',
+		headers: {'Content-Type': 'text/plain'}, body: JSON.stringify({account_id: 'victim', amount: '1000'})}).then(() => true, () => true)`,
+		chromedp.EvalAwaitPromise))
+	tb.do("submit the form into a frame", chromedp.Evaluate[chromedp.Void](`window.answered = false;
+		document.getElementById('sink').addEventListener('load', () => { window.answered = true; });
+		document.getElementById('f').submit()`))
+	tb.until("the node answers the form", `window.answered === true`)
+	acct, err := n.Client.Account(ctx, "victim", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acct.Balance != "10.00" {
+		t.Fatalf("the attacker's page moved the balance to %s", acct.Balance)
+	}
+	events, err := n.Client.Events(ctx, client.EventsQuery{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 1 {
+		t.Fatalf("%d events after the attack, want the account's creation alone", len(events))
+	}
+}
