@@ -312,8 +312,8 @@ Chronicle SQL topology is up (event store $es_url, read model $rm_url):
   logs       $dir/*.log
 
 Try:
-  curl -s -XPOST $c1/commands/create-account -d '{"account_id":"A","owner_name":"Alice","initial_balance":0,"currency":"USD"}'
-  curl -s -XPOST $c2/commands/deposit -d '{"account_id":"A","amount":1000}'     # answers its "position"
+  curl -s -XPOST -H 'Content-Type: application/json' $c1/commands/create-account -d '{"account_id":"A","owner_name":"Alice","initial_balance":0,"currency":"USD"}'
+  curl -s -XPOST -H 'Content-Type: application/json' $c2/commands/deposit -d '{"account_id":"A","amount":1000}'     # answers its "position"
   curl -s "$q/accounts/A?min_position=<position>"
   $BIN verify --url $q --read-model '$rm_url'
 
