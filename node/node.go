@@ -94,7 +94,7 @@ type Config struct {
 	RaftFaults *raftstore.Faults
 	// WrapHandler wraps the HTTP handler, to inject faults (tests only).
 	WrapHandler func(http.Handler) http.Handler
-	Logger     *slog.Logger
+	Logger      *slog.Logger
 }
 
 // Defaults fills unset fields with the embedded single-node defaults.
