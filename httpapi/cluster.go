@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -54,11 +55,19 @@ const (
 func forwardable(r *http.Request) bool { return r.Header.Get(headerForwarded) == "" }
 
 // retryable reports whether a request may be sent to the leader a second time after a
-// try whose outcome is unknown: a read, or a command carrying an Idempotency-Key (the
-// leader answers a repeat with the first outcome). Anything else is sent once, bounded
-// by the request timeout alone, so that it can never take effect twice.
+// try whose outcome is unknown: a read, or a single command carrying an Idempotency-Key
+// (the leader answers a repeat with the first outcome). Anything else (a batch, whose
+// keys are per item; a membership change) is sent once, bounded by the request timeout
+// alone, so that it can never take effect twice.
 func retryable(r *http.Request) bool {
-	return r.Method == http.MethodGet || r.Method == http.MethodHead || r.Header.Get("Idempotency-Key") != ""
+	switch {
+	case r.Method == http.MethodGet || r.Method == http.MethodHead:
+		return true
+	case r.Method != http.MethodPost || r.URL.Path == "/commands/batch":
+		return false
+	default:
+		return strings.HasPrefix(r.URL.Path, "/commands/") && r.Header.Get("Idempotency-Key") != ""
+	}
 }
 
 // toLeader proxies the request (whose body was already read into body) to the leader and
