@@ -58,6 +58,9 @@ const (
 	CodeNoLeader             = "no_leader"
 	CodeUnavailable          = "unavailable"
 	CodeTimeout              = "timeout"
+	CodeTooManyStreams       = "too_many_streams"
+	CodeTooManyRequests      = "too_many_requests"
+	CodeStreamLagging        = "stream_lagging"
 	CodeInternal             = "internal"
 )
 

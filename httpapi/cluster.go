@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -53,8 +54,30 @@ const (
 // nodes that each believe the other leads cannot bounce a request between them.
 func forwardable(r *http.Request) bool { return r.Header.Get(headerForwarded) == "" }
 
+// retryable reports whether a request may be sent to the leader a second time after a
+// try whose outcome is unknown: a read, or a single command carrying an Idempotency-Key
+// (the leader answers a repeat with the first outcome). Anything else (a batch, whose
+// keys are per item; a membership change) is sent once, bounded by the request timeout
+// alone, so that it can never take effect twice.
+func retryable(r *http.Request) bool {
+	switch {
+	case r.Method == http.MethodGet || r.Method == http.MethodHead:
+		return true
+	case r.Method != http.MethodPost || r.URL.Path == "/commands/batch":
+		return false
+	default:
+		return strings.HasPrefix(r.URL.Path, "/commands/") && r.Header.Get("Idempotency-Key") != ""
+	}
+}
+
 // toLeader proxies the request (whose body was already read into body) to the leader and
-// copies its answer back. It reports false when it wrote an error instead.
+// copies its answer back, or writes an error.
+//
+// A request that may be retried (retryable) gets ForwardTryTimeout per try to receive
+// the leader's answer; when a try runs out the leader is looked up again and the request
+// sent to the new one, within the request timeout, so that a paused or wedged leader
+// costs one try, not its whole pause. A leader that refuses connections never got the
+// request: that is retried whatever the request.
 func (a *API) toLeader(w http.ResponseWriter, r *http.Request, body []byte) {
 	if !forwardable(r) {
 		writeError(w, chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeNotLeader, "this node is not the leader and the request was already forwarded once"))
@@ -62,23 +85,40 @@ func (a *API) toLeader(w http.ResponseWriter, r *http.Request, body []byte) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.RequestTimeout)
 	defer cancel()
+	retry := retryable(r)
 	// An election takes one to two seconds; wait a little longer than that for a leader,
-	// not the whole request timeout, so a cut-off node answers no_leader promptly. A
-	// leader that refuses connections has died: wait for its successor, as the request
-	// was not delivered.
+	// not the whole request timeout, so a cut-off node answers no_leader promptly.
 	deadline := time.Now().Add(leaderWait)
 	tried := ""
 	for {
 		waitCtx, waitCancel := context.WithDeadline(ctx, deadline)
 		leader, err := a.waitNewLeaderURL(waitCtx, tried)
 		waitCancel()
+		if err != nil && tried != "" && ctx.Err() == nil {
+			// No other leader is known: the one tried may merely have been slow.
+			leader, err = a.cfg.Cluster.LeaderURL(ctx)
+		}
 		if err != nil {
 			writeError(w, err)
 			return
 		}
-		resp, err := a.send(ctx, r, body, leader)
+		tryCtx, tryCancel := context.WithCancel(ctx)
+		var timer *time.Timer
+		if retry {
+			timer = time.AfterFunc(a.cfg.ForwardTryTimeout, tryCancel)
+		}
+		resp, err := a.send(tryCtx, r, body, leader)
+		if timer != nil && !timer.Stop() && err == nil {
+			// The try ran out just as the answer arrived: its body is cut off, so the
+			// outcome is unknown; retry as for a timeout.
+			resp.Body.Close()
+			err = context.DeadlineExceeded
+		}
 		var op *net.OpError
-		if err != nil && errors.As(err, &op) && op.Op == "dial" {
+		switch {
+		case err == nil:
+		case errors.As(err, &op) && op.Op == "dial":
+			tryCancel()
 			if time.Now().Before(deadline) {
 				tried = leader
 				continue
@@ -87,12 +127,20 @@ func (a *API) toLeader(w http.ResponseWriter, r *http.Request, body []byte) {
 			e.Safe = true
 			writeError(w, e)
 			return
-		}
-		if err != nil {
+		case retry && ctx.Err() == nil && tryCtx.Err() != nil:
+			// This try ran out: look the leader up again and send the request there.
+			tryCancel()
+			a.log.Info("forwarding to the leader timed out; retrying", "leader", leader, "try_timeout", a.cfg.ForwardTryTimeout)
+			tried = leader
+			deadline = time.Now().Add(leaderWait)
+			continue
+		default:
+			tryCancel()
 			// The leader may or may not have committed the command: say so.
 			writeError(w, chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "forwarding to the leader at %s failed: %v; the outcome is unknown, retry with the same Idempotency-Key", leader, err))
 			return
 		}
+		defer tryCancel()
 		defer resp.Body.Close()
 		for _, h := range []string{"Content-Type", "X-Chronicle-Position", headerLeader, headerServedBy} {
 			if v := resp.Header.Get(h); v != "" {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math/big"
 	"net/http"
 	"strconv"
 	"strings"
@@ -49,6 +50,27 @@ type commandDefaults struct {
 	// Currency is taken by create-account when the request names none (the original
 	// system assumed USD).
 	Currency string
+	// MaxAmount bounds every amount of a command, in major units of its currency;
+	// MaxAmountText is how the limit is named in a refusal. Nil: no limit.
+	MaxAmount     *big.Rat
+	MaxAmountText chronicle.Decimal
+}
+
+// checkLimit refuses an amount above the node's limit (in major units: the decimal as
+// written, whatever the currency's exponent).
+func (def commandDefaults) checkLimit(field string, d chronicle.Decimal) error {
+	if def.MaxAmount == nil || d == "" {
+		return nil
+	}
+	v, ok := new(big.Rat).SetString(string(d))
+	if !ok {
+		return nil // not a decimal: Validate names the error
+	}
+	if v.Cmp(def.MaxAmount) > 0 {
+		return chronicle.FieldErrorf(chronicle.KindRejected, chronicle.CodeInvalidAmount, field,
+			"%s must not exceed %s (this node's limit per command, in major units of any currency)", field, def.MaxAmountText)
+	}
+	return nil
 }
 
 func decodeCommand(t chronicle.CommandType, body []byte, def commandDefaults) (chronicle.Command, error) {
@@ -92,7 +114,18 @@ func decodeCommand(t chronicle.CommandType, body []byte, def commandDefaults) (c
 	default:
 		return c, chronicle.FieldErrorf(chronicle.KindMalformed, chronicle.CodeInvalidField, "type", "unknown command type %q", string(t))
 	}
-	return c, c.Validate()
+	if err := c.Validate(); err != nil {
+		return c, err
+	}
+	for _, f := range []struct {
+		name string
+		d    chronicle.Decimal
+	}{{"amount", c.Amount}, {"initial_balance", c.InitialBalance}, {"overdraft_limit", c.OverdraftLimit}} {
+		if err := def.checkLimit(f.name, f.d); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
 }
 
 // nullIsAbsent treats a JSON null as a field left out, for optional amounts.
@@ -191,6 +224,9 @@ func (a *API) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 		}
 		return nil, chronicle.Errorf(chronicle.KindMalformed, chronicle.CodeInvalidJSON, "could not read request body: %v", err)
 	}
+	// The body is in: lift its read deadline (see deadlines), which would otherwise
+	// cancel the request's context while the command executes.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 	return body, nil
 }
 

@@ -5,7 +5,9 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"sync"
 	"time"
@@ -59,8 +61,28 @@ type Config struct {
 	// DefaultCurrency is what create-account takes when the request names no currency
 	// (default "USD", as the original system assumed).
 	DefaultCurrency string
-	Logger          *slog.Logger
-	Version         string
+	// MaxAmount is the largest amount (and initial balance and overdraft limit) one
+	// command may carry, in major units of its currency, whatever the currency (default
+	// DefaultMaxAmount). It is checked when a command is accepted, never by the state
+	// machine, so that differently configured nodes cannot disagree on the log.
+	MaxAmount chronicle.Decimal
+	// MaxStreams and MaxStreamsPerClient cap open /events/stream connections in total
+	// and per remote IP (defaults DefaultMaxStreams, DefaultMaxStreamsPerClient).
+	MaxStreams          int
+	MaxStreamsPerClient int
+	// MaxInflightCommands caps command requests executing at once (default
+	// DefaultMaxInflightCommands); beyond it they are refused with 429.
+	MaxInflightCommands int
+	// BodyReadTimeout bounds reading a request's body (default DefaultBodyReadTimeout).
+	BodyReadTimeout time.Duration
+	// WriteTimeout bounds writing a response, and each write of an event stream (default
+	// DefaultWriteTimeout). It must exceed RequestTimeout.
+	WriteTimeout time.Duration
+	// ForwardTryTimeout bounds one try at forwarding a request that may be retried to the
+	// leader (default DefaultForwardTryTimeout); see toLeader.
+	ForwardTryTimeout time.Duration
+	Logger            *slog.Logger
+	Version           string
 }
 
 // API is the HTTP handler.
@@ -72,13 +94,41 @@ type API struct {
 	// closing ends live streams when the server shuts down (they would hold it open).
 	closing   chan struct{}
 	closeOnce sync.Once
+	streams   *streamSlots
+	hub       *hub
+	// inflight holds a token per command request executing (limitInflight).
+	inflight chan struct{}
+	// maxAmount is cfg.MaxAmount parsed.
+	maxAmount *big.Rat
+}
+
+// StreamStats describes the event streams, for tests and status.
+type StreamStats struct {
+	// Open is how many streams are open.
+	Open int `json:"open"`
+	// Encoded counts events encoded as stream frames since the node started.
+	Encoded uint64 `json:"encoded"`
+}
+
+// StreamStats reports the event streams' counters.
+func (a *API) StreamStats() StreamStats {
+	return StreamStats{Open: a.streams.open(), Encoded: a.hub.encoded.Load()}
 }
 
 // CloseStreams ends every open /events/stream so that a graceful shutdown need not wait
 // for clients that never hang up.
 func (a *API) CloseStreams() { a.closeOnce.Do(func() { close(a.closing) }) }
 
-// New builds the router.
+// ParseMaxAmount checks a Config.MaxAmount: a positive decimal.
+func ParseMaxAmount(d chronicle.Decimal) (*big.Rat, error) {
+	v, ok := new(big.Rat).SetString(string(d))
+	if !ok || v.Sign() <= 0 {
+		return nil, fmt.Errorf("max amount %q: want a positive decimal", string(d))
+	}
+	return v, nil
+}
+
+// New builds the router. cfg.MaxAmount must pass ParseMaxAmount.
 func New(cfg Config) *API {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
@@ -98,10 +148,27 @@ func New(cfg Config) *API {
 	if cfg.Role == "" {
 		cfg.Role = RoleAll
 	}
+	if cfg.MaxAmount == "" {
+		cfg.MaxAmount = DefaultMaxAmount
+	}
+	maxAmount, err := ParseMaxAmount(cfg.MaxAmount)
+	if err != nil {
+		panic("httpapi: " + err.Error()) // the caller validates configuration first
+	}
+	cfg.MaxStreams = positiveOr(cfg.MaxStreams, DefaultMaxStreams)
+	cfg.MaxStreamsPerClient = positiveOr(cfg.MaxStreamsPerClient, DefaultMaxStreamsPerClient)
+	cfg.MaxInflightCommands = positiveOr(cfg.MaxInflightCommands, DefaultMaxInflightCommands)
+	cfg.BodyReadTimeout = positiveOr(cfg.BodyReadTimeout, DefaultBodyReadTimeout)
+	cfg.WriteTimeout = positiveOr(cfg.WriteTimeout, max(DefaultWriteTimeout, 2*cfg.RequestTimeout))
+	cfg.ForwardTryTimeout = positiveOr(cfg.ForwardTryTimeout, DefaultForwardTryTimeout)
 	a := &API{cfg: cfg, log: cfg.Logger.With("component", "httpapi"), closing: make(chan struct{}),
-		forward: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}}}
+		forward:   &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}},
+		streams:   newStreamSlots(cfg.MaxStreams, cfg.MaxStreamsPerClient),
+		hub:       newHub(cfg.Store, func() (<-chan struct{}, func()) { return cfg.Node.Changes() }, hubFrames),
+		inflight:  make(chan struct{}, cfg.MaxInflightCommands),
+		maxAmount: maxAmount}
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, a.recoverer, a.logRequests, a.hostGuard, a.cors, a.browserGuard, a.servedBy)
+	r.Use(a.deadlines, middleware.RequestID, a.recoverer, a.logRequests, a.hostGuard, a.cors, a.browserGuard, a.servedBy)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, chronicle.Errorf(chronicle.KindNotFound, chronicle.CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
 	})
@@ -112,6 +179,7 @@ func New(cfg Config) *API {
 	r.Get("/ready", a.ready)
 	if cfg.Role != RoleQuery {
 		r.Route("/commands", func(r chi.Router) {
+			r.Use(a.limitInflight)
 			r.Post("/create-account", a.command(chronicle.CmdCreateAccount))
 			r.Post("/deposit", a.command(chronicle.CmdDeposit))
 			r.Post("/withdraw", a.command(chronicle.CmdWithdraw))
@@ -137,6 +205,14 @@ func New(cfg Config) *API {
 	return a
 }
 
+// positiveOr is v, or def when v is not positive.
+func positiveOr[T int | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
 // Roles of a process in the SQL topology (see Config.Role).
 const (
 	RoleAll     = "all"
@@ -145,7 +221,9 @@ const (
 )
 
 // defaults are the settings resolved into every command this API accepts.
-func (a *API) defaults() commandDefaults { return commandDefaults{Currency: a.cfg.DefaultCurrency} }
+func (a *API) defaults() commandDefaults {
+	return commandDefaults{Currency: a.cfg.DefaultCurrency, MaxAmount: a.maxAmount, MaxAmountText: a.cfg.MaxAmount}
+}
 
 // ServeHTTP implements http.Handler.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.ServeHTTP(w, r) }

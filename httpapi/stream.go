@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -15,8 +16,10 @@ const heartbeat = 15 * time.Second
 
 // stream serves GET /events/stream as Server-Sent Events: every committed event after
 // Last-Event-ID (or ?after=), then live ones, each with `id: <position>`. It reads the
-// log itself, so a reconnecting client resumes without a gap. ?type= and ?aggregate_id=
-// filter; filtered-out events still advance the cursor.
+// log, so a reconnecting client resumes without a gap. ?type= and ?aggregate_id= filter;
+// filtered-out events still advance the cursor. Live events come pre-encoded from the
+// hub, shared by every stream; a stream catching up from further back reads the log
+// itself. Streams are capped in total and per client (503 too_many_streams).
 func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 	flusher, ok := w.(http.Flusher)
 	if !ok {
@@ -46,62 +49,123 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	changes, stop := a.cfg.Node.Changes()
-	defer stop()
+	release, err := a.streams.acquire(clientIP(r))
+	if err != nil {
+		w.Header().Set("Retry-After", retryAfter)
+		writeError(w, err)
+		return
+	}
+	defer release()
+	unsubscribe := a.hub.subscribe()
+	defer unsubscribe()
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("Connection", "keep-alive")
 	h.Set("X-Accel-Buffering", "no")
+	rc := http.NewResponseController(w)
+	// A rolling write deadline: a client that stops reading is cut off after
+	// WriteTimeout instead of holding its goroutine and slot forever.
+	deadline := func() { _ = rc.SetWriteDeadline(time.Now().Add(a.cfg.WriteTimeout)) }
+	deadline()
 	w.WriteHeader(http.StatusOK)
 	fmt.Fprintf(w, "retry: 2000\n: position %d\n\n", after)
 	flusher.Flush()
 	tick := time.NewTicker(heartbeat)
 	defer tick.Stop()
 	ctx := r.Context()
+	skip := func(typ2, agg2 string) bool {
+		return typ != "" && typ2 != typ || agg != "" && agg2 != agg
+	}
+	// live is set once the stream is served from the hub: falling behind it after that
+	// means the client reads slower than the log grows, and it is told so.
+	live := false
 	for {
-		events, err := a.cfg.Store.Events(ctx, chronicle.EventQuery{After: after, Limit: chronicle.MaxEventsPage})
-		if err != nil {
-			if ctx.Err() == nil {
-				a.log.Warn("event stream read failed", "err", err)
-				fmt.Fprintf(w, "event: error\ndata: %s\n\n", jsonString(err.Error()))
-				flusher.Flush()
-			}
+		frames, behind, notify, err := a.hub.since(after)
+		if behind && live {
+			deadline()
+			fmt.Fprintf(w, "event: error\ndata: %s\n\n", streamError(chronicle.CodeStreamLagging,
+				fmt.Sprintf("this stream fell more than %d events behind the log; reconnect with Last-Event-ID %d to resume", a.hub.size, after)))
+			flusher.Flush()
 			return
 		}
-		for _, e := range events {
-			after = e.Position
-			if typ != "" && e.EventType != typ || agg != "" && e.AggregateID != agg {
+		if behind {
+			// Catching up from before the hub's window: read the log directly.
+			events, err := a.cfg.Store.Events(ctx, chronicle.EventQuery{After: after, Limit: chronicle.MaxEventsPage})
+			if err != nil {
+				a.streamFailed(ctx, w, flusher, err)
+				return
+			}
+			deadline()
+			for _, e := range events {
+				after = e.Position
+				if skip(e.EventType, e.AggregateID) {
+					continue
+				}
+				f, err := a.hub.encode(e)
+				if err != nil {
+					a.streamFailed(ctx, w, flusher, err)
+					return
+				}
+				if _, err := w.Write(f.data); err != nil {
+					return
+				}
+			}
+			flusher.Flush()
+			if len(events) > 0 {
 				continue
 			}
-			data, err := json.Marshal(e)
-			if err != nil {
-				return
-			}
-			if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Position, e.EventType, data); err != nil {
-				return
-			}
 		}
-		if len(events) > 0 {
+		if len(frames) > 0 {
+			live = true
+			deadline()
+			for _, f := range frames {
+				after = f.pos
+				if skip(f.typ, f.agg) {
+					continue
+				}
+				if _, err := w.Write(f.data); err != nil {
+					return
+				}
+			}
 			flusher.Flush()
-		}
-		if len(events) == chronicle.MaxEventsPage {
 			continue
+		}
+		if err != nil {
+			a.streamFailed(ctx, w, flusher, err)
+			return
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-a.closing:
 			return
-		case <-changes:
+		case <-notify:
 		case <-tick.C:
 			// The comment carries the cursor so an idle filtered stream still resumes right.
+			deadline()
 			if _, err := fmt.Fprintf(w, ": heartbeat %d\n\n", after); err != nil {
 				return
 			}
 			flusher.Flush()
 		}
 	}
+}
+
+// streamFailed ends a stream whose log read failed, telling the client why.
+func (a *API) streamFailed(ctx context.Context, w http.ResponseWriter, flusher http.Flusher, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	a.log.Warn("event stream read failed", "err", err)
+	fmt.Fprintf(w, "event: error\ndata: %s\n\n", jsonString(err.Error()))
+	flusher.Flush()
+}
+
+// streamError is the data of an error event that carries a stable code.
+func streamError(code, msg string) string {
+	b, _ := json.Marshal(errorBody{Error: msg, Code: code})
+	return string(b)
 }
 
 func jsonString(s string) string {

@@ -83,9 +83,23 @@ type Config struct {
 	BootstrapExpect int
 	// AdvertiseURL is the API URL other nodes use for this node (default: the listener).
 	AdvertiseURL string
+	// MaxAmount bounds every amount of a command, in major units of its currency
+	// (default httpapi.DefaultMaxAmount); checked when a command is accepted.
+	MaxAmount string
+	// MaxStreams and MaxStreamsPerClient cap open event streams in total and per remote
+	// IP; MaxInflightCommands caps command requests executing at once (0: defaults).
+	MaxStreams          int
+	MaxStreamsPerClient int
+	MaxInflightCommands int
+	// ReadTimeout bounds reading a request body; WriteTimeout writing a response (and
+	// each write of an event stream). 0: the httpapi defaults.
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
 	// RaftFaults injects network partitions into Raft traffic (tests only).
 	RaftFaults *raftstore.Faults
-	Logger     *slog.Logger
+	// WrapHandler wraps the HTTP handler, to inject faults (tests only).
+	WrapHandler func(http.Handler) http.Handler
+	Logger      *slog.Logger
 }
 
 // Defaults fills unset fields with the embedded single-node defaults.
@@ -144,6 +158,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: default currency: %w", err)
 	}
 	cfg.DefaultCurrency = cur.Code
+	if _, err := httpapi.ParseMaxAmount(chronicle.Decimal(cfg.MaxAmount)); cfg.MaxAmount != "" && err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID)}
 	switch cfg.Store {
 	case StoreRaft:
@@ -178,7 +195,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: event bus: %w", err)
 	}
 	n.peers = &http.Client{Timeout: 30 * time.Second}
-	n.api = httpapi.New(httpapi.Config{Store: store, Reads: view, Node: n, Cluster: n, CORSOrigins: cfg.CORSOrigins, AllowedHosts: apiHosts(cfg), DefaultCurrency: cfg.DefaultCurrency, Logger: cfg.Logger, Version: Version})
+	n.api = httpapi.New(n.apiConfig(httpapi.Config{Store: store, Reads: view, Node: n, Cluster: n}))
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		_ = n.bus.Close()
@@ -187,7 +204,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: listen on %s: %w", cfg.HTTPAddr, err)
 	}
 	n.ln = ln
-	n.srv = &http.Server{Handler: n.api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	n.srv = n.httpServer()
 	return n, nil
 }
 
@@ -226,6 +243,32 @@ func loopbackAddr(addr string) bool {
 	ip := net.ParseIP(h)
 	return ip != nil && ip.IsLoopback()
 }
+
+// apiConfig completes c with the node's settings.
+func (n *Node) apiConfig(c httpapi.Config) httpapi.Config {
+	cfg := n.cfg
+	c.Role, c.CORSOrigins, c.DefaultCurrency, c.Logger, c.Version = cfg.Role, cfg.CORSOrigins, cfg.DefaultCurrency, cfg.Logger, Version
+	c.AllowedHosts = apiHosts(cfg)
+	c.MaxAmount = chronicle.Decimal(cfg.MaxAmount)
+	c.MaxStreams, c.MaxStreamsPerClient, c.MaxInflightCommands = cfg.MaxStreams, cfg.MaxStreamsPerClient, cfg.MaxInflightCommands
+	c.BodyReadTimeout, c.WriteTimeout = cfg.ReadTimeout, cfg.WriteTimeout
+	return c
+}
+
+// httpServer builds the HTTP server. It sets no ReadTimeout or WriteTimeout: those would
+// end event streams (and an expired read deadline cancels a request's context); the API
+// sets per-request deadlines instead (a body must arrive within ReadTimeout, a response
+// be written within WriteTimeout, each stream write within WriteTimeout).
+func (n *Node) httpServer() *http.Server {
+	var h http.Handler = n.api
+	if n.cfg.WrapHandler != nil {
+		h = n.cfg.WrapHandler(h)
+	}
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+}
+
+// API exposes the node's HTTP API (for tests: its stream counters).
+func (n *Node) API() *httpapi.API { return n.api }
 
 // URL is the base URL the node serves on.
 func (n *Node) URL() string { return "http://" + n.ln.Addr().String() }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -298,8 +297,7 @@ func newSQL(ctx context.Context, n *Node) (*Node, error) {
 	if view != nil {
 		reads = view
 	}
-	n.api = httpapi.New(httpapi.Config{Store: n.sql, Reads: reads, Node: n, Role: cfg.Role, CORSOrigins: cfg.CORSOrigins, AllowedHosts: apiHosts(cfg),
-		DefaultCurrency: cfg.DefaultCurrency, Logger: cfg.Logger, Version: Version})
+	n.api = httpapi.New(n.apiConfig(httpapi.Config{Store: n.sql, Reads: reads, Node: n}))
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		_ = n.bus.Close()
@@ -309,7 +307,7 @@ func newSQL(ctx context.Context, n *Node) (*Node, error) {
 		return nil, fmt.Errorf("node: listen on %s: %w", cfg.HTTPAddr, err)
 	}
 	n.ln = ln
-	n.srv = &http.Server{Handler: n.api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	n.srv = n.httpServer()
 	return n, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chronicle-ledger/chronicle/httpapi"
 	"github.com/chronicle-ledger/chronicle/node"
 )
 
@@ -60,6 +61,12 @@ func newServeFlags() (*flag.FlagSet, *serveOptions) {
 	fs.StringVar(&cfg.ReadModel, "read-model", "pebble", "query-side view: pebble (embedded) or a postgres:// URL")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "open the embedded NATS server to outside consumers on host:port")
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "publish to this external NATS server instead of the embedded one")
+	fs.StringVar(&cfg.MaxAmount, "max-amount", string(httpapi.DefaultMaxAmount), "largest amount (also initial balance, overdraft limit) one command may carry, in major units of its currency")
+	fs.IntVar(&cfg.MaxStreams, "max-streams", httpapi.DefaultMaxStreams, "open /events/stream connections allowed on this node")
+	fs.IntVar(&cfg.MaxStreamsPerClient, "max-streams-per-client", httpapi.DefaultMaxStreamsPerClient, "open /events/stream connections allowed per client IP")
+	fs.IntVar(&cfg.MaxInflightCommands, "max-inflight-commands", httpapi.DefaultMaxInflightCommands, "command requests executing at once on this node; beyond it 429")
+	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", httpapi.DefaultBodyReadTimeout, "time a client has to send a request body")
+	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", httpapi.DefaultWriteTimeout, "time to write a response, and each write of an event stream")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go profiling (net/http/pprof) on this host:port; off by default")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
