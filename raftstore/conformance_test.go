@@ -3,13 +3,13 @@ package raftstore_test
 import (
 	"context"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/internal/freeport"
 	"github.com/chronicle-ledger/chronicle/raftstore"
 	"github.com/chronicle-ledger/chronicle/storetest"
 )
@@ -75,15 +75,7 @@ func openLeader(t *testing.T, cfg raftstore.Config) *raftstore.Store {
 
 // freeAddr returns a loopback address with a port free a moment ago, so that a restart
 // can listen on the address the Raft configuration recorded.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freeAddr(t *testing.T) string { return freeport.Addr(t) }
 
 // testLogger keeps a store's log and shows its end when t fails.
 func testLogger(t *testing.T) *slog.Logger {

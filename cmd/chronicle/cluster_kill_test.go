@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/chronicle-ledger/chronicle"
 	"github.com/chronicle-ledger/chronicle/client"
+	"github.com/chronicle-ledger/chronicle/internal/freeport"
 )
 
 // TestClusterSIGKILLLeader kills the leader of a three-process cluster three times in a
@@ -409,21 +409,8 @@ type procCluster struct {
 	nodes  []*procNode
 }
 
-// freeAddrs reserves n distinct free 127.0.0.1 ports (all held open at once, so none is
-// handed out twice) and returns them as host:port.
-func freeAddrs(t *testing.T, n int) []string {
-	t.Helper()
-	var out []string
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		out = append(out, ln.Addr().String())
-	}
-	return out
-}
+// freeAddrs returns n distinct free 127.0.0.1 addresses (see internal/freeport).
+func freeAddrs(t *testing.T, n int) []string { return freeport.Addrs(t, n) }
 
 // startProcCluster starts size nodes that found a cluster together and waits until each
 // has printed its "serving at" line.

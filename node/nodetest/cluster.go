@@ -3,11 +3,11 @@ package nodetest
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/chronicle-ledger/chronicle/internal/freeport"
 	"github.com/chronicle-ledger/chronicle/node"
 	"github.com/chronicle-ledger/chronicle/raftstore"
 )
@@ -20,15 +20,7 @@ type Cluster struct {
 }
 
 // FreeAddr reserves a free 127.0.0.1 port and returns host:port.
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func FreeAddr(t testing.TB) string { return freeport.Addr(t) }
 
 // StartCluster starts size nodes (n1..nN) that found a cluster together with
 // --bootstrap-expect, and waits until every one of them is ready.
