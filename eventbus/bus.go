@@ -24,10 +24,20 @@
 //     stream from scratch, delete the whole stream: the publisher recreates it and
 //     republishes from position 1.
 //   - AllowDirect: consumers catching up by position can read single messages cheaply.
+//
+// Who may publish: an embedded server that listens for outside clients (Config.Listen)
+// has two users. The node's own in-process connection logs in with a password drawn at
+// start (random, held in memory only, never logged), and that user is refused on any
+// other kind of connection. A client that connects without credentials becomes a
+// read-only user (see ReaderPermissions): it may subscribe to the event subjects and
+// read the stream through JetStream consumers, and nothing else; publishing an event
+// or changing, purging or deleting the stream is a permission violation.
 package eventbus
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,6 +50,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -98,6 +109,7 @@ type Bus struct {
 	js        jetstream.JetStream // stream management
 	clientURL string
 	published atomic.Uint64
+	problem   atomic.Pointer[string] // why the publisher publishes nothing, see Problem
 
 	mu     sync.Mutex
 	closed bool
@@ -159,7 +171,15 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 	}
 	url := cfg.URL
 	if url == "" {
-		ns, err := startServer(cfg, b.log)
+		var password string
+		if cfg.Listen != "" {
+			var err error
+			if password, err = randomPassword(); err != nil {
+				return nil, err
+			}
+			opts = append(opts, nats.UserInfo(nodeUser, password))
+		}
+		ns, err := startServer(cfg, password, b.log)
 		if err != nil {
 			return nil, err
 		}
@@ -196,8 +216,74 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 	return b, nil
 }
 
-// startServer starts the embedded NATS server with JetStream under cfg.DataDir.
-func startServer(cfg Config, log *slog.Logger) (*server.Server, error) {
+// Users of an embedded server that listens for outside clients.
+const (
+	nodeUser   = "chronicle-node" // the node's in-process connection, password drawn at start
+	readerUser = "reader"         // any client connecting without credentials
+)
+
+func randomPassword() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("eventbus: draw the nats password: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// ReaderPermissions are what a client connecting to the embedded server without
+// credentials may do: subscribe to the event subjects and to its inboxes (JetStream
+// replies, pull consumer deliveries), and make the JetStream requests a reader of
+// stream needs: account and stream info, get a message (directly too), create a
+// consumer (ephemeral, ordered or durable), its info, delete it, list consumers, fetch
+// the next messages, ack and answer flow control. (Consumers are the readers' own: one
+// reader may delete another's, never the stream.) Everything else is refused, in particular
+// publishing on the event subjects or an inbox (forged replies to the node), and the
+// stream admin API (create, update, delete, purge, delete a message, snapshot, restore).
+func ReaderPermissions(stream, prefix string) *server.Permissions {
+	api := "$JS.API."
+	return &server.Permissions{
+		Publish: &server.SubjectPermission{
+			Allow: []string{
+				api + "INFO",
+				api + "STREAM.NAMES",
+				api + "STREAM.INFO." + stream,
+				api + "STREAM.MSG.GET." + stream,
+				api + "DIRECT.GET." + stream,
+				api + "DIRECT.GET." + stream + ".>",
+				api + "CONSUMER.CREATE." + stream,
+				api + "CONSUMER.CREATE." + stream + ".>",
+				api + "CONSUMER.DURABLE.CREATE." + stream + ".>",
+				api + "CONSUMER.INFO." + stream + ".>",
+				api + "CONSUMER.DELETE." + stream + ".>", // an ordered consumer removes its own
+				api + "CONSUMER.NAMES." + stream,
+				api + "CONSUMER.LIST." + stream,
+				api + "CONSUMER.MSG.NEXT." + stream + ".>",
+				"$JS.ACK." + stream + ".>",
+				"$JS.FC." + stream + ".>",
+			},
+			// Outside the allow list anyway; named so a wider allow list cannot let them in.
+			Deny: []string{
+				prefix + ".>",
+				"_INBOX.>",
+				api + "STREAM.CREATE.>",
+				api + "STREAM.UPDATE.>",
+				api + "STREAM.DELETE.>",
+				api + "STREAM.PURGE.>",
+				api + "STREAM.MSG.DELETE.>",
+				api + "STREAM.SNAPSHOT.>",
+				api + "STREAM.RESTORE.>",
+			},
+		},
+		Subscribe: &server.SubjectPermission{
+			Allow: []string{prefix + ".>", "_INBOX.>"},
+		},
+	}
+}
+
+// startServer starts the embedded NATS server with JetStream under cfg.DataDir. When it
+// listens for outside clients, the node logs in as nodeUser with password (in-process
+// connections only) and everyone else is the read-only readerUser.
+func startServer(cfg Config, password string, log *slog.Logger) (*server.Server, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("eventbus: data dir is required for the embedded server")
 	}
@@ -224,6 +310,12 @@ func startServer(cfg Config, log *slog.Logger) (*server.Server, error) {
 			p = server.RANDOM_PORT // for the server, 0 would mean its default 4222
 		}
 		opts.Host, opts.Port = host, p
+		opts.Users = []*server.User{
+			{Username: nodeUser, Password: password,
+				AllowedConnectionTypes: map[string]struct{}{jwt.ConnectionTypeInProcess: {}}},
+			{Username: readerUser, Permissions: ReaderPermissions(cfg.Stream, cfg.SubjectPrefix)},
+		}
+		opts.NoAuthUser = readerUser
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -342,6 +434,24 @@ func (b *Bus) Server() *server.Server { return b.ns }
 
 // Published is the last log position known to be in the stream.
 func (b *Bus) Published() uint64 { return b.published.Load() }
+
+// Problem is why the publisher publishes nothing although connected ("" when it
+// publishes): the stream is ahead of the log or holds a different history. It says how
+// to repair the stream.
+func (b *Bus) Problem() string {
+	if p := b.problem.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+func (b *Bus) setProblem(msg string) {
+	if msg == "" {
+		b.problem.Store(nil)
+		return
+	}
+	b.problem.Store(&msg)
+}
 
 // Connected reports whether the NATS connection is up.
 func (b *Bus) Connected() bool { return b.nc != nil && b.nc.IsConnected() }

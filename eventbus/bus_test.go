@@ -333,9 +333,11 @@ func TestRacingPublishers(t *testing.T) {
 	t.Parallel()
 	log, _ := testLogger(t)
 	s := openStore(t, t.TempDir(), log)
-	port := freePort(t)
-	b1 := openBus(t, Config{DataDir: t.TempDir(), Listen: fmt.Sprintf("127.0.0.1:%d", port), Logger: log.With("bus", 1)})
-	b2 := openBus(t, Config{URL: b1.ClientURL(), Logger: log.With("bus", 2)})
+	// A server of its own without users: an embedded server that listens lets only its
+	// own node publish.
+	ns := startNATS(t, freePort(t), t.TempDir())
+	b1 := openBus(t, Config{URL: ns.ClientURL(), Logger: log.With("bus", 1)})
+	b2 := openBus(t, Config{URL: ns.ClientURL(), Logger: log.With("bus", 2)})
 	stops := []func() error{runPublisher(t, b1, s), runPublisher(t, b1, s), runPublisher(t, b2, s)}
 	workload(t, s, 500, 50) // a backlog they all start on
 	last := workload(t, s, 2000, 20)
@@ -368,13 +370,16 @@ func TestStreamAheadOfLogIsNotOverwritten(t *testing.T) {
 	workload(t, s2, 10, 10)
 	stop = runPublisher(t, b, s2)
 	waitFor(t, 10*time.Second, "the ahead-of-log error", func() bool {
-		return strings.Contains(logs.String(), "the stream is ahead of the log")
+		return strings.Contains(logs.String(), "is ahead of the log")
 	})
 	// The new log grows past the stream: its history differs, still nothing published.
 	workload(t, s2, int(n)+50, 50)
 	waitFor(t, 15*time.Second, "the different-history error", func() bool {
-		return strings.Contains(logs.String(), "the stream holds a different history")
+		return strings.Contains(logs.String(), "holds a different history")
 	})
+	if p := b.Problem(); !strings.Contains(p, "holds a different history") || !strings.Contains(p, "remove the embedded NATS data dir") {
+		t.Fatalf("problem %q", p)
+	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -387,6 +392,9 @@ func TestStreamAheadOfLogIsNotOverwritten(t *testing.T) {
 	}
 	stop = runPublisher(t, b, s2)
 	waitFor(t, 15*time.Second, "rebuild", func() bool { return b.Published() == head(t, s2) })
+	if p := b.Problem(); p != "" {
+		t.Fatalf("problem after the rebuild: %q", p)
+	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

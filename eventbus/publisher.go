@@ -198,6 +198,7 @@ func (p *publisher) sync(ctx context.Context) (bool, error) {
 	last := s.CachedInfo().State.LastSeq // as of the ensureStream request
 	if last == 0 {
 		p.resumeAt(0)
+		p.b.setProblem("")
 		return true, nil
 	}
 	evs, err := p.src.Events(ctx, chronicle.EventQuery{After: last - 1, Limit: 1})
@@ -205,8 +206,8 @@ func (p *publisher) sync(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("read the log at position %d: %w", last, err)
 	}
 	if len(evs) == 0 || evs[0].Position != last {
-		p.errorf("the stream is ahead of the log; publishing nothing until the log reaches it "+
-			"(a wiped or restored data dir while the stream survived? restore the log, or delete the stream to rebuild it)",
+		p.stuck(fmt.Sprintf("stream %s is ahead of the log (stream last sequence %d); publishing nothing until the log reaches it "+
+			"(a wiped or restored data dir while the stream survived?). Restore the log, or %s", p.b.cfg.Stream, last, p.repair()),
 			"stream_last_seq", last)
 		return false, nil
 	}
@@ -223,14 +224,33 @@ func (p *publisher) sync(ctx context.Context) (bool, error) {
 		}
 		_ = json.Unmarshal(msg.Data, &got)
 		if id := msg.Header.Get(jetstream.MsgIDHeader); id != strconv.FormatUint(last, 10) || got.Hash != evs[0].Hash {
-			p.errorf("the stream holds a different history than the log; publishing nothing "+
-				"(restore the log, or delete the stream to rebuild it)",
+			p.stuck(fmt.Sprintf("stream %s holds a different history than the log at sequence %d; publishing nothing. "+
+				"Restore the log, or %s", p.b.cfg.Stream, last, p.repair()),
 				"stream_last_seq", last, "msg_id", id, "stream_hash", got.Hash, "log_hash", evs[0].Hash)
 			return false, nil
 		}
 	}
 	p.resumeAt(last)
+	p.b.setProblem("")
 	return true, nil
+}
+
+// repair says how to have the stream rebuilt from the log: on a missing stream the
+// publisher creates it and publishes every position from 1.
+func (p *publisher) repair() string {
+	if p.b.ns != nil {
+		return "rebuild the stream from the log: stop the node, remove the embedded NATS data dir (" +
+			p.b.cfg.DataDir + ") and start it again; the stream is recreated and republished from position 1"
+	}
+	return "rebuild the stream from the log: delete stream " + p.b.cfg.Stream +
+		" on the NATS server; the publisher recreates it and republishes from position 1"
+}
+
+// stuck records why nothing is published (Bus.Problem, shown in the node's status) and
+// logs it at error level, at most every logInterval.
+func (p *publisher) stuck(problem string, args ...any) {
+	p.b.setProblem(problem)
+	p.errorf(problem, args...)
 }
 
 func (p *publisher) resumeAt(pos uint64) {

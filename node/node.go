@@ -368,7 +368,7 @@ func (n *Node) Ready(ctx context.Context) error {
 // Status implements httpapi.Node.
 func (n *Node) Status() any {
 	out := map[string]any{"version": Version, "role": n.cfg.Role,
-		"nats": map[string]any{"connected": n.bus.Connected(), "stream": n.bus.Stream(), "published": n.bus.Published(), "url": n.bus.ClientURL()}}
+		"nats": n.natsStatus()}
 	if n.store != nil {
 		out["raft"] = n.store.Status()
 	} else {
@@ -391,6 +391,16 @@ func (n *Node) WaitView(ctx context.Context, pos uint64) error {
 
 // Changes implements httpapi.Node.
 func (n *Node) Changes() (<-chan struct{}, func()) { return n.events.Changes() }
+
+// natsStatus is the bus's part of Status; "problem" is set while the publisher
+// publishes nothing because the stream diverged from (or is ahead of) the log.
+func (n *Node) natsStatus() map[string]any {
+	st := map[string]any{"connected": n.bus.Connected(), "stream": n.bus.Stream(), "published": n.bus.Published(), "url": n.bus.ClientURL()}
+	if p := n.bus.Problem(); p != "" {
+		st["problem"] = p
+	}
+	return st
+}
 
 // Bus exposes the node's event bus (for tests).
 func (n *Node) Bus() *eventbus.Bus { return n.bus }
