@@ -1,12 +1,13 @@
 // Package api is Chronicle's HTTP contract: the request and response bodies that httpapi
-// serves and that client (and through it the CLI) sends and reads. It imports only the
-// standard library and the domain.
+// serves and that client (and through it the CLI) sends and reads, and the OpenAPI
+// document describing every route. It imports only the standard library and the domain.
 //
 // The JSON field names are the original system's and its clients depend on them; the
 // shape of an event is the domain's (chronicle.Event, pinned by testdata/golden).
 package api
 
 import (
+	_ "embed" // the OpenAPI document
 	"time"
 
 	"github.com/chronicle-ledger/chronicle"
@@ -207,3 +208,9 @@ type ErrorBody struct {
 	Code    string `json:"code"`
 	Field   string `json:"field,omitempty"`
 }
+
+//go:embed openapi.json
+var openAPI string
+
+// OpenAPI is the OpenAPI 3.0 document of the HTTP API, served at GET /openapi.json.
+func OpenAPI() []byte { return []byte(openAPI) }

@@ -177,6 +177,7 @@ func New(cfg Config) *API {
 		writeErrorStatus(w, http.StatusMethodNotAllowed, chronicle.CodeMethodNotAllowed, "method "+r.Method+" is not allowed here")
 	})
 	r.Get("/health", a.health)
+	r.Get("/openapi.json", a.openAPI)
 	r.Get("/ready", a.ready)
 	if cfg.Role != RoleQuery {
 		r.Route("/commands", func(r chi.Router) {
@@ -234,6 +235,13 @@ func (a *API) Router() chi.Router { return a.router }
 
 func (a *API) health(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.Health{Status: "ok", Service: "chronicle", Version: a.cfg.Version})
+}
+
+// openAPI serves the OpenAPI document of every route.
+func (a *API) openAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache")
+	_, _ = w.Write(api.OpenAPI())
 }
 
 func (a *API) ready(w http.ResponseWriter, r *http.Request) {
