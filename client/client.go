@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/api"
 )
 
 // Client talks to one node.
@@ -35,12 +36,10 @@ func New(baseURL string, httpClient *http.Client) *Client {
 // BaseURL is the node's base URL.
 func (c *Client) BaseURL() string { return c.base }
 
-// APIError is an error response from the API.
+// APIError is an error response from the API: its status and body.
 type APIError struct {
-	Status  int    `json:"-"`
-	Message string `json:"error"`
-	Code    string `json:"code"`
-	Field   string `json:"field,omitempty"`
+	Status int `json:"-"`
+	api.ErrorBody
 }
 
 func (e *APIError) Error() string {
@@ -55,94 +54,17 @@ func CodeOf(err error) string {
 	return ""
 }
 
-// EventRef is an event as a command response lists it.
-type EventRef struct {
-	EventID     string `json:"event_id"`
-	Type        string `json:"type"`
-	AggregateID string `json:"aggregate_id"`
-	Position    uint64 `json:"position"`
-}
-
-// CommandResult is the response to a command.
-type CommandResult struct {
-	Success     bool       `json:"success"`
-	EventID     string     `json:"event_id"`
-	TransferID  string     `json:"transfer_id"`
-	AccountID   string     `json:"account_id"`
-	Position    uint64     `json:"position"`
-	CommittedAt time.Time  `json:"committed_at"`
-	Replayed    bool       `json:"idempotent_replay"`
-	Events      []EventRef `json:"events"`
-	// Status is the HTTP status: 201 for a new effect, 200 for an idempotent replay.
-	Status int `json:"-"`
-}
-
-// Account is an account as the API returns it.
-type Account struct {
-	AccountID      string    `json:"account_id"`
-	OwnerName      string    `json:"owner_name"`
-	Balance        string    `json:"balance"`
-	Currency       string    `json:"currency"`
-	OverdraftLimit string    `json:"overdraft_limit"`
-	Status         string    `json:"status"`
-	CreatedAt      time.Time `json:"created_at"`
-	LastUpdated    time.Time `json:"last_updated"`
-	Version        uint64    `json:"version"`
-}
-
-// Transaction is one statement line.
-type Transaction struct {
-	TransactionID string    `json:"transaction_id"`
-	AccountID     string    `json:"account_id"`
-	Type          string    `json:"type"`
-	EventType     string    `json:"event_type"`
-	Amount        string    `json:"amount"`
-	BalanceAfter  string    `json:"balance_after"`
-	Currency      string    `json:"currency"`
-	Description   string    `json:"description"`
-	TransferID    string    `json:"transfer_id"`
-	Counterparty  string    `json:"counterparty"`
-	Position      uint64    `json:"position"`
-	Version       uint64    `json:"version"`
-	Timestamp     time.Time `json:"timestamp"`
-}
-
-// Balance is a balance-at answer.
-type Balance struct {
-	AccountID string    `json:"account_id"`
-	Balance   string    `json:"balance"`
-	Currency  string    `json:"currency"`
-	At        string    `json:"at"`
-	AsOf      time.Time `json:"as_of"`
-	Position  uint64    `json:"position"`
-}
-
-// CreateAccount is the body of POST /commands/create-account.
-type CreateAccount struct {
-	AccountID      string `json:"account_id"`
-	OwnerName      string `json:"owner_name"`
-	Currency       string `json:"currency"`
-	InitialBalance string `json:"initial_balance,omitempty"`
-	OverdraftLimit string `json:"overdraft_limit,omitempty"`
-	Description    string `json:"description,omitempty"`
-}
-
-// Money is the body of POST /commands/deposit and /commands/withdraw.
-type Money struct {
-	AccountID   string `json:"account_id"`
-	Amount      string `json:"amount"`
-	Currency    string `json:"currency,omitempty"`
-	Description string `json:"description,omitempty"`
-}
-
-// Transfer is the body of POST /commands/transfer.
-type Transfer struct {
-	FromAccountID string `json:"from_account_id"`
-	ToAccountID   string `json:"to_account_id"`
-	Amount        string `json:"amount"`
-	Currency      string `json:"currency,omitempty"`
-	Description   string `json:"description,omitempty"`
-}
+// The request and response bodies are the api package's.
+type (
+	EventRef      = api.EventRef
+	CommandResult = api.CommandResult
+	Account       = api.Account
+	Transaction   = api.Transaction
+	Balance       = api.Balance
+	CreateAccount = api.CreateAccount
+	Money         = api.Money
+	Transfer      = api.Transfer
+)
 
 // CreateAccount creates an account. idemKey may be empty.
 func (c *Client) CreateAccount(ctx context.Context, req CreateAccount, idemKey string) (CommandResult, error) {
@@ -188,9 +110,7 @@ func (c *Client) Account(ctx context.Context, id string, minPosition uint64) (Ac
 
 // Accounts lists accounts after the given id.
 func (c *Client) Accounts(ctx context.Context, after string, limit int) ([]Account, error) {
-	var out struct {
-		Accounts []Account `json:"accounts"`
-	}
+	var out api.Accounts
 	q := url.Values{}
 	if after != "" {
 		q.Set("after", after)
@@ -204,9 +124,7 @@ func (c *Client) Accounts(ctx context.Context, after string, limit int) ([]Accou
 
 // Transactions lists an account's statement, newest first; before is a version cursor.
 func (c *Client) Transactions(ctx context.Context, id string, before uint64, limit int) ([]Transaction, error) {
-	var out struct {
-		Transactions []Transaction `json:"transactions"`
-	}
+	var out api.Transactions
 	q := url.Values{}
 	if before > 0 {
 		q.Set("before", strconv.FormatUint(before, 10))
@@ -237,9 +155,7 @@ type EventsQuery struct {
 
 // Events lists events from the log.
 func (c *Client) Events(ctx context.Context, eq EventsQuery) ([]chronicle.Event, error) {
-	var out struct {
-		Events []chronicle.Event `json:"events"`
-	}
+	var out api.Events
 	q := url.Values{}
 	if eq.After > 0 {
 		q.Set("after", strconv.FormatUint(eq.After, 10))

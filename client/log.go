@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/api"
 )
 
 // Log reads a node's event log over HTTP; it is what a projector in another process
@@ -42,10 +43,7 @@ func (c *Client) AllTransactions(ctx context.Context, id string, minPosition uin
 	var all []Transaction
 	var before uint64
 	for {
-		var out struct {
-			Transactions []Transaction `json:"transactions"`
-			NextBefore   uint64        `json:"next_before"`
-		}
+		var out api.Transactions
 		q := url.Values{"limit": {strconv.Itoa(chronicle.MaxPageSize)}}
 		if before > 0 {
 			q.Set("before", strconv.FormatUint(before, 10))

@@ -14,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/api"
 )
 
 // Cluster is what the API needs of Raft membership and leadership.
@@ -228,12 +229,6 @@ func (a *API) consistent(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-type joinRequest struct {
-	NodeID   string `json:"node_id"`
-	RaftAddr string `json:"raft_addr"`
-	APIURL   string `json:"api_url"`
-}
-
 func (a *API) mountCluster(r chi.Router) {
 	r.Get("/cluster", func(w http.ResponseWriter, r *http.Request) {
 		ov, err := a.cfg.Cluster.Overview(r.Context())
@@ -252,7 +247,7 @@ func (a *API) mountCluster(r chi.Router) {
 			writeError(w, err)
 			return
 		}
-		var req joinRequest
+		var req api.JoinRequest
 		if err := decodeStrict(body, &req); err != nil {
 			writeError(w, err)
 			return
@@ -275,7 +270,7 @@ func (a *API) mountCluster(r chi.Router) {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"success": true, "node_id": req.NodeID, "leader": a.cfg.Cluster.NodeID()})
+		writeJSON(w, http.StatusOK, api.JoinResponse{Success: true, NodeID: req.NodeID, Leader: a.cfg.Cluster.NodeID()})
 	})
 	r.Delete("/cluster/nodes/{id}", func(w http.ResponseWriter, r *http.Request) {
 		if !a.cfg.Cluster.IsLeader() {
@@ -289,6 +284,6 @@ func (a *API) mountCluster(r chi.Router) {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"success": true, "removed": id})
+		writeJSON(w, http.StatusOK, api.RemoveResponse{Success: true, Removed: id})
 	})
 }

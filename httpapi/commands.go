@@ -15,32 +15,26 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/api"
 )
 
-// Request bodies, one per command, so that a field one command does not take is an
-// unknown field there. Amounts stay raw until decoded with their field's name.
+// Request bodies: the api types, with the amounts kept raw (they may be JSON strings or
+// numbers, and initial_balance null) until decoded with their field's name. A field one
+// command does not take is an unknown field there.
 type createAccountRequest struct {
-	AccountID      string          `json:"account_id"`
-	OwnerName      string          `json:"owner_name"`
+	api.CreateAccount
 	InitialBalance json.RawMessage `json:"initial_balance"`
-	Currency       string          `json:"currency"`
 	OverdraftLimit json.RawMessage `json:"overdraft_limit"`
-	Description    string          `json:"description"`
 }
 
 type moneyRequest struct {
-	AccountID   string          `json:"account_id"`
-	Amount      json.RawMessage `json:"amount"`
-	Currency    string          `json:"currency"`
-	Description string          `json:"description"`
+	api.Money
+	Amount json.RawMessage `json:"amount"`
 }
 
 type transferRequest struct {
-	FromAccountID string          `json:"from_account_id"`
-	ToAccountID   string          `json:"to_account_id"`
-	Amount        json.RawMessage `json:"amount"`
-	Currency      string          `json:"currency"`
-	Description   string          `json:"description"`
+	api.Transfer
+	Amount json.RawMessage `json:"amount"`
 }
 
 // decodeCommand decodes one command body of type t strictly.
@@ -184,7 +178,7 @@ func decodeError(err error) error {
 	case errors.As(err, &syn):
 		return chronicle.Errorf(chronicle.KindMalformed, chronicle.CodeInvalidJSON, "malformed JSON at byte %d: %v", syn.Offset, syn)
 	case errors.As(err, &typ):
-		field := typ.Field
+		field := jsonPath(typ.Field)
 		if field == "" {
 			field = "body"
 		}
@@ -196,6 +190,18 @@ func decodeError(err error) error {
 		return chronicle.Errorf(chronicle.KindMalformed, chronicle.CodeInvalidJSON, "request body is truncated JSON")
 	default:
 		return chronicle.Errorf(chronicle.KindMalformed, chronicle.CodeInvalidJSON, "invalid JSON: %v", err)
+	}
+}
+
+// jsonPath drops from a decoding error's field path the names of embedded api types
+// (Go names, capitalized; JSON names here never are): "Money.currency" is "currency".
+func jsonPath(field string) string {
+	for {
+		first, rest, ok := strings.Cut(field, ".")
+		if !ok || first == "" || first[0] < 'A' || first[0] > 'Z' {
+			return field
+		}
+		field = rest
 	}
 }
 
@@ -230,30 +236,11 @@ func (a *API) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	return body, nil
 }
 
-// eventRef is an event as a command response lists it (the seed's {event_id, type}).
-type eventRef struct {
-	EventID     string `json:"event_id"`
-	Type        string `json:"type"`
-	AggregateID string `json:"aggregate_id"`
-	Position    uint64 `json:"position"`
-}
-
-type commandResponse struct {
-	Success    bool       `json:"success"`
-	EventID    string     `json:"event_id,omitempty"`
-	TransferID string     `json:"transfer_id,omitempty"`
-	AccountID  string     `json:"account_id,omitempty"`
-	Position   uint64     `json:"position"`
-	CommitTime time.Time  `json:"committed_at"`
-	Replayed   bool       `json:"idempotent_replay,omitempty"`
-	Events     []eventRef `json:"events"`
-}
-
-func toResponse(res chronicle.Result) commandResponse {
-	out := commandResponse{Success: true, TransferID: res.TransferID, Position: res.Position,
-		CommitTime: res.CommitTime, Replayed: res.Replayed, Events: []eventRef{}}
+func toResponse(res chronicle.Result) api.CommandResult {
+	out := api.CommandResult{Success: true, TransferID: res.TransferID, Position: res.Position,
+		CommittedAt: res.CommitTime, Replayed: res.Replayed, Events: []api.EventRef{}}
 	for _, e := range res.Events {
-		out.Events = append(out.Events, eventRef{EventID: e.EventID, Type: e.EventType, AggregateID: e.AggregateID, Position: e.Position})
+		out.Events = append(out.Events, api.EventRef{EventID: e.EventID, Type: e.EventType, AggregateID: e.AggregateID, Position: e.Position})
 	}
 	if len(res.Events) > 0 {
 		out.EventID = res.Events[0].EventID
@@ -315,7 +302,8 @@ func (a *API) command(t chronicle.CommandType) http.HandlerFunc {
 	}
 }
 
-// batchItem is one command of POST /commands/batch: its type plus that command's fields.
+// batchRequest is api.Batch with each item kept raw, to be decoded strictly as its type's
+// command.
 type batchRequest struct {
 	Commands []json.RawMessage `json:"commands"`
 }
@@ -323,13 +311,6 @@ type batchRequest struct {
 type batchItemHeader struct {
 	Type           chronicle.CommandType `json:"type"`
 	IdempotencyKey string                `json:"idempotency_key"`
-}
-
-type batchResult struct {
-	commandResponse
-	Error string `json:"error,omitempty"`
-	Code  string `json:"code,omitempty"`
-	Field string `json:"field,omitempty"`
 }
 
 // batch executes many commands in one Raft entry; each succeeds or fails on its own.
@@ -378,18 +359,18 @@ func (a *API) batch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	out := make([]batchResult, len(results))
+	out := make([]api.BatchResult, len(results))
 	var last uint64
 	for i, res := range results {
 		if res.Err != nil {
-			out[i] = batchResult{Error: res.Err.Message, Code: res.Err.Code, Field: res.Err.Field, commandResponse: commandResponse{Events: []eventRef{}}}
+			out[i] = api.BatchResult{Error: res.Err.Message, Code: res.Err.Code, Field: res.Err.Field, CommandResult: api.CommandResult{Events: []api.EventRef{}}}
 			continue
 		}
-		out[i] = batchResult{commandResponse: toResponse(res)}
+		out[i] = api.BatchResult{CommandResult: toResponse(res)}
 		last = max(last, res.Position)
 	}
 	w.Header().Set("X-Chronicle-Position", strconv.FormatUint(last, 10))
-	writeJSON(w, http.StatusOK, map[string]any{"results": out, "position": last})
+	writeJSON(w, http.StatusOK, api.BatchResponse{Results: out, Position: last})
 }
 
 func decodeBatchItem(raw json.RawMessage, def commandDefaults) (chronicle.Command, error) {

@@ -16,6 +16,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/api"
 )
 
 // Node is what the API needs of the node beyond its event store.
@@ -176,6 +177,7 @@ func New(cfg Config) *API {
 		writeErrorStatus(w, http.StatusMethodNotAllowed, chronicle.CodeMethodNotAllowed, "method "+r.Method+" is not allowed here")
 	})
 	r.Get("/health", a.health)
+	r.Get("/openapi.json", a.openAPI)
 	r.Get("/ready", a.ready)
 	if cfg.Role != RoleQuery {
 		r.Route("/commands", func(r chi.Router) {
@@ -232,30 +234,30 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.Serve
 func (a *API) Router() chi.Router { return a.router }
 
 func (a *API) health(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "service": "chronicle", "version": a.cfg.Version})
+	writeJSON(w, http.StatusOK, api.Health{Status: "ok", Service: "chronicle", Version: a.cfg.Version})
+}
+
+// openAPI serves the OpenAPI document of every route.
+func (a *API) openAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache")
+	_, _ = w.Write(api.OpenAPI())
 }
 
 func (a *API) ready(w http.ResponseWriter, r *http.Request) {
-	body := map[string]any{"status": "ready", "node": a.cfg.Node.Status()}
+	body := api.Ready{Status: "ready", Node: a.cfg.Node.Status()}
 	if err := a.cfg.Node.Ready(r.Context()); err != nil {
-		body["status"] = "not_ready"
-		body["error"] = err.Error()
+		body.Status = "not_ready"
+		body.Error = err.Error()
 		writeJSON(w, http.StatusServiceUnavailable, body)
 		return
 	}
 	writeJSON(w, http.StatusOK, body)
 }
 
-// errorBody is the JSON of every error response.
-type errorBody struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
-	Field string `json:"field,omitempty"`
-}
-
 func writeError(w http.ResponseWriter, err error) {
 	e := chronicle.AsError(err)
-	writeJSON(w, httpStatus(e.Kind), errorBody{Error: e.Message, Code: e.Code, Field: e.Field})
+	writeJSON(w, httpStatus(e.Kind), api.ErrorBody{Message: e.Message, Code: e.Code, Field: e.Field})
 }
 
 // httpStatus is the status code a response carrying an error of kind k uses.
@@ -281,7 +283,7 @@ func httpStatus(k chronicle.Kind) int {
 }
 
 func writeErrorStatus(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, errorBody{Error: msg, Code: code})
+	writeJSON(w, status, api.ErrorBody{Message: msg, Code: code})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

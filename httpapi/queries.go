@@ -9,24 +9,13 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/api"
 )
 
-// accountJSON is an account as the seed's query API returned it, balances as strings.
-type accountJSON struct {
-	AccountID      string    `json:"account_id"`
-	OwnerName      string    `json:"owner_name"`
-	Balance        string    `json:"balance"`
-	Currency       string    `json:"currency"`
-	OverdraftLimit string    `json:"overdraft_limit,omitempty"`
-	Status         string    `json:"status"`
-	CreatedAt      time.Time `json:"created_at"`
-	LastUpdated    time.Time `json:"last_updated"`
-	Version        uint64    `json:"version"`
-}
-
-func toAccountJSON(a chronicle.Account) accountJSON {
+// toAccountJSON is an account as the API returns it.
+func toAccountJSON(a chronicle.Account) api.Account {
 	cur, _ := chronicle.LookupCurrency(a.Currency) // stored accounts hold known currencies
-	out := accountJSON{AccountID: a.ID, OwnerName: a.OwnerName, Balance: chronicle.FormatMinor(a.Balance, cur),
+	out := api.Account{AccountID: a.ID, OwnerName: a.OwnerName, Balance: chronicle.FormatMinor(a.Balance, cur),
 		Currency: a.Currency, Status: string(a.Status), CreatedAt: a.CreatedAt, LastUpdated: a.LastUpdated, Version: a.Version}
 	if a.OverdraftLimit > 0 {
 		out.OverdraftLimit = chronicle.FormatMinor(a.OverdraftLimit, cur)
@@ -34,26 +23,10 @@ func toAccountJSON(a chronicle.Account) accountJSON {
 	return out
 }
 
-// transactionJSON is one statement line, named as the seed's transactions table.
-type transactionJSON struct {
-	TransactionID string    `json:"transaction_id"`
-	AccountID     string    `json:"account_id"`
-	Type          string    `json:"type"`
-	EventType     string    `json:"event_type"`
-	Amount        string    `json:"amount"`
-	BalanceAfter  string    `json:"balance_after"`
-	Currency      string    `json:"currency"`
-	Description   string    `json:"description,omitempty"`
-	TransferID    string    `json:"transfer_id,omitempty"`
-	Counterparty  string    `json:"counterparty,omitempty"`
-	Position      uint64    `json:"position"`
-	Version       uint64    `json:"version"`
-	Timestamp     time.Time `json:"timestamp"`
-}
-
-func toTransaction(l chronicle.StatementLine) transactionJSON {
+// toTransaction is a statement line as the API returns it.
+func toTransaction(l chronicle.StatementLine) api.Transaction {
 	cur, _ := chronicle.LookupCurrency(l.Currency) // views hold known currencies
-	return transactionJSON{TransactionID: l.TransactionID, AccountID: l.AccountID, Type: l.Type, EventType: l.EventType,
+	return api.Transaction{TransactionID: l.TransactionID, AccountID: l.AccountID, Type: l.Type, EventType: l.EventType,
 		Amount: chronicle.FormatMinor(l.Amount, cur), BalanceAfter: chronicle.FormatMinor(l.BalanceAfter, cur),
 		Currency: l.Currency, Description: l.Description, TransferID: l.TransferID, Counterparty: l.Counterparty,
 		Position: l.Position, Version: l.Version, Timestamp: l.Timestamp}
@@ -150,13 +123,13 @@ func (a *API) listAccounts(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	out := make([]accountJSON, len(accts))
+	out := make([]api.Account, len(accts))
 	for i, acc := range accts {
 		out[i] = toAccountJSON(acc)
 	}
-	body := map[string]any{"accounts": out, "total": len(out)}
+	body := api.Accounts{Accounts: out, Total: len(out)}
 	if len(out) == int(limit) {
-		body["next_after"] = out[len(out)-1].AccountID
+		body.NextAfter = out[len(out)-1].AccountID
 	}
 	writeJSON(w, http.StatusOK, body)
 }
@@ -208,13 +181,13 @@ func (a *API) transactions(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	out := make([]transactionJSON, len(lines))
+	out := make([]api.Transaction, len(lines))
 	for i, l := range lines {
 		out[i] = toTransaction(l)
 	}
-	body := map[string]any{"account_id": id, "transactions": out, "total": len(out)}
+	body := api.Transactions{AccountID: id, Transactions: out, Total: len(out)}
 	if len(out) == int(limit) && out[len(out)-1].Version > 1 {
-		body["next_before"] = out[len(out)-1].Version
+		body.NextBefore = out[len(out)-1].Version
 	}
 	writeJSON(w, http.StatusOK, body)
 }
@@ -266,9 +239,9 @@ func (a *API) balanceAt(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cur, _ := chronicle.LookupCurrency(acc.Currency)
-	writeJSON(w, http.StatusOK, map[string]any{
-		"account_id": id, "balance": chronicle.FormatMinor(p.Balance, cur), "currency": acc.Currency,
-		"at": t.UTC().Format(time.RFC3339Nano), "as_of": p.Time, "position": p.Position,
+	writeJSON(w, http.StatusOK, api.Balance{
+		AccountID: id, Balance: chronicle.FormatMinor(p.Balance, cur), Currency: acc.Currency,
+		At: t.UTC().Format(time.RFC3339Nano), AsOf: p.Time, Position: p.Position,
 	})
 }
 
@@ -315,9 +288,9 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	body := map[string]any{"events": events, "total": len(events)}
+	body := api.Events{Events: events, Total: len(events)}
 	if len(events) == int(limit) {
-		body["next_after"] = events[len(events)-1].Position
+		body.NextAfter = events[len(events)-1].Position
 	}
 	writeJSON(w, http.StatusOK, body)
 }

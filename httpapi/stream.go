@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/api"
 )
 
 // heartbeat keeps idle SSE connections (and proxies in between) from timing out.
@@ -164,7 +165,7 @@ func (a *API) streamFailed(ctx context.Context, w http.ResponseWriter, flusher h
 
 // streamError is the data of an error event that carries a stable code.
 func streamError(code, msg string) string {
-	b, _ := json.Marshal(errorBody{Error: msg, Code: code})
+	b, _ := json.Marshal(api.ErrorBody{Message: msg, Code: code})
 	return string(b)
 }
 

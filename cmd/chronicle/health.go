@@ -11,6 +11,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
+
+	"github.com/chronicle-ledger/chronicle/api"
 )
 
 const defaultHealthURL = "http://127.0.0.1:4000"
@@ -62,9 +64,7 @@ func health(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 // readyReason is ": <why>" from a /ready error body, on one line, or "".
 func readyReason(body []byte) string {
-	var r struct {
-		Error string `json:"error"`
-	}
+	var r api.Ready
 	why := strings.TrimSpace(string(body))
 	if json.Unmarshal(body, &r) == nil {
 		why = r.Error

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/api"
 	"github.com/chronicle-ledger/chronicle/client"
 	"github.com/chronicle-ledger/chronicle/projector"
 	"github.com/chronicle-ledger/chronicle/sqlstore"
@@ -244,9 +245,7 @@ func (v *httpView) Accounts(ctx context.Context, after string, limit int) ([]chr
 	if after != "" {
 		q.Set("after", after)
 	}
-	var out struct {
-		Accounts []client.Account `json:"accounts"`
-	}
+	var out api.Accounts
 	if _, err := v.c.Do(ctx, http.MethodGet, "/accounts?"+q.Encode(), nil, nil, &out); err != nil {
 		return nil, err
 	}
