@@ -50,29 +50,16 @@ func (s *Store) Execute(ctx context.Context, cmds []chronicle.Command) ([]chroni
 		return nil, s.notLeader()
 	}
 	req := &request{cmds: cmds, done: make(chan requestResult, 1)}
-	select {
-	case s.queue <- req:
-	case <-ctx.Done():
-		return nil, ctxError(ctx)
-	case <-s.stop:
-		return nil, errStopping()
-	}
-	select {
-	case r := <-req.done:
+	// Once the batcher and the completer have returned, every request they took has its
+	// answer; one still without an answer was never proposed.
+	r, status := groupcommit.Submit(ctx, s.queue, req, req.done, s.stop, s.wg.Wait)
+	switch status {
+	case groupcommit.Answered:
 		return r.results, r.err
-	case <-s.stop:
-		// The request may have been queued after the batcher drained the queue for the
-		// last time. Once the batcher and the completer have returned, every request they
-		// took has its answer; one still without an answer was never proposed.
-		s.wg.Wait()
-		select {
-		case r := <-req.done:
-			return r.results, r.err
-		default:
-			return nil, errStopping()
-		}
-	case <-ctx.Done():
-		// The command may still commit: the caller must treat the outcome as unknown.
+	case groupcommit.Stopped:
+		return nil, errStopping()
+	default:
+		// Queued or not, the caller cannot tell: it treats the outcome as unknown.
 		return nil, ctxError(ctx)
 	}
 }

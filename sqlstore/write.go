@@ -41,28 +41,18 @@ func (s *Store) Execute(ctx context.Context, cmds []chronicle.Command) ([]chroni
 		return nil, errStopping()
 	default:
 	}
-	select {
-	case s.queue <- req:
-	case <-ctx.Done():
-		return nil, ctxError(ctx, false)
-	case <-s.stop:
-		return nil, errStopping()
-	}
-	select {
-	case r := <-req.done:
+	// The batcher answers every request it took before returning; one still without an
+	// answer once it has returned was never in a transaction.
+	r, status := groupcommit.Submit(ctx, s.queue, req, req.done, s.stop, s.wg.Wait)
+	switch status {
+	case groupcommit.Answered:
 		return r.results, r.err
-	case <-s.stop:
-		// The batcher answers every request it took before returning; one still without
-		// an answer once it has returned was never in a transaction.
-		s.wg.Wait()
-		select {
-		case r := <-req.done:
-			return r.results, r.err
-		default:
-			return nil, errStopping()
-		}
-	case <-ctx.Done():
+	case groupcommit.Canceled:
+		return nil, ctxError(ctx, false)
+	case groupcommit.Unknown:
 		return nil, ctxError(ctx, true)
+	default:
+		return nil, errStopping()
 	}
 }
 

@@ -1,6 +1,7 @@
 package groupcommit
 
 import (
+	"context"
 	"slices"
 	"testing"
 )
@@ -51,5 +52,51 @@ func TestGatherer(t *testing.T) {
 	}
 	if _, _, ok := g.Next(stop); ok {
 		t.Fatal("Next did not report stop with nothing waiting")
+	}
+}
+
+// Submit tells apart an answer, a request never queued, one queued but unanswered when
+// ctx ends, and one the stopped workers never took; an answer given while the workers
+// stop still counts.
+func TestSubmit(t *testing.T) {
+	type req = chan int
+	// worker takes one request and does what it is told with it.
+	worker := func(q chan req, then func(r req)) { go func() { then(<-q) }() }
+
+	q, stop := make(chan req), make(chan struct{})
+	worker(q, func(r req) { r <- 7 })
+	r := make(req, 1)
+	if a, st := Submit(t.Context(), q, r, r, stop, func() {}); st != Answered || a != 7 {
+		t.Fatalf("answered: %d, %v", a, st)
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	r = make(req, 1)
+	if _, st := Submit(ctx, make(chan req), r, r, stop, func() {}); st != Canceled {
+		t.Fatalf("never queued: %v", st)
+	}
+
+	ctx, cancel = context.WithCancel(t.Context())
+	defer cancel()
+	worker(q, func(req) { cancel() })
+	r = make(req, 1)
+	if _, st := Submit(ctx, q, r, r, stop, func() {}); st != Unknown {
+		t.Fatalf("taken, then ctx ended: %v", st)
+	}
+
+	stop = make(chan struct{})
+	worker(q, func(req) { close(stop) })
+	waited := false
+	r = make(req, 1)
+	if _, st := Submit(t.Context(), q, r, r, stop, func() { waited = true }); st != Stopped || !waited {
+		t.Fatalf("taken, then stopped unanswered: %v (waited for the workers %t)", st, waited)
+	}
+
+	stop = make(chan struct{})
+	r = make(req, 1)
+	worker(q, func(req) { close(stop) })
+	if a, st := Submit(t.Context(), q, r, r, stop, func() { r <- 9 }); st != Answered || a != 9 {
+		t.Fatalf("answered while stopping: %d, %v", a, st)
 	}
 }
