@@ -18,6 +18,17 @@ import (
 	"github.com/chronicle-ledger/chronicle/sqlstore"
 )
 
+// openSQLStore opens the SQL event store at url for a test and closes it when t ends.
+func openSQLStore(t *testing.T, ctx context.Context, url string) *sqlstore.Store {
+	t.Helper()
+	st, err := sqlstore.Open(ctx, sqlstore.Config{URL: url, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
 // TestProjectorFromSQLEventStore: `chronicle projector rebuild --event-store` reads the SQL
 // event store by position, with no node in between, into the PostgreSQL read model, which
 // then holds every account as the store does.
@@ -26,11 +37,7 @@ func TestProjectorFromSQLEventStore(t *testing.T) {
 	es, rm := pgtest.Schema(t), pgtest.Schema(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	st, err := sqlstore.Open(ctx, sqlstore.Config{URL: es, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openSQLStore(t, ctx, es)
 	cmds := []chronicle.Command{
 		{Type: chronicle.CmdCreateAccount, AccountID: "A", OwnerName: "Alice", Currency: "USD", InitialBalance: "10"},
 		{Type: chronicle.CmdCreateAccount, AccountID: "B", OwnerName: "Bob", Currency: "USD"},
@@ -88,11 +95,7 @@ func TestVerifySQLEventStore(t *testing.T) {
 	es, rm := pgtest.Schema(t), pgtest.Schema(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	st, err := sqlstore.Open(ctx, sqlstore.Config{URL: es, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openSQLStore(t, ctx, es)
 	cmds := []chronicle.Command{
 		{Type: chronicle.CmdCreateAccount, AccountID: "A", OwnerName: "Alice", Currency: "USD", InitialBalance: "10"},
 		{Type: chronicle.CmdCreateAccount, AccountID: "B", OwnerName: "Bob", Currency: "USD"},
