@@ -142,6 +142,9 @@ func (s *Store) attempt(ctx context.Context, fn attemptFunc, n int) (err error) 
 	}
 	defer func() {
 		if err != nil {
+			// Ask before Rollback: Rollback hands the connection back to the pool, and
+			// another goroutine may be using it the moment after.
+			closed := tx.Conn().IsClosed()
 			// Rollback is a no-op after a failed COMMIT; on a broken connection pgx
 			// closes it and the pool drops it.
 			_ = tx.Rollback(actx)
@@ -149,7 +152,7 @@ func (s *Store) attempt(ctx context.Context, fn attemptFunc, n int) (err error) 
 			case actx.Err() != nil && ctx.Err() == nil:
 				// This attempt ran out of time, not the caller: another may succeed.
 				err = &connLostError{fmt.Errorf("attempt timed out after %s: %w", s.cfg.TxTimeout, err)}
-			case tx.Conn().IsClosed() && !connectionFailure(err):
+			case closed && !connectionFailure(err):
 				err = &connLostError{err}
 			}
 		}
