@@ -61,7 +61,13 @@ const (
 	CodeTooManyStreams       = "too_many_streams"
 	CodeTooManyRequests      = "too_many_requests"
 	CodeStreamLagging        = "stream_lagging"
-	CodeInternal             = "internal"
+	// Cluster membership: a joining node that does not answer on its Raft address, one
+	// that did not catch up in time (its admission was rolled back), and a join that
+	// would replace the leader itself.
+	CodeJoinUnreachable = "join_unreachable"
+	CodeJoinCatchUp     = "join_catch_up_timeout"
+	CodeJoinConflict    = "join_conflict"
+	CodeInternal        = "internal"
 )
 
 // Error is the domain's error: a kind, a stable code and a message safe to show a client.

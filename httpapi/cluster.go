@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -80,11 +81,17 @@ func retryable(r *http.Request) bool {
 // costs one try, not its whole pause. A leader that refuses connections never got the
 // request: that is retried whatever the request.
 func (a *API) toLeader(w http.ResponseWriter, r *http.Request, body []byte) {
+	a.toLeaderWithin(w, r, body, a.cfg.RequestTimeout)
+}
+
+// toLeaderWithin is toLeader for a request that may take longer than RequestTimeout
+// on the leader (a join).
+func (a *API) toLeaderWithin(w http.ResponseWriter, r *http.Request, body []byte, timeout time.Duration) {
 	if !forwardable(r) {
 		writeError(w, chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeNotLeader, "this node is not the leader and the request was already forwarded once"))
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	retry := retryable(r)
 	// An election takes one to two seconds; wait a little longer than that for a leader,
@@ -242,6 +249,9 @@ func (a *API) mountCluster(r chi.Router) {
 		writeJSON(w, http.StatusOK, a.cfg.Cluster.Info(r.Context()))
 	})
 	r.Post("/cluster/join", func(w http.ResponseWriter, r *http.Request) {
+		// The answer comes once the joining node has caught up: allow for that, on
+		// top of the usual time to write it.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(a.cfg.JoinTimeout + a.cfg.WriteTimeout))
 		body, err := a.readBody(w, r)
 		if err != nil {
 			writeError(w, err)
@@ -260,11 +270,24 @@ func (a *API) mountCluster(r chi.Router) {
 			writeError(w, chronicle.FieldErrorf(chronicle.KindMalformed, chronicle.CodeMissingField, "raft_addr", "raft_addr is required"))
 			return
 		}
-		if !a.cfg.Cluster.IsLeader() {
-			a.toLeader(w, r, body)
+		if _, _, err := net.SplitHostPort(req.RaftAddr); err != nil {
+			writeError(w, chronicle.FieldErrorf(chronicle.KindMalformed, chronicle.CodeInvalidField, "raft_addr", "raft_addr %q is not host:port", req.RaftAddr))
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), a.cfg.RequestTimeout)
+		// The leader follows the joining node's catch-up through its API.
+		if req.APIURL == "" {
+			writeError(w, chronicle.FieldErrorf(chronicle.KindMalformed, chronicle.CodeMissingField, "api_url", "api_url is required: the leader asks the joining node there how far it has caught up"))
+			return
+		}
+		if u, err := url.Parse(req.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			writeError(w, chronicle.FieldErrorf(chronicle.KindMalformed, chronicle.CodeInvalidField, "api_url", "api_url %q is not an http(s) URL", req.APIURL))
+			return
+		}
+		if !a.cfg.Cluster.IsLeader() {
+			a.toLeaderWithin(w, r, body, a.cfg.JoinTimeout)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), a.cfg.JoinTimeout)
 		defer cancel()
 		if err := a.cfg.Cluster.Join(ctx, req.NodeID, req.RaftAddr, req.APIURL); err != nil {
 			writeError(w, err)

@@ -79,6 +79,9 @@ type Config struct {
 	// WriteTimeout bounds writing a response, and each write of an event stream (default
 	// DefaultWriteTimeout). It must exceed RequestTimeout.
 	WriteTimeout time.Duration
+	// JoinTimeout bounds a POST /cluster/join, which waits until the joining node has
+	// caught up with the log (default DefaultJoinTimeout).
+	JoinTimeout time.Duration
 	// ForwardTryTimeout bounds one try at forwarding a request that may be retried to the
 	// leader (default DefaultForwardTryTimeout); see toLeader.
 	ForwardTryTimeout time.Duration
@@ -162,6 +165,7 @@ func New(cfg Config) *API {
 	cfg.BodyReadTimeout = positiveOr(cfg.BodyReadTimeout, DefaultBodyReadTimeout)
 	cfg.WriteTimeout = positiveOr(cfg.WriteTimeout, max(DefaultWriteTimeout, 2*cfg.RequestTimeout))
 	cfg.ForwardTryTimeout = positiveOr(cfg.ForwardTryTimeout, DefaultForwardTryTimeout)
+	cfg.JoinTimeout = positiveOr(cfg.JoinTimeout, DefaultJoinTimeout)
 	a := &API{cfg: cfg, log: cfg.Logger.With("component", "httpapi"), closing: make(chan struct{}),
 		forward:   &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}},
 		streams:   newStreamSlots(cfg.MaxStreams, cfg.MaxStreamsPerClient),

@@ -17,7 +17,10 @@ const (
 	DefaultMaxInflightCommands = 4096
 	DefaultBodyReadTimeout     = 10 * time.Second
 	DefaultWriteTimeout        = 30 * time.Second
-	DefaultForwardTryTimeout   = 2500 * time.Millisecond
+	// DefaultJoinTimeout covers a join's catch-up wait (raftstore.DefaultCatchUpTimeout)
+	// and the configuration changes around it.
+	DefaultJoinTimeout       = 90 * time.Second
+	DefaultForwardTryTimeout = 2500 * time.Millisecond
 	// DefaultMaxAmount is the largest amount one command may carry, in major units of
 	// any currency (see README: int64 edges).
 	DefaultMaxAmount chronicle.Decimal = "1000000000"

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"sort"
 	"strings"
@@ -154,7 +155,7 @@ func (n *Node) form(ctx context.Context) {
 	}
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		if n.store.LeaderID() != "" {
+		if n.store.Suffrage(n.cfg.NodeID) == "Voter" {
 			return // admitted (or founded) meanwhile
 		}
 		var err error
@@ -176,6 +177,16 @@ func (n *Node) form(ctx context.Context) {
 	}
 }
 
+// joinProgress implements raftstore.Config.Progress: on the leader, it asks a joining
+// node's API how far that node has applied the log.
+func (n *Node) joinProgress(ctx context.Context, id, apiURL string) (raftstore.JoinProgress, error) {
+	var info NodeInfo
+	if err := n.getJSON(ctx, strings.TrimRight(apiURL, "/")+"/cluster/info", &info); err != nil {
+		return raftstore.JoinProgress{}, fmt.Errorf("ask node %s how far it got: %w", id, err)
+	}
+	return raftstore.JoinProgress{NodeID: info.NodeID, Leader: info.Leader, Applied: info.RaftApplied}, nil
+}
+
 // tryJoin asks each peer in turn to admit this node.
 func (n *Node) tryJoin(ctx context.Context, peers []string) error {
 	body, _ := json.Marshal(map[string]string{"node_id": n.cfg.NodeID, "raft_addr": n.store.RaftAddr(), "api_url": n.APIURL()})
@@ -185,7 +196,8 @@ func (n *Node) tryJoin(ctx context.Context, peers []string) error {
 		if peer == n.APIURL() {
 			continue
 		}
-		reqCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		// The leader answers once this node has caught up (or its admission failed).
+		reqCtx, cancel := context.WithTimeout(ctx, n.cfg.joinTimeout()+5*time.Second)
 		req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, peer+"/cluster/join", bytes.NewReader(body))
 		if err != nil {
 			cancel()
@@ -198,12 +210,13 @@ func (n *Node) tryJoin(ctx context.Context, peers []string) error {
 			errs = append(errs, err.Error())
 			continue
 		}
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 		resp.Body.Close()
 		if resp.StatusCode == http.StatusOK {
 			n.log.Info("joined the cluster", "via", peer)
 			return nil
 		}
-		errs = append(errs, peer+": "+resp.Status)
+		errs = append(errs, peer+": "+resp.Status+": "+strings.TrimSpace(string(msg)))
 	}
 	return fmt.Errorf("join: %s", strings.Join(errs, "; "))
 }
@@ -280,12 +293,15 @@ func (n *Node) leadership(ctx context.Context) {
 }
 
 // ensureRegistered asks the leader to record this follower's API URL when the cluster
-// does not know it yet (a founding member, or a node restarted at a new address).
+// does not know it yet (a founding member, or a node restarted at a new address), and
+// to finish admitting it when it is still a non-voter (a leader that admitted it lost
+// leadership before promoting it).
 func (n *Node) ensureRegistered(ctx context.Context) {
 	if n.store.IsLeader() || n.store.LeaderID() == "" {
 		return
 	}
-	if m, ok, err := n.store.NodeMeta(n.cfg.NodeID); err != nil || ok && m.APIURL == n.APIURL() {
+	nonvoter := n.store.Suffrage(n.cfg.NodeID) == "Nonvoter"
+	if m, ok, err := n.store.NodeMeta(n.cfg.NodeID); !nonvoter && (err != nil || ok && m.APIURL == n.APIURL()) {
 		return
 	}
 	leader, err := n.LeaderURL(ctx)

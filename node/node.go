@@ -83,6 +83,10 @@ type Config struct {
 	BootstrapExpect int
 	// AdvertiseURL is the API URL other nodes use for this node (default: the listener).
 	AdvertiseURL string
+	// JoinCatchUpTimeout bounds how long a joining node may take, as a non-voter, to
+	// catch up with the log before the leader promotes it to voter; a node that does not
+	// is removed again and its join fails (0: raftstore.DefaultCatchUpTimeout).
+	JoinCatchUpTimeout time.Duration
 	// MaxAmount bounds every amount of a command, in major units of its currency
 	// (default httpapi.DefaultMaxAmount); checked when a command is accepted.
 	MaxAmount string
@@ -131,7 +135,14 @@ func (c *Config) Defaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.JoinCatchUpTimeout <= 0 {
+		c.JoinCatchUpTimeout = raftstore.DefaultCatchUpTimeout
+	}
 }
+
+// joinTimeout bounds one join request, end to end: the probe, the catch-up wait and the
+// configuration changes around it.
+func (c *Config) joinTimeout() time.Duration { return c.JoinCatchUpTimeout + 30*time.Second }
 
 // Node is a running Chronicle node.
 type Node struct {
@@ -172,10 +183,14 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	default:
 		return nil, fmt.Errorf("node: store %q: want raft or sql", cfg.Store)
 	}
+	// No overall timeout: every call to a peer carries its own deadline, and a join
+	// waits for the joining node to catch up, far longer than any other call.
+	n.peers = &http.Client{}
 	store, err := raftstore.Open(raftstore.Config{
 		DataDir: filepath.Join(cfg.DataDir), NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr,
 		Bootstrap: len(cfg.Join) == 0, IdempotencyWindow: cfg.IdempotencyWindow,
 		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs, Faults: cfg.RaftFaults, Logger: cfg.Logger,
+		Progress: n.joinProgress, CatchUpTimeout: cfg.JoinCatchUpTimeout,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: open store: %w", err)
@@ -194,7 +209,6 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		_ = store.Close()
 		return nil, fmt.Errorf("node: event bus: %w", err)
 	}
-	n.peers = &http.Client{Timeout: 30 * time.Second}
 	n.api = httpapi.New(n.apiConfig(httpapi.Config{Store: store, Reads: view, Node: n, Cluster: n}))
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -252,6 +266,7 @@ func (n *Node) apiConfig(c httpapi.Config) httpapi.Config {
 	c.MaxAmount = chronicle.Decimal(cfg.MaxAmount)
 	c.MaxStreams, c.MaxStreamsPerClient, c.MaxInflightCommands = cfg.MaxStreams, cfg.MaxStreamsPerClient, cfg.MaxInflightCommands
 	c.BodyReadTimeout, c.WriteTimeout = cfg.ReadTimeout, cfg.WriteTimeout
+	c.JoinTimeout = cfg.joinTimeout()
 	return c
 }
 

@@ -115,35 +115,6 @@ func (s *Store) Servers() ([]Server, error) {
 	return out, nil
 }
 
-// Join adds a node as a voter (or updates its address), then registers its API URL.
-// Only the leader can; others answer not_leader.
-func (s *Store) Join(ctx context.Context, id, raftAddr, apiURL string) error {
-	if s.raft.State() != raft.Leader {
-		return s.notLeader()
-	}
-	cfg := s.raft.GetConfiguration()
-	if err := cfg.Error(); err != nil {
-		return fmt.Errorf("raftstore: read configuration: %w", err)
-	}
-	for _, srv := range cfg.Configuration().Servers {
-		switch {
-		case srv.ID == raft.ServerID(id) && srv.Address == raft.ServerAddress(raftAddr):
-			s.log.Info("node already a member; refreshing its registration", "id", id)
-			return s.Register(ctx, NodeMeta{ID: id, APIURL: apiURL})
-		case srv.ID == raft.ServerID(id) || srv.Address == raft.ServerAddress(raftAddr):
-			// Same id at a new address, or a new id at an old address: replace it.
-			if err := s.raft.RemoveServer(srv.ID, 0, timeoutOf(ctx, 10*time.Second)).Error(); err != nil {
-				return s.applyError(err)
-			}
-		}
-	}
-	if err := s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, timeoutOf(ctx, 10*time.Second)).Error(); err != nil {
-		return s.applyError(err)
-	}
-	s.log.Info("node joined", "id", id, "raft_addr", raftAddr, "api_url", apiURL)
-	return s.Register(ctx, NodeMeta{ID: id, APIURL: apiURL})
-}
-
 // Remove takes a node out of the Raft configuration.
 func (s *Store) Remove(ctx context.Context, id string) error {
 	if s.raft.State() != raft.Leader {

@@ -42,7 +42,19 @@ type Config struct {
 	ApplyTimeout time.Duration
 	// Faults, when set, lets tests cut this node's Raft traffic to chosen peers.
 	Faults *Faults
-	Logger *slog.Logger
+	// Probe checks, before a node is admitted, that it answers on its Raft address, the
+	// way Raft will reach it. nil: a TCP connection (DialProbe). A transport with TLS
+	// sets a probe that completes the handshake, so that a peer without a valid
+	// certificate is refused before it enters the configuration.
+	Probe func(ctx context.Context, raftAddr string) error
+	// Progress asks a joining node how far it has applied the log (see JoinProgress);
+	// the leader promotes it to voter only once it has caught up. Join refuses every
+	// new member without it.
+	Progress func(ctx context.Context, id, apiURL string) (JoinProgress, error)
+	// CatchUpTimeout bounds how long a joining node may take to catch up before its
+	// admission is rolled back (default DefaultCatchUpTimeout).
+	CatchUpTimeout time.Duration
+	Logger         *slog.Logger
 }
 
 // Store is a chronicle.EventStore on hashicorp/raft with Pebble for the log and state.
@@ -69,8 +81,11 @@ type Store struct {
 
 	recent      tailCache
 	barrierTerm atomic.Uint64 // last term whose leader barrier completed
-	ready       atomic.Bool
-	hadState    bool // Raft state existed at open: this node was already in a cluster
+	// joining admits one node at a time: two joins of the same node (its own retry and
+	// the operator's) must not interleave their add, wait and promote steps.
+	joining  chan struct{}
+	ready    atomic.Bool
+	hadState bool // Raft state existed at open: this node was already in a cluster
 
 	closeOnce sync.Once
 	closeErr  error
@@ -89,6 +104,12 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.ApplyTimeout == 0 {
 		cfg.ApplyTimeout = 10 * time.Second
 	}
+	if cfg.CatchUpTimeout <= 0 {
+		cfg.CatchUpTimeout = DefaultCatchUpTimeout
+	}
+	if cfg.Probe == nil {
+		cfg.Probe = DialProbe
+	}
 	log := cfg.Logger.With("component", "raftstore", "node", cfg.NodeID)
 	if err := checkDataDir(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("raftstore: %w", err)
@@ -99,7 +120,7 @@ func Open(cfg Config) (*Store, error) {
 		}
 	}
 	s := &Store{cfg: cfg, log: log, queue: make(chan *request, queueSize),
-		inflight: make(chan inflight, maxInflight), stop: make(chan struct{})}
+		inflight: make(chan inflight, maxInflight), stop: make(chan struct{}), joining: make(chan struct{}, 1)}
 	var err error
 	if s.logs, err = raftlog.OpenLogStore(filepath.Join(cfg.DataDir, "raft"), log); err != nil {
 		return nil, err
