@@ -22,8 +22,9 @@ import (
 const clusterUsage = `Usage:
   chronicle cluster status [--url URL] [--json]
                              members, roles, leader, Raft progress (GET /cluster)
-  chronicle cluster join   [--url URL] --node-id ID --raft-addr HOST:PORT [--api-url URL]
-                             admit a node (POST /cluster/join; any member forwards to the leader)
+  chronicle cluster join   [--url URL] --node-id ID --raft-addr HOST:PORT --api-url URL
+                             admit a node: checked, caught up as a non-voter, then promoted
+                             (POST /cluster/join; any member forwards to the leader)
   chronicle cluster remove [--url URL] ID
                              remove a node from the Raft configuration (DELETE /cluster/nodes/ID)
 
@@ -112,7 +113,7 @@ func printClusterStatus(w io.Writer, via string, ov clusterOverview) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "\tNODE\tROLE\tRAFT ADDR\tAPI URL\tTERM\tCOMMIT\tAPPLIED\tPOSITION\tLAST CONTACT\tREADY")
+	fmt.Fprintln(tw, "\tNODE\tROLE\tSUFFRAGE\tRAFT ADDR\tAPI URL\tTERM\tCOMMIT\tAPPLIED\tPOSITION\tLAST CONTACT\tREADY")
 	var notes []string
 	for _, m := range ov.Nodes {
 		mark := ""
@@ -139,11 +140,14 @@ func printClusterStatus(w io.Writer, via string, ov clusterOverview) error {
 		} else if m.Error != "" {
 			notes = append(notes, fmt.Sprintf("%s: unreachable: %s", m.ID, m.Error))
 		}
-		if m.Suffrage != "" && m.Suffrage != "Voter" {
-			role += " (" + strings.ToLower(m.Suffrage) + ")"
+		// A non-voter is a node still catching up after its join (or one whose
+		// promotion was cut short by a leader change): it does not count for the quorum.
+		suffrage := strings.ToLower(m.Suffrage)
+		if suffrage == "" {
+			suffrage = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			mark, m.ID, role, m.RaftAddr, apiURL, term, commit, applied, pos, contact, ready)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			mark, m.ID, role, suffrage, m.RaftAddr, apiURL, term, commit, applied, pos, contact, ready)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -181,9 +185,15 @@ func clusterJoin(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	nodeURL := fs.String("url", defaultClusterURL, "API URL of any cluster member (it forwards to the leader)")
 	id := fs.String("node-id", "", "id of the node to admit (required)")
 	raftAddr := fs.String("raft-addr", "", "host:port of the new node's Raft transport (required)")
-	apiURL := fs.String("api-url", "", "the new node's API URL, so other nodes can reach and forward to it")
+	apiURL := fs.String("api-url", "", "the new node's API URL (required): the leader follows its catch-up there, and other nodes forward to it")
+	timeout := fs.Duration("timeout", 2*time.Minute, "how long to wait for the answer: the leader answers once the node has caught up")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: chronicle cluster join --node-id ID --raft-addr HOST:PORT [--api-url URL] [--url URL]\n\nAdds a node to the Raft configuration as a voter. Start the node with --join (any\nmember URL) and it asks by itself; this is for admitting it by hand. Only --url is\nread from the environment (CHRONICLE_URL).\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: chronicle cluster join --node-id ID --raft-addr HOST:PORT --api-url URL [--url URL]\n\n"+
+			"Admits a running node: the leader checks that it answers on its Raft address, adds it\n"+
+			"as a non-voter, waits until it has caught up with the log (asking its API), and only\n"+
+			"then makes it a voter; if it does not catch up in time it is removed again. Start the\n"+
+			"node with --join (any member URL) and it asks by itself; this is for admitting it by\n"+
+			"hand. Only --url is read from the environment (CHRONICLE_URL).\n\n")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args, stderr); err != nil {
@@ -191,11 +201,14 @@ func clusterJoin(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	// Only --url comes from the environment: CHRONICLE_NODE_ID, CHRONICLE_RAFT_ADDR and
 	// CHRONICLE_API_URL may be set for this host's own `serve`, and must not name the
-	// node to admit.
+	// node to admit; CHRONICLE_TIMEOUT is `health`'s.
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if !set["api-url"] {
 		*apiURL = ""
+	}
+	if !set["timeout"] {
+		*timeout = 2 * time.Minute
 	}
 	var missing []string
 	if !set["node-id"] || *id == "" {
@@ -204,8 +217,11 @@ func clusterJoin(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if !set["raft-addr"] || *raftAddr == "" {
 		missing = append(missing, "--raft-addr")
 	}
+	if !set["api-url"] || *apiURL == "" {
+		missing = append(missing, "--api-url")
+	}
 	if len(missing) > 0 {
-		fmt.Fprintf(stderr, "chronicle cluster join: %s required\n", strings.Join(missing, " and "))
+		fmt.Fprintf(stderr, "chronicle cluster join: %s required\n", strings.Join(missing, ", "))
 		return errUsage
 	}
 	body, err := json.Marshal(map[string]string{"node_id": *id, "raft_addr": *raftAddr, "api_url": strings.TrimRight(*apiURL, "/")})
@@ -216,14 +232,10 @@ func clusterJoin(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		NodeID string `json:"node_id"`
 		Leader string `json:"leader"`
 	}
-	if err := clusterDo(ctx, *nodeURL, http.MethodPost, "/cluster/join", body, &res); err != nil {
+	if err := clusterDoWithin(ctx, *timeout, *nodeURL, http.MethodPost, "/cluster/join", body, &res); err != nil {
 		return fmt.Errorf("cluster join %s: %w", *id, err)
 	}
-	fmt.Fprintf(stdout, "node %s joined the cluster (raft %s", *id, *raftAddr)
-	if *apiURL != "" {
-		fmt.Fprintf(stdout, ", api %s", strings.TrimRight(*apiURL, "/"))
-	}
-	fmt.Fprintf(stdout, "); leader %s\n", res.Leader)
+	fmt.Fprintf(stdout, "node %s joined the cluster as a voter (raft %s, api %s); leader %s\n", *id, *raftAddr, strings.TrimRight(*apiURL, "/"), res.Leader)
 	return nil
 }
 
@@ -305,11 +317,16 @@ func splitPositional(fs *flag.FlagSet, args []string) (flags, pos []string) {
 // clusterDo sends one request to the node at base and turns failures into messages that
 // say which node answered what.
 func clusterDo(ctx context.Context, base, method, path string, body []byte, out any) error {
+	return clusterDoWithin(ctx, 30*time.Second, base, method, path, body, out)
+}
+
+// clusterDoWithin is clusterDo with its own bound on the request.
+func clusterDoWithin(ctx context.Context, timeout time.Duration, base, method, path string, body []byte, out any) error {
 	base = strings.TrimRight(base, "/")
 	if u, err := url.Parse(base); err != nil || u.Scheme == "" || u.Host == "" {
 		return fmt.Errorf("--url %q: want a node's API URL such as %s", base, defaultClusterURL)
 	}
-	c := client.New(base, &http.Client{Timeout: 30 * time.Second})
+	c := client.New(base, &http.Client{Timeout: timeout})
 	_, err := c.Do(ctx, method, path, body, nil, out)
 	var apiErr *client.APIError
 	switch {

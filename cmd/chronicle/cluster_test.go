@@ -56,11 +56,11 @@ func TestClusterCommand(t *testing.T) {
 		t.Errorf("%d followers, want 2:\n%s", n, out)
 	}
 	for _, r := range rows {
-		if r.ready != "yes" {
-			t.Errorf("node %s ready=%s, want yes:\n%s", r.id, r.ready, out)
+		if r.ready != "yes" || r.suffrage != "voter" {
+			t.Errorf("node %s ready=%s suffrage=%s, want yes and voter:\n%s", r.id, r.ready, r.suffrage, out)
 		}
 	}
-	for _, want := range []string{"NODE", "ROLE", "RAFT ADDR", "API URL", "TERM", "COMMIT", "APPLIED", "POSITION", "LAST CONTACT", "READY", "leader " + leaderID} {
+	for _, want := range []string{"NODE", "ROLE", "SUFFRAGE", "RAFT ADDR", "API URL", "TERM", "COMMIT", "APPLIED", "POSITION", "LAST CONTACT", "READY", "leader " + leaderID} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}
@@ -108,7 +108,7 @@ func TestClusterCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("cluster join exited %d:\n%s%s", code, out, errOut)
 	}
-	if !strings.Contains(out, "node n4 joined") || !strings.Contains(out, "leader "+leaderID) {
+	if !strings.Contains(out, "node n4 joined the cluster as a voter") || !strings.Contains(out, "leader "+leaderID) {
 		t.Errorf("cluster join printed %q", out)
 	}
 	readyCtx, readyCancel := context.WithTimeout(ctx, 30*time.Second)
@@ -118,7 +118,7 @@ func TestClusterCommand(t *testing.T) {
 	readyCancel()
 	out = waitClusterStatus(t, ctx, follower, "n4 a reachable follower", func(rows []clusterRow) bool {
 		r, ok := findRow(rows, "n4")
-		return len(rows) == 4 && ok && r.role == "follower" && r.ready == "yes"
+		return len(rows) == 4 && ok && r.role == "follower" && r.suffrage == "voter" && r.ready == "yes"
 	})
 	t.Logf("after join:\n%s", out)
 
@@ -152,9 +152,17 @@ func TestClusterCommand(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, `node "nosuch" is not a member`) || !strings.Contains(errOut, "not_found") {
 		t.Errorf("remove of an unknown node: exit %d, want 1 with the API's message:\n%s%s", code, out, errOut)
 	}
-	code, _, errOut = runCluster(ctx, "join", "--url", follower, "--node-id", "bad id!", "--raft-addr", "127.0.0.1:1")
+	code, _, errOut = runCluster(ctx, "join", "--url", follower, "--node-id", "bad id!", "--raft-addr", "127.0.0.1:1", "--api-url", "http://127.0.0.1:1")
 	if code != 1 || !strings.Contains(errOut, "invalid_account_id") && !strings.Contains(errOut, "node_id") {
 		t.Errorf("join with an invalid id: exit %d, want 1 with the API's message: %s", code, errOut)
+	}
+	dead := nodetest.FreeAddr(t) // nothing listens there
+	code, _, errOut = runCluster(ctx, "join", "--url", follower, "--node-id", "ghost", "--raft-addr", dead, "--api-url", "http://"+nodetest.FreeAddr(t))
+	if code != 1 || !strings.Contains(errOut, "join_unreachable") || !strings.Contains(errOut, dead) {
+		t.Errorf("join of an unreachable node: exit %d, want 1 naming join_unreachable and %s: %s", code, dead, errOut)
+	}
+	if rows := parseClusterRows(t, waitClusterStatus(t, ctx, follower, "three members", func(r []clusterRow) bool { return len(r) == 3 })); len(rows) != 3 {
+		t.Errorf("after a refused join: %d members, want 3", len(rows))
 	}
 	code, _, errOut = runCluster(ctx, "status") // CHRONICLE_URL points nowhere
 	if code != 1 || !strings.Contains(errOut, "cannot reach http://127.0.0.1:1") {
@@ -164,6 +172,7 @@ func TestClusterCommand(t *testing.T) {
 		{"remove", "--url", follower},
 		{"remove", "--url", follower, "a", "b"},
 		{"join", "--url", follower, "--node-id", "n5"},
+		{"join", "--url", follower, "--node-id", "n5", "--raft-addr", "127.0.0.1:1"},
 		{"status", "--nope"},
 		{"frobnicate"},
 		{},
@@ -174,12 +183,15 @@ func TestClusterCommand(t *testing.T) {
 	}
 }
 
-// TestClusterStatusUnreachableMember renders a member that did not answer.
+// TestClusterStatusUnreachableMember renders a member that did not answer, and a
+// non-voter (a node still catching up after its join) with its suffrage.
 func TestClusterStatusUnreachableMember(t *testing.T) {
 	ov := clusterOverview{NodeID: "n1", Leader: "n1", Term: 4, Nodes: []node.MemberView{
 		{Server: raftstore.Server{ID: "n1", RaftAddr: "h:1", APIURL: "http://h:2", Suffrage: "Voter", Leader: true}, Reachable: true,
 			Info: &node.NodeInfo{Status: raftstore.Status{State: "Leader", Term: 4, CommitIndex: 10, AppliedIndex: 10, Position: 7, LastContact: "0"}, Ready: true}},
 		{Server: raftstore.Server{ID: "n2", RaftAddr: "h:3", APIURL: "http://h:4", Suffrage: "Voter"}, Error: "connection refused"},
+		{Server: raftstore.Server{ID: "n3", RaftAddr: "h:5", APIURL: "http://h:6", Suffrage: "Nonvoter"}, Reachable: true,
+			Info: &node.NodeInfo{Status: raftstore.Status{State: "Follower", Term: 4, CommitIndex: 10, AppliedIndex: 3, Position: 2, LastContact: "1ms"}}},
 	}}
 	var buf bytes.Buffer
 	if err := printClusterStatus(&buf, "http://h:2/", ov); err != nil {
@@ -187,7 +199,8 @@ func TestClusterStatusUnreachableMember(t *testing.T) {
 	}
 	out := buf.String()
 	rows := parseClusterRows(t, out)
-	if len(rows) != 2 || !rows[0].leader || rows[0].role != "leader" || rows[1].role != "unreachable" || rows[1].leader {
+	if len(rows) != 3 || !rows[0].leader || rows[0].role != "leader" || rows[1].role != "unreachable" || rows[1].leader ||
+		rows[0].suffrage != "voter" || rows[2].role != "follower" || rows[2].suffrage != "nonvoter" {
 		t.Errorf("rows %+v:\n%s", rows, out)
 	}
 	if !strings.Contains(out, "n2: unreachable: connection refused") {
@@ -239,8 +252,8 @@ func runCluster(ctx context.Context, args ...string) (code int, stdout, stderr s
 
 // clusterRow is one line of the status table.
 type clusterRow struct {
-	leader                bool
-	id, role, ready, rest string
+	leader                          bool
+	id, role, suffrage, ready, rest string
 }
 
 // parseClusterRows reads the rows of `cluster status`'s table.
@@ -263,10 +276,10 @@ func parseClusterRows(t *testing.T, out string) []clusterRow {
 		if f[0] == "*" {
 			r.leader, f = true, f[1:]
 		}
-		if len(f) != 10 {
-			t.Fatalf("status row %q has %d columns, want 10:\n%s", line, len(f), out)
+		if len(f) != 11 {
+			t.Fatalf("status row %q has %d columns, want 11:\n%s", line, len(f), out)
 		}
-		r.id, r.role, r.ready, r.rest = f[0], f[1], f[9], strings.Join(f[2:9], " ")
+		r.id, r.role, r.suffrage, r.ready, r.rest = f[0], f[1], f[2], f[10], strings.Join(f[3:10], " ")
 		rows = append(rows, r)
 	}
 	return rows
