@@ -24,20 +24,9 @@ const formatPrefix = "chronicle data format "
 // (and its FORMAT file) when there is none. A directory of another format is refused
 // with both versions named, before anything in it is opened or written.
 func checkDataDir(dir string) error {
-	b, err := os.ReadFile(filepath.Join(dir, formatFile))
-	switch {
-	case err == nil:
-		line := strings.TrimSpace(string(b))
-		v, perr := strconv.Atoi(strings.TrimPrefix(line, formatPrefix))
-		if !strings.HasPrefix(line, formatPrefix) || perr != nil {
-			return fmt.Errorf("data directory %s: %s is damaged (%q); this build reads data format %d", dir, formatFile, line, DataFormat)
-		}
-		if v != DataFormat {
-			return fmt.Errorf("data directory %s holds data format %d; this build reads data format %d and will not open it", dir, v, DataFormat)
-		}
-		return nil
-	case !errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("data directory %s: read %s: %w", dir, formatFile, err)
+	err := checkFormatFile(dir)
+	if err == nil || !errors.Is(err, os.ErrNotExist) {
+		return err
 	}
 	// No FORMAT file: a new directory, or one written by release 0.1, which had none.
 	for _, sub := range []string{"raft", "state", "snapshots"} {
@@ -48,6 +37,40 @@ func checkDataDir(dir string) error {
 		}
 	}
 	return writeFormatFile(dir)
+}
+
+// checkFormatFile reads dir's FORMAT file: nil when it names DataFormat, an error
+// wrapping os.ErrNotExist when there is none, another error otherwise.
+func checkFormatFile(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, formatFile))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("data directory %s has no %s file: %w", dir, formatFile, err)
+	case err != nil:
+		return fmt.Errorf("data directory %s: read %s: %w", dir, formatFile, err)
+	}
+	line := strings.TrimSpace(string(b))
+	v, perr := strconv.Atoi(strings.TrimPrefix(line, formatPrefix))
+	if !strings.HasPrefix(line, formatPrefix) || perr != nil {
+		return fmt.Errorf("data directory %s: %s is damaged (%q); this build reads data format %d", dir, formatFile, line, DataFormat)
+	}
+	if v != DataFormat {
+		return fmt.Errorf("data directory %s holds data format %d; this build reads data format %d and will not open it", dir, v, DataFormat)
+	}
+	return nil
+}
+
+// syncDir makes a rename or creation in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
 }
 
 // writeFormatFile writes FORMAT durably: a temporary file, fsync, rename, fsync the directory.

@@ -66,6 +66,11 @@ func (s *Store) startRaft() error {
 		return fmt.Errorf("raftstore: inspect raft state: %w", err)
 	}
 	s.hadState = existing
+	// Recovery from a lost quorum happens here, before Raft starts, on the same stores.
+	if err := s.recoverFromPeersFile(rc, snaps, existing); err != nil {
+		_ = s.transport.Close()
+		return err
+	}
 	if s.raft, err = raft.NewRaft(rc, s.fsm, s.logs, s.logs, snaps, s.transport); err != nil {
 		_ = s.transport.Close()
 		return fmt.Errorf("raftstore: start raft: %w", err)

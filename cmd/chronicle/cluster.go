@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/chronicle-ledger/chronicle/client"
 	"github.com/chronicle-ledger/chronicle/node"
+	"github.com/chronicle-ledger/chronicle/raftstore"
 )
 
 const clusterUsage = `Usage:
@@ -27,8 +29,11 @@ const clusterUsage = `Usage:
                              (POST /cluster/join; any member forwards to the leader)
   chronicle cluster remove [--url URL] ID
                              remove a node from the Raft configuration (DELETE /cluster/nodes/ID)
+  chronicle cluster recover --data-dir DIR --peers ID=RAFTADDR[,ID=RAFTADDR...]
+                             last resort when the quorum is lost for good: on its next start
+                             the stopped node at DIR takes this configuration (README: Cluster)
 
---url is any member's API (default http://127.0.0.1:4000, or CHRONICLE_URL).
+--url (all but recover) is any member's API (default http://127.0.0.1:4000, or CHRONICLE_URL).
 Run 'chronicle cluster <subcommand> -h' for its flags.
 `
 
@@ -46,6 +51,8 @@ func clusterCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return clusterJoin(ctx, args[1:], stdout, stderr)
 	case "remove", "rm":
 		return clusterRemove(ctx, args[1:], stdout, stderr)
+	case "recover":
+		return clusterRecover(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, clusterUsage)
 		return nil
@@ -278,6 +285,59 @@ func clusterRemove(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("cluster remove %s: %w", id, err)
 	}
 	fmt.Fprintf(stdout, "node %s removed from the cluster\n", id)
+	return nil
+}
+
+// clusterRecover writes the recovery file (Raft's peers.json) into a stopped node's data
+// directory. Both flags must be on the command line: the environment of a host running
+// `serve` must not pick the data directory or the members of a recovery.
+func clusterRecover(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("chronicle cluster recover", flag.ContinueOnError)
+	dataDir := fs.String("data-dir", "", "data directory of the stopped node to recover (required)")
+	var peerList listFlag
+	fs.Var(&peerList, "peers", "the new configuration: ID=RAFTADDR, comma-separated or repeated, this node included (required)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: chronicle cluster recover --data-dir DIR --peers ID=RAFTADDR[,ID=RAFTADDR...]\n\n"+
+			"A last resort for a cluster that lost its quorum for good (most voters gone and not\n"+
+			"coming back): with the node stopped, writes Raft's peers.json into its data directory;\n"+
+			"on its next `chronicle serve` the node replaces its Raft configuration with these\n"+
+			"members (all voters) and renames the file aside. Writes that only the lost nodes\n"+
+			"had are lost; entries only this node had are kept. Do it on every survivor named,\n"+
+			"with the same --peers. See README.md, Cluster.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		fs.SetOutput(stderr)
+		return errUsage
+	}
+	fs.SetOutput(stderr)
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "chronicle cluster recover: unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
+		return errUsage
+	}
+	if *dataDir == "" || len(peerList) == 0 {
+		fmt.Fprintln(stderr, "chronicle cluster recover: --data-dir and --peers are required")
+		return errUsage
+	}
+	var peers []raftstore.Peer
+	for _, p := range peerList {
+		id, addr, ok := strings.Cut(p, "=")
+		if !ok || id == "" || addr == "" {
+			fmt.Fprintf(stderr, "chronicle cluster recover: --peers %q: want ID=RAFTADDR\n", p)
+			return errUsage
+		}
+		peers = append(peers, raftstore.Peer{ID: id, Address: addr})
+	}
+	if err := raftstore.WritePeers(*dataDir, peers); err != nil {
+		return fmt.Errorf("cluster recover: %w", err)
+	}
+	var names []string
+	for _, p := range peers {
+		names = append(names, p.ID+" at "+p.Address)
+	}
+	fmt.Fprintf(stdout, "wrote %s: on its next start the node at %s recovers as a cluster of %s.\n"+
+		"Start it now (chronicle serve with its usual flags); its log says RECOVERED when done.\n",
+		filepath.Join(*dataDir, raftstore.PeersFile), *dataDir, strings.Join(names, ", "))
 	return nil
 }
 

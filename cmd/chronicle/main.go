@@ -18,7 +18,7 @@ Usage:
   chronicle verify [flags]   prove the ledger consistent: hash chain, postings, views
   chronicle projector [flags] [rebuild]
                              keep a PostgreSQL read model current from a node's log
-  chronicle cluster status|join|remove [flags]
+  chronicle cluster status|join|remove|recover [flags]
                              show a cluster's members and roles; admit or remove a node
   chronicle health [flags]   exit 0 when a node is ready (GET /ready), else 1: for health checks
   chronicle version          print the version and build information
