@@ -63,7 +63,8 @@ type Batch struct {
 	Commands []BatchItem `json:"commands"`
 }
 
-// JoinRequest is the body of POST /cluster/join.
+// JoinRequest is the body of POST /cluster/join. APIURL is required: the leader follows
+// the joining node's catch-up there before it makes the node a voter.
 type JoinRequest struct {
 	NodeID   string `json:"node_id"`
 	RaftAddr string `json:"raft_addr"`

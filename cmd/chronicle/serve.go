@@ -14,6 +14,7 @@ import (
 
 	"github.com/chronicle-ledger/chronicle/httpapi"
 	"github.com/chronicle-ledger/chronicle/node"
+	"github.com/chronicle-ledger/chronicle/raftstore"
 )
 
 func version() string {
@@ -51,6 +52,7 @@ func newServeFlags() (*flag.FlagSet, *serveOptions) {
 	fs.StringVar(&cfg.RaftAddr, "raft-addr", "127.0.0.1:4001", "host:port for Raft traffic between nodes")
 	fs.Var(&o.join, "join", "API URLs of cluster members to join (comma-separated or repeated)")
 	fs.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 0, "found a new cluster once this many nodes (this one included) answer at --join")
+	fs.DurationVar(&cfg.JoinCatchUpTimeout, "join-catch-up-timeout", raftstore.DefaultCatchUpTimeout, "on the leader: how long a joining node may take to catch up as a non-voter before it is removed again")
 	fs.StringVar(&cfg.AdvertiseURL, "advertise-url", "", "API URL other nodes reach this node at (default http://<http-addr>)")
 	fs.Var(&o.cors, "cors-origin", "browser origin allowed to call the API (repeatable or comma-separated; * for any)")
 	fs.Var(&o.allowedHosts, "allowed-hosts", "Host names (optional :port) the API answers to besides loopback names and the advertise URL's (repeatable or comma-separated); default: only those on a loopback --http-addr, any Host otherwise")
