@@ -277,6 +277,12 @@ func httpStatus(k chronicle.Kind) int {
 		return http.StatusServiceUnavailable
 	case chronicle.KindTimeout:
 		return http.StatusGatewayTimeout
+	case chronicle.KindUnauthenticated:
+		return http.StatusUnauthorized
+	case chronicle.KindForbidden:
+		return http.StatusForbidden
+	case chronicle.KindTooMany:
+		return http.StatusTooManyRequests
 	default:
 		return http.StatusInternalServerError
 	}
