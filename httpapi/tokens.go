@@ -15,12 +15,10 @@ import (
 // secret is in the answer and nowhere else), GET /admin/tokens lists them, and POST
 // /admin/tokens/{name}/revoke revokes one. Changes go to the leader like commands.
 func (a *API) mountTokens(r chi.Router) {
-	r.Route("/admin/tokens", func(r chi.Router) {
-		r.Use(a.require(chronicle.RoleAdmin, false))
-		r.Get("/", a.listTokens)
-		r.Post("/", a.createToken)
-		r.Post("/{name}/revoke", a.revokeToken)
-	})
+	admin := r.With(a.require(chronicle.RoleAdmin, false))
+	admin.Get("/admin/tokens", a.listTokens)
+	admin.Post("/admin/tokens", a.createToken)
+	admin.Post("/admin/tokens/{name}/revoke", a.revokeToken)
 }
 
 func (a *API) listTokens(w http.ResponseWriter, r *http.Request) {

@@ -62,6 +62,9 @@ func bootstrapSecret(path string, log interface{ Info(string, ...any) }) (string
 	if errors.Is(err, fs.ErrNotExist) {
 		secret := chronicle.NewTokenSecret()
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			return bootstrapSecret(path, log) // another node on this machine wrote it first
+		}
 		if err != nil {
 			return "", fmt.Errorf("node: write bootstrap token: %w", err)
 		}
