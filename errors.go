@@ -75,7 +75,6 @@ const (
 	CodeInvalidRole          = "invalid_role"
 	CodeTokenExists          = "token_exists"
 	CodeTokenNotFound        = "token_not_found"
-	CodeAuthUnavailable      = "auth_unavailable"
 )
 
 // Error is the domain's error: a kind, a stable code and a message safe to show a client.

@@ -49,7 +49,7 @@ const (
 	// garbage cannot make every request read the store.
 	tokenMissReload = 200 * time.Millisecond
 	// tokenStaleMax is how long a failing store may leave the node on its last good copy
-	// before requests are refused (503 auth_unavailable) rather than judged on it.
+	// before requests are refused (503 unavailable) rather than judged on it.
 	tokenStaleMax = 30 * time.Second
 	// tokenLoadTimeout bounds one reload.
 	tokenLoadTimeout = 2 * time.Second
@@ -103,7 +103,7 @@ func (a *authenticator) load(ctx context.Context, maxAge time.Duration) error {
 			a.log.Warn("cannot reload API tokens; using the last copy", "err", err, "age", now.Sub(a.loaded))
 			return nil
 		}
-		return chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeAuthUnavailable, "API tokens cannot be read: %v", err)
+		return chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "API tokens cannot be read: %v", err)
 	}
 	m := make(map[chronicle.TokenHash]chronicle.Token, len(list))
 	for _, t := range list {
