@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/chronicle-ledger/chronicle"
 	"github.com/chronicle-ledger/chronicle/client"
+	"github.com/chronicle-ledger/chronicle/httpapi"
+	"github.com/chronicle-ledger/chronicle/internal/pgtest"
 	"github.com/chronicle-ledger/chronicle/node"
 	"github.com/chronicle-ledger/chronicle/node/nodetest"
 )
@@ -349,5 +352,58 @@ func TestTokensAcrossTheCluster(t *testing.T) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
+	}
+}
+
+// TestTokensInSQLMode: in the SQL topology the token table is a table of the event store:
+// the bootstrap token and a token made through one process work on every process, a
+// query process serves readers, and the principal is created_by in the log.
+func TestTokensInSQLMode(t *testing.T) {
+	t.Parallel()
+	es, rm := pgtest.Schema(t), pgtest.Schema(t)
+	file := filepath.Join(t.TempDir(), "admin.token")
+	sqlAuthNode := func(role, readModel string) *nodetest.Node {
+		return nodetest.Start(t, withBootstrapToken(file), func(c *node.Config) {
+			c.Store, c.EventStoreURL, c.Role, c.ReadModel = node.StoreSQL, es, role, readModel
+		})
+	}
+	c1 := sqlAuthNode(httpapi.RoleCommand, "")
+	c2 := sqlAuthNode(httpapi.RoleCommand, "")
+	q := sqlAuthNode(httpapi.RoleQuery, rm)
+	secret := readSecret(t, file)
+	ctx := ctxT(t)
+	waitToken(t, q.Client.WithToken(secret))
+	if code, _ := status(t, c1.Client, http.MethodPost, "/commands/create-account", `{"account_id":"s","owner_name":"S"}`); code != http.StatusUnauthorized {
+		t.Fatalf("anonymous command on a SQL process with a bootstrap token: %d, want 401", code)
+	}
+	w, err := c1.Client.WithToken(secret).CreateToken(ctx, "sql-writer", "writer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c2.Client.WithToken(secret).CreateToken(ctx, "sql-reader", "reader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c2.Client.WithToken(w.Secret).CreateAccount(ctx, client.CreateAccount{AccountID: "s", OwnerName: "S", InitialBalance: "3"}, "")
+	if err != nil {
+		t.Fatalf("a token made on one command process, used on the other: %v", err)
+	}
+	reader := q.Client.WithToken(r.Secret)
+	waitToken(t, reader)
+	var acct client.Account
+	if _, err := reader.Do(ctx, http.MethodGet, fmt.Sprintf("/accounts/s?min_position=%d", res.Position), nil, nil, &acct); err != nil || acct.Balance != "3.00" {
+		t.Fatalf("reader on the query process: %+v, %v", acct, err)
+	}
+	evs, err := reader.AllEvents(ctx)
+	if err != nil || len(evs) == 0 {
+		t.Fatalf("events: %d, %v", len(evs), err)
+	}
+	for _, e := range evs {
+		if e.CreatedBy != "sql-writer" {
+			t.Errorf("event %d created_by %q, want sql-writer", e.Position, e.CreatedBy)
+		}
+	}
+	if code, _ := status(t, q.Client.WithToken(r.Secret), http.MethodPost, "/commands/deposit", `{"account_id":"s","amount":"1"}`); code != http.StatusNotFound && code != http.StatusForbidden {
+		t.Fatalf("reader posting a command to a query process: %d", code)
 	}
 }
