@@ -99,6 +99,16 @@ type Config struct {
 	// each write of an event stream). 0: the httpapi defaults.
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
+	// BootstrapTokenFile holds the first admin token (made there when the file does not
+	// exist). The node then requires tokens, and a cluster it founds starts with that
+	// token; on a cluster that ever had a token it only turns authentication on.
+	BootstrapTokenFile string
+	// Insecure lets a node with listeners other machines can reach run without
+	// authentication (protected mode refuses otherwise).
+	Insecure bool
+	// RateLimit and RateBurst bound requests per second per token (0: unlimited).
+	RateLimit float64
+	RateBurst int
 	// RaftFaults injects network partitions into Raft traffic (tests only).
 	RaftFaults *raftstore.Faults
 	// WrapHandler wraps the HTTP handler, to inject faults (tests only).
@@ -159,6 +169,9 @@ type Node struct {
 	ln     net.Listener
 	srv    *http.Server
 	peers  *http.Client
+	// bootSecret is the bootstrap admin token ("" without one); the node also presents
+	// it on its own calls to peers (to join a cluster without a client certificate).
+	bootSecret string
 }
 
 // New opens the node's store and binds its HTTP listener; Run serves.
@@ -173,6 +186,11 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID)}
+	if cfg.BootstrapTokenFile != "" {
+		if n.bootSecret, err = bootstrapSecret(cfg.BootstrapTokenFile, n.log); err != nil {
+			return nil, err
+		}
+	}
 	switch cfg.Store {
 	case StoreRaft:
 		if cfg.Role != httpapi.RoleAll {
@@ -196,6 +214,13 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: open store: %w", err)
 	}
 	n.store, n.events = store, store
+	if err := checkProtected(cfg, func() (bool, error) {
+		list, err := store.Tokens(ctx)
+		return len(list) > 0, err
+	}); err != nil {
+		_ = store.Close()
+		return nil, err
+	}
 	view, err := openView(ctx, cfg)
 	if err != nil {
 		_ = store.Close()
@@ -209,7 +234,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		_ = store.Close()
 		return nil, fmt.Errorf("node: event bus: %w", err)
 	}
-	n.api = httpapi.New(n.apiConfig(httpapi.Config{Store: store, Reads: view, Node: n, Cluster: n}))
+	n.api = httpapi.New(n.apiConfig(httpapi.Config{Store: store, Tokens: store, Reads: view, Node: n, Cluster: n}))
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		_ = n.bus.Close()
@@ -267,6 +292,7 @@ func (n *Node) apiConfig(c httpapi.Config) httpapi.Config {
 	c.MaxStreams, c.MaxStreamsPerClient, c.MaxInflightCommands = cfg.MaxStreams, cfg.MaxStreamsPerClient, cfg.MaxInflightCommands
 	c.BodyReadTimeout, c.WriteTimeout = cfg.ReadTimeout, cfg.WriteTimeout
 	c.JoinTimeout = cfg.joinTimeout()
+	c.AuthRequired, c.RateLimit, c.RateBurst = cfg.BootstrapTokenFile != "", cfg.RateLimit, cfg.RateBurst
 	return c
 }
 
@@ -320,8 +346,16 @@ func (n *Node) Run(ctx context.Context) error {
 	go func() {
 		defer close(clusterDone)
 		if n.store != nil {
+			bootDone := make(chan struct{})
+			go func() {
+				defer close(bootDone)
+				n.bootstrapToken(projCtx, n.store, n.store.IsLeader)
+			}()
 			n.form(projCtx)
 			n.leadership(projCtx)
+			<-bootDone
+		} else {
+			n.bootstrapToken(projCtx, n.sql, n.sql.open)
 		}
 	}()
 	if n.store != nil {

@@ -74,6 +74,7 @@ type clusterOverview struct {
 func newClusterStatusFlags() (fs *flag.FlagSet, nodeURL *string, asJSON *bool) {
 	fs = flag.NewFlagSet("chronicle cluster status", flag.ContinueOnError)
 	nodeURL = fs.String("url", defaultClusterURL, "API URL of any cluster member")
+	addTokenFlags(fs)
 	asJSON = fs.Bool("json", false, "print GET /cluster's JSON as is")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: chronicle cluster status [flags]\n\nShows every member as the node at --url sees the cluster, with each member's own report;\nthe leader's line is marked with *.\n\n")
@@ -88,7 +89,7 @@ func clusterStatus(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	var raw json.RawMessage
-	if err := clusterDo(ctx, *nodeURL, http.MethodGet, "/cluster", nil, &raw); err != nil {
+	if err := clusterDo(ctx, fs, *nodeURL, http.MethodGet, "/cluster", nil, &raw); err != nil {
 		return fmt.Errorf("cluster status: %w", err)
 	}
 	if *asJSON {
@@ -190,6 +191,7 @@ func lastContact(s, role string) string {
 func clusterJoin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("chronicle cluster join", flag.ContinueOnError)
 	nodeURL := fs.String("url", defaultClusterURL, "API URL of any cluster member (it forwards to the leader)")
+	addTokenFlags(fs)
 	id := fs.String("node-id", "", "id of the node to admit (required)")
 	raftAddr := fs.String("raft-addr", "", "host:port of the new node's Raft transport (required)")
 	apiURL := fs.String("api-url", "", "the new node's API URL (required): the leader follows its catch-up there, and other nodes forward to it")
@@ -239,7 +241,7 @@ func clusterJoin(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		NodeID string `json:"node_id"`
 		Leader string `json:"leader"`
 	}
-	if err := clusterDoWithin(ctx, *timeout, *nodeURL, http.MethodPost, "/cluster/join", body, &res); err != nil {
+	if err := clusterDoWithin(ctx, fs, *timeout, *nodeURL, http.MethodPost, "/cluster/join", body, &res); err != nil {
 		return fmt.Errorf("cluster join %s: %w", *id, err)
 	}
 	fmt.Fprintf(stdout, "node %s joined the cluster as a voter (raft %s, api %s); leader %s\n", *id, *raftAddr, strings.TrimRight(*apiURL, "/"), res.Leader)
@@ -249,6 +251,7 @@ func clusterJoin(ctx context.Context, args []string, stdout, stderr io.Writer) e
 func clusterRemove(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("chronicle cluster remove", flag.ContinueOnError)
 	nodeURL := fs.String("url", defaultClusterURL, "API URL of any cluster member (it forwards to the leader)")
+	addTokenFlags(fs)
 	idFlag := fs.String("node-id", "", "id of the node to remove (or give it as the argument)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: chronicle cluster remove [--url URL] ID\n\nRemoves a node from the Raft configuration. Stop the node afterwards; restarting it on\nits data would not make it a member again.\n\n")
@@ -281,7 +284,7 @@ func clusterRemove(ctx context.Context, args []string, stdout, stderr io.Writer)
 	var res struct {
 		Removed string `json:"removed"`
 	}
-	if err := clusterDo(ctx, *nodeURL, http.MethodDelete, "/cluster/nodes/"+url.PathEscape(id), nil, &res); err != nil {
+	if err := clusterDo(ctx, fs, *nodeURL, http.MethodDelete, "/cluster/nodes/"+url.PathEscape(id), nil, &res); err != nil {
 		return fmt.Errorf("cluster remove %s: %w", id, err)
 	}
 	fmt.Fprintf(stdout, "node %s removed from the cluster\n", id)
@@ -374,20 +377,24 @@ func splitPositional(fs *flag.FlagSet, args []string) (flags, pos []string) {
 	return flags, pos
 }
 
-// clusterDo sends one request to the node at base and turns failures into messages that
-// say which node answered what.
-func clusterDo(ctx context.Context, base, method, path string, body []byte, out any) error {
-	return clusterDoWithin(ctx, 30*time.Second, base, method, path, body, out)
+// clusterDo sends one request to the node at base, with the token fs's token flags name,
+// and turns failures into messages that say which node answered what.
+func clusterDo(ctx context.Context, fs *flag.FlagSet, base, method, path string, body []byte, out any) error {
+	return clusterDoWithin(ctx, fs, 30*time.Second, base, method, path, body, out)
 }
 
 // clusterDoWithin is clusterDo with its own bound on the request.
-func clusterDoWithin(ctx context.Context, timeout time.Duration, base, method, path string, body []byte, out any) error {
+func clusterDoWithin(ctx context.Context, fs *flag.FlagSet, timeout time.Duration, base, method, path string, body []byte, out any) error {
 	base = strings.TrimRight(base, "/")
 	if u, err := url.Parse(base); err != nil || u.Scheme == "" || u.Host == "" {
 		return fmt.Errorf("--url %q: want a node's API URL such as %s", base, defaultClusterURL)
 	}
-	c := client.New(base, &http.Client{Timeout: timeout})
-	_, err := c.Do(ctx, method, path, body, nil, out)
+	secret, err := flagSecret(fs)
+	if err != nil {
+		return err
+	}
+	c := client.New(base, &http.Client{Timeout: timeout}).WithToken(secret)
+	_, err = c.Do(ctx, method, path, body, nil, out)
 	var apiErr *client.APIError
 	switch {
 	case err == nil:
