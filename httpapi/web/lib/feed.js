@@ -5,7 +5,7 @@
 // stream keeps failing (a proxy that buffers or cuts long responses), and tries the
 // stream again later. A 401 stops it until a token is entered.
 
-import { api, url, token, authHeaders, unauthorized } from './api.js';
+import { api, auth, url, token, authHeaders, unauthorized } from './api.js';
 
 const EVENT_TYPES = new Set(['AccountCreated', 'MoneyDeposited', 'MoneyWithdrawn', 'message']);
 const FAILURES_BEFORE_POLLING = 3;
@@ -85,6 +85,13 @@ export class Feed extends EventTarget {
     this.retryTimer = 0;
     this.polling = false;
     this.onMessage = this.onMessage.bind(this);
+    // A 401 anywhere (a revoked token): stop streaming with it until a token is entered.
+    auth.addEventListener('required', () => {
+      if (this.state === 'idle' || this.state === 'unauthorized') return;
+      this.stopPolling();
+      this.closeStream();
+      this.setState('unauthorized');
+    });
   }
 
   /** Starts delivering events after position cursor. */
@@ -93,9 +100,9 @@ export class Feed extends EventTarget {
     this.connect();
   }
 
-  /** Reconnects a feed that a 401 stopped (call once a token is set). */
+  /** Reconnects with the token just entered, from the cursor (a started feed only). */
   resume() {
-    if (this.state === 'unauthorized') this.connect();
+    if (this.state !== 'idle') this.connect();
   }
 
   setState(state, detail = '') {
