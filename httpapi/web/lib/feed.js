@@ -160,7 +160,9 @@ export class Feed extends EventTarget {
     const type = res.headers.get('Content-Type') || '';
     if (!res.ok || !res.body || !type.startsWith('text/event-stream')) {
       ctrl.abort();
-      this.failed(`HTTP ${res.status}`);
+      // 429 rate_limited and 503 too_many_streams say when to come back.
+      const wait = Number(res.headers.get('Retry-After')) * 1000 || 0;
+      this.failed(`HTTP ${res.status}`, wait);
       return;
     }
     this.failures = 0;
@@ -192,7 +194,7 @@ export class Feed extends EventTarget {
   }
 
   /** A stream that could not open or ended: retry it, or poll after repeated failures. */
-  failed(why) {
+  failed(why, wait = 0) {
     this.stream = null;
     this.failures++;
     clearTimeout(this.retryTimer);
@@ -201,7 +203,7 @@ export class Feed extends EventTarget {
       return;
     }
     this.setState('reconnecting', why);
-    this.retryTimer = setTimeout(() => this.connect(), this.reconnectMs);
+    this.retryTimer = setTimeout(() => this.connect(), Math.max(wait, this.reconnectMs));
   }
 
   onMessage(e) {
