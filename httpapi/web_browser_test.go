@@ -60,6 +60,15 @@ type tab struct {
 	dialogs  []string
 	urls     map[network.RequestID]string
 	bytes    map[string]float64 // URL -> encoded bytes on the wire (headers included)
+	requests []sentRequest      // every request the page sent, in order
+	console  []string           // every console message, whatever its level
+}
+
+// sentRequest is a request as the page sent it.
+type sentRequest struct {
+	url     string
+	typ     network.ResourceType
+	headers map[string]string
 }
 
 func openTab(t *testing.T, width, height int) *tab {
@@ -112,6 +121,7 @@ func (tb *tab) listen(ev any) {
 			}
 		}
 		msg := fmt.Sprintf("console.%s: %s", ev.Type, strings.Join(args, " "))
+		tb.console = append(tb.console, msg)
 		switch ev.Type {
 		case runtime.ConsoleAPICalledTypeError, runtime.ConsoleAPICalledTypeAssert:
 			tb.problems = append(tb.problems, msg)
@@ -137,6 +147,12 @@ func (tb *tab) listen(ev any) {
 		go func() { // a listener must not run commands itself
 			_, _ = chromedp.Call(tb.ctx, cdppage.HandleJavaScriptDialog, cdppage.HandleJavaScriptDialogParams{Accept: false})
 		}()
+	case *network.EventRequestWillBeSent:
+		r := sentRequest{url: ev.Request.URL, typ: ev.Type, headers: map[string]string{}}
+		for k, v := range ev.Request.Headers {
+			r.headers[strings.ToLower(k)] = fmt.Sprint(v)
+		}
+		tb.requests = append(tb.requests, r)
 	case *network.EventResponseReceived:
 		tb.urls[ev.RequestID] = ev.Response.URL
 	case *network.EventLoadingFinished:
@@ -341,6 +357,9 @@ func TestDashboardBrowser(t *testing.T) {
 	tb.do("load the dashboard", chromedp.Navigate(base), tb.visible(`html[data-events-loaded="true"] #event-list li`), tb.visible(`#node-pill[data-state="ok"]`))
 	tb.loadReport("first load")
 	tb.do("reload", chromedp.Reload(), tb.visible(`html[data-events-loaded="true"] #event-list li`), tb.visible(`#node-pill[data-state="ok"]`))
+	if asked := eval[bool](tb, `!document.querySelector('#signin').hidden || !document.querySelector('#sign-out').hidden || 'auth' in document.querySelector('#main').dataset`); asked {
+		t.Error("a node without tokens got the token prompt or the sign-out control")
+	}
 	tb.loadReport("repeat visit")
 	tb.until("the stream is live", `document.querySelector('#live-state').dataset.state === 'live'`)
 	if got := eval[int](tb, `document.querySelectorAll('#event-list li').length`); got != 7 {

@@ -5,6 +5,7 @@ import { EventsView } from './views/events.js';
 import { AccountsView } from './views/accounts.js';
 import { CommandsView } from './views/commands.js';
 import { ClusterView } from './views/cluster.js';
+import { SignIn } from './views/signin.js';
 
 const TITLES = { events: 'Event log', accounts: 'Accounts', commands: 'Commands', cluster: 'Node & cluster' };
 
@@ -75,6 +76,13 @@ renderThemeToggle();
 $('#skip-link').addEventListener('click', (e) => {
   e.preventDefault();
   $('#main').focus();
+});
+
+// A token was entered after a 401: every view loads again what it was refused.
+new SignIn(() => {
+  for (const v of Object.values(views)) v.reauth?.();
+  route({ focus: false });
+  $(`#${current}-title`).focus();
 });
 
 window.addEventListener('hashchange', () => route({ focus: true }));

@@ -53,6 +53,19 @@ export class AccountsView {
     this.refreshSelected = debounce(() => this.loadDetail(this.selected, { keepTravel: true }), 150);
   }
 
+  /** A token was entered: the next show() loads the list (and account) again. */
+  reauth() {
+    if (!this.loadedOnce) return;
+    this.loadedOnce = false;
+    this.accounts.clear();
+    this.nextAfter = null;
+    this.empty.hidden = true;
+    if (this.selected) {
+      this.selected = null;
+      this.closeDetail();
+    }
+  }
+
   /** Called on #/accounts and #/accounts/<id>. */
   async show(params, rest) {
     if (!this.loadedOnce) {

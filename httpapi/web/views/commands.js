@@ -132,9 +132,18 @@ export class CommandsView {
       el.focus();
       return;
     }
-    const text = UNKNOWN_OUTCOME.has(e.code)
+    let text = UNKNOWN_OUTCOME.has(e.code)
       ? `Outcome unknown: ${e.message} Submitting again is safe: it reuses the same Idempotency-Key.`
       : `Not committed: ${e.message}`;
+    if (e.code === 'forbidden_role') {
+      // "token "x" has role reader; this needs writer"
+      const role = /has role (\w+)/.exec(e.message);
+      text = `Not committed: this token is ${role ? `a ${role[1]} token` : 'not allowed to send commands'}; commands need a writer token. Sign out and sign in with a writer (or admin) token to send them.`;
+    } else if (e.code === 'unauthorized') {
+      text = `Not committed: ${e.message}. Sign in with a token, then submit again.`;
+    } else if (e.code === 'rate_limited' && e.retryAfter) {
+      text = `Not committed: too many requests with this token; try again in ${e.retryAfter} s.`;
+    }
     replace(result, h('span', null, text), h('span', { class: 'code' }, ` (${e.code})`));
   }
 }

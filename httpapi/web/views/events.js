@@ -17,6 +17,7 @@ const STATE_TEXT = {
   reconnecting: 'Reconnecting…',
   polling: 'Live (polling)',
   offline: 'Offline — retrying',
+  unauthorized: 'Needs a token',
 };
 
 export class EventsView {
@@ -31,6 +32,7 @@ export class EventsView {
     this.announce = [];
     this.announceTimer = 0;
     this.loaded = false;
+    this.needsAuth = false; // the first page was refused for want of a token
 
     this.list = $('#event-list');
     this.empty = $('#event-empty');
@@ -66,6 +68,11 @@ export class EventsView {
       cursor = events.length ? events[0].position : 0;
       this.list.append(...events.map((ev) => this.row(ev)));
     } catch (err) {
+      if (err instanceof ApiError && err.status === 401) {
+        this.needsAuth = true; // the token prompt is up; reauth() starts again
+        this.renderState('unauthorized');
+        return;
+      }
       this.showEmpty(`Could not load the log: ${err.message}`);
     }
     this.loaded = true;
@@ -73,6 +80,16 @@ export class EventsView {
     performance.mark('chronicle:first-data');
     document.documentElement.dataset.eventsLoaded = 'true';
     feed.start(cursor);
+  }
+
+  /** A token was entered: load what a 401 refused. */
+  reauth() {
+    if (this.needsAuth) {
+      this.needsAuth = false;
+      this.start();
+    } else {
+      feed.resume();
+    }
   }
 
   show(params) {
