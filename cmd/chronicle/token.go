@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/chronicle-ledger/chronicle"
 	"github.com/chronicle-ledger/chronicle/client"
 )
 
@@ -21,6 +22,9 @@ const tokenUsage = `Usage:
                              list tokens: name, role, who made them, revoked or not
   chronicle token revoke [--url URL] NAME
                              revoke a token; its name stays taken
+  chronicle token generate --out FILE
+                             write a new random secret to FILE (mode 0600) unless it exists,
+                             for serve --bootstrap-token-file; talks to no node
 
 Every subcommand needs an admin token: --token-file FILE, or CHRONICLE_TOKEN in the
 environment (--token works too, but shows the secret to anyone who can list processes).
@@ -143,6 +147,17 @@ func tokenCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		fmt.Fprintf(stdout, "token %s revoked\n", pos[0])
 		return nil
+	case "generate":
+		gfs := flag.NewFlagSet("chronicle token generate", flag.ContinueOnError)
+		out := gfs.String("out", "", "file to write the secret to (required); an existing file is kept as is")
+		if err := parseFlags(gfs, args[1:], stderr); err != nil {
+			return err
+		}
+		if *out == "" {
+			fmt.Fprintln(stderr, "chronicle token generate: --out FILE is required")
+			return errUsage
+		}
+		return generateToken(*out, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, tokenUsage)
 		return nil
@@ -150,6 +165,25 @@ func tokenCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stderr, "chronicle token: unknown subcommand %q\n\n%s", args[0], tokenUsage)
 		return errUsage
 	}
+}
+
+// generateToken writes a new secret to path unless the file exists (so a one-shot
+// container can run it on every start), and never prints the secret.
+func generateToken(path string, stdout io.Writer) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		fmt.Fprintf(stdout, "%s exists; kept\n", path)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("token generate: %w", err)
+	}
+	_, werr := f.WriteString(chronicle.NewTokenSecret() + "\n")
+	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+		return fmt.Errorf("token generate: %s: %w", path, err)
+	}
+	fmt.Fprintf(stdout, "wrote a new token secret to %s\n", path)
+	return nil
 }
 
 func tokenError(what, base string, err error) error {
