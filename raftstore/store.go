@@ -40,6 +40,9 @@ type Config struct {
 	TrailingLogs uint64
 	// ApplyTimeout bounds how long a command waits to be enqueued into Raft.
 	ApplyTimeout time.Duration
+	// TLS, when set, runs Raft traffic over mutual TLS against the cluster CA; nil keeps
+	// plain TCP.
+	TLS *TLSConfig
 	// Faults, when set, lets tests cut this node's Raft traffic to chosen peers.
 	Faults *Faults
 	Logger *slog.Logger
