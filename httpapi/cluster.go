@@ -242,6 +242,9 @@ func (a *API) mountCluster(r chi.Router) {
 		writeJSON(w, http.StatusOK, a.cfg.Cluster.Info(r.Context()))
 	})
 	r.Post("/cluster/join", func(w http.ResponseWriter, r *http.Request) {
+		if !a.peerOnly(w, r) {
+			return
+		}
 		body, err := a.readBody(w, r)
 		if err != nil {
 			writeError(w, err)
@@ -273,6 +276,9 @@ func (a *API) mountCluster(r chi.Router) {
 		writeJSON(w, http.StatusOK, api.JoinResponse{Success: true, NodeID: req.NodeID, Leader: a.cfg.Cluster.NodeID()})
 	})
 	r.Delete("/cluster/nodes/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if !a.peerOnly(w, r) {
+			return
+		}
 		if !a.cfg.Cluster.IsLeader() {
 			a.toLeader(w, r, nil)
 			return
