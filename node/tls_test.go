@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -125,6 +126,7 @@ func TestTLSCluster(t *testing.T) {
 		t.Fatalf("n4 not ready: %v", err)
 	}
 	members := []string{c.Config(l).NodeID, c.Config(f).NodeID, "n4"}
+	sort.Strings(members)
 	cfEventually(t, 15*time.Second, "GET /cluster lists the members, all reachable over HTTPS", func() error {
 		return cfMembers(ctx, n4.Client, members, true)
 	})

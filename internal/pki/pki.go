@@ -184,9 +184,9 @@ func LoadPeer(caFile, certFile, keyFile string) (*Peer, error) {
 // NewPeer builds a Peer from PEM bytes. The certificate must chain to the CA and be
 // usable as both server and client, as every node is both.
 func NewPeer(caPEM, certPEM, keyPEM []byte) (*Peer, error) {
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(caPEM) {
-		return nil, errors.New("tls CA: no PEM certificate in it")
+	roots, err := caPool(caPEM)
+	if err != nil {
+		return nil, err
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
@@ -209,6 +209,37 @@ func NewPeer(caPEM, certPEM, keyPEM []byte) (*Peer, error) {
 	}
 	cert.Leaf = leaf
 	return &Peer{roots: roots, cert: cert}, nil
+}
+
+// caPool parses the CA file. Every certificate in it must be a CA: Go trusts whatever
+// the pool holds, so a node certificate given as --tls-ca by mistake would quietly pin
+// that one certificate instead of trusting the cluster.
+func caPool(caPEM []byte) (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
+	n := 0
+	for rest := caPEM; ; {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("tls CA: %w", err)
+		}
+		if !c.IsCA || !c.BasicConstraintsValid {
+			return nil, fmt.Errorf("tls CA: %q is not a CA certificate (give the cluster's ca.crt)", c.Subject.CommonName)
+		}
+		pool.AddCert(c)
+		n++
+	}
+	if n == 0 {
+		return nil, errors.New("tls CA: no PEM certificate in it")
+	}
+	return pool, nil
 }
 
 func usageName(u x509.ExtKeyUsage) string {
