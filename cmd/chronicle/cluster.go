@@ -27,7 +27,9 @@ const clusterUsage = `Usage:
   chronicle cluster remove [--url URL] ID
                              remove a node from the Raft configuration (DELETE /cluster/nodes/ID)
 
---url is any member's API (default http://127.0.0.1:4000, or CHRONICLE_URL).
+--url is any member's API (default http://127.0.0.1:4000, or CHRONICLE_URL). For a
+cluster with TLS: --url https://..., --cacert ca.crt, and for join and remove a node
+certificate of the cluster CA: --cert n1.crt --key n1.key.
 Run 'chronicle cluster <subcommand> -h' for its flags.
 `
 
@@ -63,24 +65,25 @@ type clusterOverview struct {
 }
 
 // newClusterStatusFlags builds `cluster status`'s flag set (the compose files run it).
-func newClusterStatusFlags() (fs *flag.FlagSet, nodeURL *string, asJSON *bool) {
+func newClusterStatusFlags() (fs *flag.FlagSet, nodeURL *string, asJSON *bool, tlsOpts *clientTLS) {
 	fs = flag.NewFlagSet("chronicle cluster status", flag.ContinueOnError)
 	nodeURL = fs.String("url", defaultClusterURL, "API URL of any cluster member")
 	asJSON = fs.Bool("json", false, "print GET /cluster's JSON as is")
+	tlsOpts = addClientTLSFlags(fs, false)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: chronicle cluster status [flags]\n\nShows every member as the node at --url sees the cluster, with each member's own report;\nthe leader's line is marked with *.\n\n")
 		fs.PrintDefaults()
 	}
-	return fs, nodeURL, asJSON
+	return fs, nodeURL, asJSON, tlsOpts
 }
 
 func clusterStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, nodeURL, asJSON := newClusterStatusFlags()
+	fs, nodeURL, asJSON, tlsOpts := newClusterStatusFlags()
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
 	var raw json.RawMessage
-	if err := clusterDo(ctx, *nodeURL, http.MethodGet, "/cluster", nil, &raw); err != nil {
+	if err := clusterDo(ctx, tlsOpts, *nodeURL, http.MethodGet, "/cluster", nil, &raw); err != nil {
 		return fmt.Errorf("cluster status: %w", err)
 	}
 	if *asJSON {
@@ -182,6 +185,7 @@ func clusterJoin(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	id := fs.String("node-id", "", "id of the node to admit (required)")
 	raftAddr := fs.String("raft-addr", "", "host:port of the new node's Raft transport (required)")
 	apiURL := fs.String("api-url", "", "the new node's API URL, so other nodes can reach and forward to it")
+	tlsOpts := addClientTLSFlags(fs, true)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: chronicle cluster join --node-id ID --raft-addr HOST:PORT [--api-url URL] [--url URL]\n\nAdds a node to the Raft configuration as a voter. Start the node with --join (any\nmember URL) and it asks by itself; this is for admitting it by hand. Only --url is\nread from the environment (CHRONICLE_URL).\n\n")
 		fs.PrintDefaults()
@@ -216,7 +220,7 @@ func clusterJoin(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		NodeID string `json:"node_id"`
 		Leader string `json:"leader"`
 	}
-	if err := clusterDo(ctx, *nodeURL, http.MethodPost, "/cluster/join", body, &res); err != nil {
+	if err := clusterDo(ctx, tlsOpts, *nodeURL, http.MethodPost, "/cluster/join", body, &res); err != nil {
 		return fmt.Errorf("cluster join %s: %w", *id, err)
 	}
 	fmt.Fprintf(stdout, "node %s joined the cluster (raft %s", *id, *raftAddr)
@@ -231,6 +235,7 @@ func clusterRemove(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs := flag.NewFlagSet("chronicle cluster remove", flag.ContinueOnError)
 	nodeURL := fs.String("url", defaultClusterURL, "API URL of any cluster member (it forwards to the leader)")
 	idFlag := fs.String("node-id", "", "id of the node to remove (or give it as the argument)")
+	tlsOpts := addClientTLSFlags(fs, true)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: chronicle cluster remove [--url URL] ID\n\nRemoves a node from the Raft configuration. Stop the node afterwards; restarting it on\nits data would not make it a member again.\n\n")
 		fs.PrintDefaults()
@@ -262,7 +267,7 @@ func clusterRemove(ctx context.Context, args []string, stdout, stderr io.Writer)
 	var res struct {
 		Removed string `json:"removed"`
 	}
-	if err := clusterDo(ctx, *nodeURL, http.MethodDelete, "/cluster/nodes/"+url.PathEscape(id), nil, &res); err != nil {
+	if err := clusterDo(ctx, tlsOpts, *nodeURL, http.MethodDelete, "/cluster/nodes/"+url.PathEscape(id), nil, &res); err != nil {
 		return fmt.Errorf("cluster remove %s: %w", id, err)
 	}
 	fmt.Fprintf(stdout, "node %s removed from the cluster\n", id)
@@ -304,13 +309,17 @@ func splitPositional(fs *flag.FlagSet, args []string) (flags, pos []string) {
 
 // clusterDo sends one request to the node at base and turns failures into messages that
 // say which node answered what.
-func clusterDo(ctx context.Context, base, method, path string, body []byte, out any) error {
+func clusterDo(ctx context.Context, tlsOpts *clientTLS, base, method, path string, body []byte, out any) error {
 	base = strings.TrimRight(base, "/")
 	if u, err := url.Parse(base); err != nil || u.Scheme == "" || u.Host == "" {
 		return fmt.Errorf("--url %q: want a node's API URL such as %s", base, defaultClusterURL)
 	}
-	c := client.New(base, &http.Client{Timeout: 30 * time.Second})
-	_, err := c.Do(ctx, method, path, body, nil, out)
+	hc, err := tlsOpts.client(30 * time.Second)
+	if err != nil {
+		return err
+	}
+	c := client.New(base, hc)
+	_, err = c.Do(ctx, method, path, body, nil, out)
 	var apiErr *client.APIError
 	switch {
 	case err == nil:

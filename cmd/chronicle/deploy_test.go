@@ -21,10 +21,10 @@ func chronicleBinary() deploy.Binary {
 				fs, _ := newServeFlags()
 				return fs, args[1:], nil
 			case args[0] == "health":
-				fs, _, _ := newHealthFlags()
+				fs, _, _, _ := newHealthFlags()
 				return fs, args[1:], nil
 			case args[0] == "cluster" && len(args) > 1 && args[1] == "status":
-				fs, _, _ := newClusterStatusFlags()
+				fs, _, _, _ := newClusterStatusFlags()
 				return fs, args[2:], nil
 			}
 			return nil, nil, fmt.Errorf("chronicle %s: not a command the deployments may run (serve, health, cluster status)", args[0])

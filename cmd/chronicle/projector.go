@@ -29,6 +29,7 @@ func projectorCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	natsURL := fs.String("nats-url", "", "NATS server whose event subjects wake the projector (optional)")
 	subject := fs.String("nats-subject", "events.>", "subjects that announce new events")
 	poll := fs.Duration("poll", time.Second, "how often to read the log when nothing wakes the projector")
+	tlsOpts := addClientTLSFlags(fs, false)
 	var logLevel, logFormat string
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
@@ -52,7 +53,11 @@ func projectorCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer view.Close()
-	var src projector.Source = client.New(*from, nil).Log()
+	hc, err := tlsOpts.client(30 * time.Second)
+	if err != nil {
+		return err
+	}
+	var src projector.Source = client.New(*from, hc).Log()
 	if *eventStore != "" {
 		st, err := sqlstore.Open(ctx, sqlstore.Config{URL: *eventStore, Logger: logger})
 		if err != nil {
