@@ -216,6 +216,11 @@ func FuzzDecodeBinary(f *testing.F) {
 	f.Add(h)
 	k, _ := s.Keys["k"].MarshalBinary()
 	f.Add(k)
+	op := chronicle.TokenOp{Kind: chronicle.TokenCreate, Name: "ops", Role: chronicle.RoleWriter, Hash: chronicle.HashToken("s"), At: t0, By: "admin", IfNone: true}
+	ob, _ := op.MarshalBinary()
+	f.Add(chronicle.EncodeEntry(chronicle.EntryToken, ob))
+	tb, _ := chronicle.Token{Name: "ops", Role: chronicle.RoleWriter, CreatedAt: t0, RevokedAt: t0.Add(time.Hour), RevokedBy: "admin"}.MarshalBinary()
+	f.Add(tb)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var e chronicle.Event
 		if e.UnmarshalBinary(data) == nil {
@@ -251,6 +256,20 @@ func FuzzDecodeBinary(f *testing.F) {
 		if r.UnmarshalBinary(data) == nil {
 			if enc, _ := r.MarshalBinary(); !bytes.Equal(enc, data) {
 				t.Fatal("idempotency record decoded but re-encodes differently")
+			}
+		}
+		var tok chronicle.Token
+		if tok.UnmarshalBinary(data) == nil {
+			if enc, _ := tok.MarshalBinary(); !bytes.Equal(enc, data) {
+				t.Fatal("token decoded but re-encodes differently")
+			}
+		}
+		if kind, payload, err := chronicle.DecodeEntry(data); err == nil && kind == chronicle.EntryToken {
+			var op chronicle.TokenOp
+			if op.UnmarshalBinary(payload) == nil {
+				if enc, _ := op.MarshalBinary(); !bytes.Equal(enc, payload) {
+					t.Fatal("token operation decoded but re-encodes differently")
+				}
 			}
 		}
 	})

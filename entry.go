@@ -18,6 +18,9 @@ const (
 	EntryCommandBatch EntryKind = 1
 	// EntryNodeMeta carries a store's record of a cluster member (its API URL).
 	EntryNodeMeta EntryKind = 2
+	// EntryToken carries a TokenOp: the token table is replicated beside the ledger,
+	// never through it.
+	EntryToken EntryKind = 3
 )
 
 func (k EntryKind) String() string {
@@ -26,6 +29,8 @@ func (k EntryKind) String() string {
 		return "command-batch"
 	case EntryNodeMeta:
 		return "node-meta"
+	case EntryToken:
+		return "token"
 	}
 	return fmt.Sprintf("kind-%d", uint8(k))
 }

@@ -26,6 +26,12 @@ const (
 	KindUnavailable
 	// KindTimeout means a bounded wait ran out (504).
 	KindTimeout
+	// KindUnauthenticated is a request without a valid token where one is needed (401).
+	KindUnauthenticated
+	// KindForbidden is a request whose token's role does not allow it (403).
+	KindForbidden
+	// KindTooMany is a request refused by a rate or concurrency limit; retry later (429).
+	KindTooMany
 )
 
 // Stable error codes. Clients branch on these, so they never change once released.
@@ -62,6 +68,13 @@ const (
 	CodeTooManyRequests      = "too_many_requests"
 	CodeStreamLagging        = "stream_lagging"
 	CodeInternal             = "internal"
+	CodeUnauthorized         = "unauthorized"
+	CodeForbiddenRole        = "forbidden_role"
+	CodeRateLimited          = "rate_limited"
+	CodeInvalidTokenName     = "invalid_token_name"
+	CodeInvalidRole          = "invalid_role"
+	CodeTokenExists          = "token_exists"
+	CodeTokenNotFound        = "token_not_found"
 )
 
 // Error is the domain's error: a kind, a stable code and a message safe to show a client.

@@ -214,3 +214,31 @@ var openAPI string
 
 // OpenAPI is the OpenAPI 3.0 document of the HTTP API, served at GET /openapi.json.
 func OpenAPI() []byte { return []byte(openAPI) }
+
+// TokenCreate is the body of POST /admin/tokens.
+type TokenCreate struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+}
+
+// Token describes an API token (never its secret).
+type Token struct {
+	Name      string     `json:"name"`
+	Role      string     `json:"role"`
+	CreatedAt time.Time  `json:"created_at"`
+	CreatedBy string     `json:"created_by"`
+	Revoked   bool       `json:"revoked"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	RevokedBy string     `json:"revoked_by,omitempty"`
+}
+
+// TokenCreated is the response to POST /admin/tokens: the only time the secret is shown.
+type TokenCreated struct {
+	Token
+	Secret string `json:"token"`
+}
+
+// Tokens is the response to GET /admin/tokens.
+type Tokens struct {
+	Tokens []Token `json:"tokens"`
+}

@@ -63,11 +63,12 @@ func TestSchemasMatchTypes(t *testing.T) {
 		t.Errorf("openapi = %q, want 3.0.x", doc.OpenAPI)
 	}
 	requests := map[string]any{"CreateAccount": CreateAccount{}, "Money": Money{}, "Transfer": Transfer{},
-		"BatchItem": BatchItem{}, "Batch": Batch{}, "JoinRequest": JoinRequest{}}
+		"BatchItem": BatchItem{}, "Batch": Batch{}, "JoinRequest": JoinRequest{}, "TokenCreate": TokenCreate{}}
 	responses := map[string]any{"EventRef": EventRef{}, "CommandResult": CommandResult{}, "BatchResult": BatchResult{},
 		"BatchResponse": BatchResponse{}, "Account": Account{}, "Accounts": Accounts{}, "Transaction": Transaction{},
 		"Transactions": Transactions{}, "Balance": Balance{}, "Events": Events{}, "Health": Health{}, "Ready": Ready{},
-		"JoinResponse": JoinResponse{}, "RemoveResponse": RemoveResponse{}, "ErrorBody": ErrorBody{}}
+		"JoinResponse": JoinResponse{}, "RemoveResponse": RemoveResponse{}, "ErrorBody": ErrorBody{},
+		"Token": Token{}, "TokenCreated": TokenCreated{}, "Tokens": Tokens{}}
 	check := func(name string, v any, response bool) {
 		s := doc.Components.Schemas[name]
 		if s == nil {

@@ -20,8 +20,9 @@ import (
 
 // Client talks to one node.
 type Client struct {
-	base string
-	http *http.Client
+	base  string
+	http  *http.Client
+	token string
 }
 
 // New returns a client of the node at baseURL (e.g. http://127.0.0.1:4000). A nil
@@ -31,6 +32,13 @@ func New(baseURL string, httpClient *http.Client) *Client {
 		httpClient = &http.Client{Timeout: 30 * time.Second}
 	}
 	return &Client{base: strings.TrimRight(baseURL, "/"), http: httpClient}
+}
+
+// WithToken returns a client that sends token as its bearer token on every request.
+func (c *Client) WithToken(token string) *Client {
+	cp := *c
+	cp.token = token
+	return &cp
 }
 
 // BaseURL is the node's base URL.
@@ -215,6 +223,9 @@ func (c *Client) Do(ctx context.Context, method, path string, body []byte, hdr h
 	}
 	for k, v := range hdr {
 		req.Header[k] = v
+	}
+	if c.token != "" && req.Header.Get("Authorization") == "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")

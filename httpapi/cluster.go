@@ -164,7 +164,7 @@ func (a *API) send(ctx context.Context, r *http.Request, body []byte, base strin
 	if err != nil {
 		return nil, err
 	}
-	for _, h := range []string{"Content-Type", "Idempotency-Key", "Last-Event-ID", "Accept"} {
+	for _, h := range []string{"Content-Type", "Idempotency-Key", "Last-Event-ID", "Accept", "Authorization"} {
 		if v := r.Header.Get(h); v != "" {
 			req.Header.Set(h, v)
 		}
@@ -230,7 +230,12 @@ func (a *API) consistent(w http.ResponseWriter, r *http.Request) bool {
 }
 
 func (a *API) mountCluster(r chi.Router) {
-	r.Get("/cluster", func(w http.ResponseWriter, r *http.Request) {
+	// /cluster/info is public like /ready: nodes read it from each other (to found a
+	// cluster and to show the overview) and it holds no ledger data.
+	r.Get("/cluster/info", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, a.cfg.Cluster.Info(r.Context()))
+	})
+	r.With(a.require(chronicle.RoleReader, false)).Get("/cluster", func(w http.ResponseWriter, r *http.Request) {
 		ov, err := a.cfg.Cluster.Overview(r.Context())
 		if err != nil {
 			writeError(w, err)
@@ -238,10 +243,8 @@ func (a *API) mountCluster(r chi.Router) {
 		}
 		writeJSON(w, http.StatusOK, ov)
 	})
-	r.Get("/cluster/info", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, a.cfg.Cluster.Info(r.Context()))
-	})
-	r.Post("/cluster/join", func(w http.ResponseWriter, r *http.Request) {
+	admin := r.With(a.require(chronicle.RoleAdmin, true))
+	admin.Post("/cluster/join", func(w http.ResponseWriter, r *http.Request) {
 		if !a.peerOnly(w, r) {
 			return
 		}
@@ -275,7 +278,7 @@ func (a *API) mountCluster(r chi.Router) {
 		}
 		writeJSON(w, http.StatusOK, api.JoinResponse{Success: true, NodeID: req.NodeID, Leader: a.cfg.Cluster.NodeID()})
 	})
-	r.Delete("/cluster/nodes/{id}", func(w http.ResponseWriter, r *http.Request) {
+	admin.Delete("/cluster/nodes/{id}", func(w http.ResponseWriter, r *http.Request) {
 		if !a.peerOnly(w, r) {
 			return
 		}

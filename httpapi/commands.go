@@ -255,6 +255,9 @@ func toResponse(res chronicle.Result) api.CommandResult {
 func stamp(r *http.Request, c *chronicle.Command) {
 	c.ID = chronicle.NewID()
 	c.RequestID = middleware.GetReqID(r.Context())
+	if p, ok := PrincipalFrom(r.Context()); ok {
+		c.CreatedBy = p.Name
+	}
 }
 
 func (a *API) command(t chronicle.CommandType) http.HandlerFunc {

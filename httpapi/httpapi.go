@@ -51,6 +51,17 @@ type Config struct {
 	// loopback names always included; empty accepts any Host. Others get 421
 	// forbidden_host (DNS rebinding), on every route but /health.
 	AllowedHosts []string
+	// Tokens is the token table requests are authenticated against (nil: every request
+	// is anonymous and may do anything, as on a loopback node without tokens).
+	Tokens chronicle.TokenStore
+	// AuthRequired refuses requests without a valid token even while the table is
+	// empty (a node given a bootstrap token). Once the table holds a token, tokens are
+	// required anyway.
+	AuthRequired bool
+	// RateLimit is how many requests per second one token may make, with bursts of
+	// RateBurst (0: unlimited). Beyond it, 429 rate_limited with Retry-After.
+	RateLimit float64
+	RateBurst int
 	// MaxBodyBytes bounds a request body (default 1 MiB).
 	MaxBodyBytes int64
 	// RequestTimeout bounds how long one command waits for its acknowledgement.
@@ -106,6 +117,8 @@ type API struct {
 	inflight chan struct{}
 	// maxAmount is cfg.MaxAmount parsed.
 	maxAmount *big.Rat
+	// auth judges tokens; nil when the node has no token table.
+	auth *authenticator
 }
 
 // StreamStats describes the event streams, for tests and status.
@@ -173,6 +186,9 @@ func New(cfg Config) *API {
 		hub:       newHub(cfg.Store, func() (<-chan struct{}, func()) { return cfg.Node.Changes() }, hubFrames),
 		inflight:  make(chan struct{}, cfg.MaxInflightCommands),
 		maxAmount: maxAmount}
+	if cfg.Tokens != nil {
+		a.auth = newAuthenticator(cfg.Tokens, cfg.AuthRequired, cfg.RateLimit, cfg.RateBurst, a.log)
+	}
 	r := chi.NewRouter()
 	r.Use(a.deadlines, middleware.RequestID, a.recoverer, a.logRequests, a.hostGuard, a.cors, a.browserGuard, a.servedBy)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
@@ -184,23 +200,31 @@ func New(cfg Config) *API {
 	r.Get("/health", a.health)
 	r.Get("/openapi.json", a.openAPI)
 	r.Get("/ready", a.ready)
+	// /health, /ready, /openapi.json and the dashboard's files are public: they hold no
+	// ledger data, and the dashboard must load to ask for a token.
 	if cfg.Role != RoleQuery {
 		r.Route("/commands", func(r chi.Router) {
-			r.Use(a.limitInflight)
+			r.Use(a.require(chronicle.RoleWriter, false), a.limitInflight)
 			r.Post("/create-account", a.command(chronicle.CmdCreateAccount))
 			r.Post("/deposit", a.command(chronicle.CmdDeposit))
 			r.Post("/withdraw", a.command(chronicle.CmdWithdraw))
 			r.Post("/transfer", a.command(chronicle.CmdTransfer))
 			r.Post("/batch", a.batch)
 		})
+		if cfg.Tokens != nil {
+			a.mountTokens(r)
+		}
 	}
 	if cfg.Role != RoleCommand {
-		r.Get("/accounts", a.listAccounts)
-		r.Get("/accounts/{id}", a.getAccount)
-		r.Get("/accounts/{id}/transactions", a.transactions)
-		r.Get("/accounts/{id}/balance-at", a.balanceAt)
-		r.Get("/events", a.events)
-		r.Get("/events/stream", a.stream)
+		r.Group(func(r chi.Router) {
+			r.Use(a.require(chronicle.RoleReader, false))
+			r.Get("/accounts", a.listAccounts)
+			r.Get("/accounts/{id}", a.getAccount)
+			r.Get("/accounts/{id}/transactions", a.transactions)
+			r.Get("/accounts/{id}/balance-at", a.balanceAt)
+			r.Get("/events", a.events)
+			r.Get("/events/stream", a.stream)
+		})
 	}
 	if cfg.Cluster != nil {
 		a.mountCluster(r)
@@ -282,6 +306,12 @@ func httpStatus(k chronicle.Kind) int {
 		return http.StatusServiceUnavailable
 	case chronicle.KindTimeout:
 		return http.StatusGatewayTimeout
+	case chronicle.KindUnauthenticated:
+		return http.StatusUnauthorized
+	case chronicle.KindForbidden:
+		return http.StatusForbidden
+	case chronicle.KindTooMany:
+		return http.StatusTooManyRequests
 	default:
 		return http.StatusInternalServerError
 	}
@@ -346,10 +376,10 @@ func (a *API) cors(next http.Handler) http.Handler {
 			h := w.Header()
 			h.Set("Access-Control-Allow-Origin", origin)
 			h.Add("Vary", "Origin")
-			h.Set("Access-Control-Expose-Headers", "X-Request-Id, X-Chronicle-Position, X-Chronicle-Leader")
+			h.Set("Access-Control-Expose-Headers", "X-Request-Id, X-Chronicle-Position, X-Chronicle-Leader, Retry-After, WWW-Authenticate")
 			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 				h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
-				h.Set("Access-Control-Allow-Headers", "Content-Type, Idempotency-Key, X-Request-Id, Last-Event-ID")
+				h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization, Idempotency-Key, X-Request-Id, Last-Event-ID")
 				h.Set("Access-Control-Max-Age", "600")
 				w.WriteHeader(http.StatusNoContent)
 				return

@@ -192,6 +192,9 @@ func (n *Node) tryJoin(ctx context.Context, peers []string) error {
 			return err
 		}
 		req.Header.Set("Content-Type", "application/json")
+		if n.bootSecret != "" {
+			req.Header.Set("Authorization", "Bearer "+n.bootSecret)
+		}
 		resp, err := n.peers.Do(req)
 		cancel()
 		if err != nil {

@@ -97,6 +97,16 @@ type Config struct {
 	// each write of an event stream). 0: the httpapi defaults.
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
+	// BootstrapTokenFile holds the first admin token (made there when the file does not
+	// exist). The node then requires tokens, and a cluster it founds starts with that
+	// token; on a cluster that ever had a token it only turns authentication on.
+	BootstrapTokenFile string
+	// Insecure lets a node with listeners other machines can reach run without
+	// authentication (protected mode refuses otherwise).
+	Insecure bool
+	// RateLimit and RateBurst bound requests per second per token (0: unlimited).
+	RateLimit float64
+	RateBurst int
 	// Cluster security: mutual TLS against a cluster CA. All three or none. With them,
 	// Raft runs over TLS 1.3 requiring a CA-signed peer certificate, the API serves
 	// HTTPS with the same certificate (client certificates asked for, not required),
@@ -158,6 +168,9 @@ type Node struct {
 	srv    *http.Server
 	peers  *http.Client
 	tls    *pki.Peer // nil: plain HTTP and TCP
+	// bootSecret is the bootstrap admin token ("" without one); the node also presents
+	// it on its own calls to peers (to join a cluster without a client certificate).
+	bootSecret string
 }
 
 // New opens the node's store and binds its HTTP listener; Run serves.
@@ -174,6 +187,11 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID)}
 	if n.tls, err = loadTLS(cfg); err != nil {
 		return nil, err
+	}
+	if cfg.BootstrapTokenFile != "" {
+		if n.bootSecret, err = bootstrapSecret(cfg.BootstrapTokenFile, n.log); err != nil {
+			return nil, err
+		}
 	}
 	switch cfg.Store {
 	case StoreRaft:
@@ -195,6 +213,13 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: open store: %w", err)
 	}
 	n.store, n.events = store, store
+	if err := checkProtected(cfg, func() (bool, error) {
+		list, err := store.Tokens(ctx)
+		return len(list) > 0, err
+	}); err != nil {
+		_ = store.Close()
+		return nil, err
+	}
 	view, err := openView(ctx, cfg)
 	if err != nil {
 		_ = store.Close()
@@ -212,7 +237,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if n.tls != nil {
 		n.peers.Transport = &http.Transport{TLSClientConfig: n.tls.HTTPClient(), IdleConnTimeout: time.Minute}
 	}
-	n.api = httpapi.New(n.apiConfig(httpapi.Config{Store: store, Reads: view, Node: n, Cluster: n}))
+	n.api = httpapi.New(n.apiConfig(httpapi.Config{Store: store, Tokens: store, Reads: view, Node: n, Cluster: n}))
 	ln, err := n.listen()
 	if err != nil {
 		_ = n.bus.Close()
@@ -272,6 +297,7 @@ func (n *Node) apiConfig(c httpapi.Config) httpapi.Config {
 	if n.tls != nil {
 		c.PeerTLS = n.tls.HTTPClient()
 	}
+	c.AuthRequired, c.RateLimit, c.RateBurst = cfg.BootstrapTokenFile != "", cfg.RateLimit, cfg.RateBurst
 	return c
 }
 
@@ -379,8 +405,16 @@ func (n *Node) Run(ctx context.Context) error {
 	go func() {
 		defer close(clusterDone)
 		if n.store != nil {
+			bootDone := make(chan struct{})
+			go func() {
+				defer close(bootDone)
+				n.bootstrapToken(projCtx, n.store, n.store.IsLeader)
+			}()
 			n.form(projCtx)
 			n.leadership(projCtx)
+			<-bootDone
+		} else {
+			n.bootstrapToken(projCtx, n.sql, n.sql.open)
 		}
 	}()
 	if n.store != nil {

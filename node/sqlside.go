@@ -265,6 +265,9 @@ var (
 // model with its own projector and serves reads, and "all" does both.
 func newSQL(ctx context.Context, n *Node) (*Node, error) {
 	cfg := n.cfg
+	if err := checkProtected(cfg, nil); err != nil {
+		return nil, err
+	}
 	if cfg.EventStoreURL == "" {
 		return nil, errors.New("node: --store sql needs --event-store (a postgres:// URL of CockroachDB or PostgreSQL)")
 	}
@@ -296,7 +299,7 @@ func newSQL(ctx context.Context, n *Node) (*Node, error) {
 	if view != nil {
 		reads = view
 	}
-	n.api = httpapi.New(n.apiConfig(httpapi.Config{Store: n.sql, Reads: reads, Node: n}))
+	n.api = httpapi.New(n.apiConfig(httpapi.Config{Store: n.sql, Tokens: n.sql, Reads: reads, Node: n}))
 	ln, err := n.listen()
 	if err != nil {
 		_ = n.bus.Close()
@@ -337,4 +340,29 @@ func (s *sqlSide) holdLease(ctx context.Context, name string, held *atomic.Bool)
 		case <-time.After(wait):
 		}
 	}
+}
+
+// open reports whether the store has been opened.
+func (s *sqlSide) open() bool { return s.st.Load() != nil }
+
+// ApplyToken implements chronicle.TokenStore on the SQL store once it is open.
+func (s *sqlSide) ApplyToken(ctx context.Context, op chronicle.TokenOp) (chronicle.Token, error) {
+	st, err := s.store()
+	if err != nil {
+		return chronicle.Token{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.callTimeout)
+	defer cancel()
+	return st.ApplyToken(ctx, op)
+}
+
+// Tokens implements chronicle.TokenStore on the SQL store once it is open.
+func (s *sqlSide) Tokens(ctx context.Context) ([]chronicle.Token, error) {
+	st, err := s.store()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.callTimeout)
+	defer cancel()
+	return st.Tokens(ctx)
 }

@@ -186,3 +186,37 @@ func TestTLSConfigRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestTLSMembershipPeerOrAdminToken: with tokens and cluster TLS, a membership change
+// needs a verified peer certificate or an admin token: an anonymous caller and a reader
+// token are refused; an admin token without a certificate, and a node certificate
+// without a token, get through to the membership check (n9 is not a member: 404).
+func TestTLSMembershipPeerOrAdminToken(t *testing.T) {
+	certs := pkitest.Write(t, "n1")
+	file := filepath.Join(t.TempDir(), "token")
+	n := nodetest.Start(t, nodetest.WithTLS(certs), withBootstrapToken(file))
+	admin := n.Client.WithToken(readSecret(t, file))
+	waitToken(t, admin) // the leader creates the bootstrap token once it leads
+	ctx := ctxT(t)
+	reader, err := admin.CreateToken(ctx, "viewer", "reader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitToken(t, n.Client.WithToken(reader.Secret))
+	peer := tlsClient(t, certs, n.URL(), "n1")
+	for _, c := range []struct {
+		who  string
+		c    *client.Client
+		want int
+	}{
+		{"anonymous", n.Client, http.StatusUnauthorized},
+		{"reader token", n.Client.WithToken(reader.Secret), http.StatusForbidden},
+		{"admin token", admin, http.StatusNotFound},
+		{"node certificate", peer, http.StatusNotFound},
+	} {
+		code, errCode := status(t, c.c, http.MethodDelete, "/cluster/nodes/n9", "")
+		if code != c.want {
+			t.Errorf("%s: DELETE /cluster/nodes/n9: %d %s, want %d", c.who, code, errCode, c.want)
+		}
+	}
+}

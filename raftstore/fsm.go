@@ -40,7 +40,11 @@ var (
 // applyResponse is what a raft.ApplyFuture returns for one command entry.
 type applyResponse struct {
 	results []chronicle.Result
-	err     error
+	// token is the token record after an EntryToken; tokenErr a refusal of its operation
+	// (a business error, not a failure of the state machine).
+	token    chronicle.Token
+	tokenErr error
+	err      error
 }
 
 func (f *fsm) failed() error {
@@ -112,6 +116,13 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			}
 			resp[i] = applyResponse{}
 			continue
+		case chronicle.EntryToken:
+			r, err := applyToken(b, payload)
+			if err != nil {
+				return f.fail(resp, fmt.Errorf("entry %d: %w", l.Index, err))
+			}
+			resp[i] = r
+			continue
 		default:
 			return f.fail(resp, fmt.Errorf("entry %d: unknown entry kind %v (written by a newer build?)", l.Index, kind))
 		}
@@ -162,6 +173,54 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		f.onApply(head, last, appended)
 	}
 	return resp
+}
+
+// applyToken applies a TokenOp entry to the token table in b. A refused operation (a
+// name in use, say) is answered to its proposer and changes nothing; only an entry that
+// does not decode or a failed read stops the state machine.
+func applyToken(b *pebble.Batch, payload []byte) (applyResponse, error) {
+	var op chronicle.TokenOp
+	if err := op.UnmarshalBinary(payload); err != nil {
+		return applyResponse{}, err
+	}
+	var existing chronicle.Token
+	found, err := pebbleutil.GetBinary(b, tokenKey(op.Name), &existing)
+	if err != nil {
+		return applyResponse{}, fmt.Errorf("read token %q: %w", op.Name, err)
+	}
+	anyExists := found
+	if !found && op.IfNone {
+		if anyExists, err = anyKey(b, prefixToken); err != nil {
+			return applyResponse{}, fmt.Errorf("read tokens: %w", err)
+		}
+	}
+	t, write, err := chronicle.ApplyTokenOp(op, existing, found, anyExists)
+	if err != nil {
+		return applyResponse{tokenErr: err}, nil
+	}
+	if write {
+		data, err := t.MarshalBinary()
+		if err != nil {
+			return applyResponse{}, err
+		}
+		if err := b.Set(tokenKey(t.Name), data, nil); err != nil {
+			return applyResponse{}, err
+		}
+	}
+	return applyResponse{token: t}, nil
+}
+
+// anyKey reports whether r holds a key with the one-byte prefix p.
+func anyKey(r pebble.Reader, p byte) (bool, error) {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte{p}, UpperBound: []byte{p + 1}})
+	if err != nil {
+		return false, err
+	}
+	found := it.First()
+	if err := it.Close(); err != nil {
+		return false, err
+	}
+	return found, nil
 }
 
 func (f *fsm) fail(resp []any, err error) []any {

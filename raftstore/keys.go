@@ -21,6 +21,7 @@ const (
 	prefixIdemExpiry  = 'x' // x | commit time | key   -> (empty)
 	prefixMeta        = 'm' // m | name                -> head (binary) or applied index (u64)
 	prefixNode        = 'n' // n | node id             -> NodeMeta (binary)
+	prefixToken       = 'k' // k | token name          -> Token (binary; the secret's hash, never the secret)
 	metaApplied       = "applied"
 	metaHead          = "head"
 	maxPurgePerCommit = 1024
@@ -81,3 +82,6 @@ func idemExpiryKey(t time.Time, key string) []byte {
 }
 func metaKey(name string) []byte { return join([]byte{prefixMeta}, []byte(name)) }
 func nodeKey(id string) []byte   { return join([]byte{prefixNode}, []byte(id)) }
+func tokenKey(name string) []byte {
+	return join([]byte{prefixToken}, []byte(name))
+}

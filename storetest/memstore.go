@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -26,13 +27,18 @@ type memBacking struct {
 	streams map[string][]int
 	// failed is set when Apply reported a broken invariant: a store must stop, not go on.
 	failed error
+	// tokens is the token table, by name.
+	tokens map[string]chronicle.Token
 }
 
-var _ chronicle.EventStore = (*MemStore)(nil)
+var (
+	_ chronicle.EventStore = (*MemStore)(nil)
+	_ chronicle.TokenStore = (*MemStore)(nil)
+)
 
 // NewMemStore returns a store on a fresh, empty ledger.
 func NewMemStore() *MemStore {
-	return &MemStore{b: &memBacking{st: chronicle.NewMemState(), streams: map[string][]int{}}}
+	return &MemStore{b: &memBacking{st: chronicle.NewMemState(), streams: map[string][]int{}, tokens: map[string]chronicle.Token{}}}
 }
 
 // Attach returns another store on the same memory: what a restart keeping its memory, or
@@ -170,4 +176,30 @@ func cloneEvents(evs []chronicle.Event) []chronicle.Event {
 		out[i] = cloneEvent(e)
 	}
 	return out
+}
+
+// ApplyToken implements chronicle.TokenStore.
+func (s *MemStore) ApplyToken(ctx context.Context, op chronicle.TokenOp) (chronicle.Token, error) {
+	b := s.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	existing, found := b.tokens[op.Name]
+	t, write, err := chronicle.ApplyTokenOp(op, existing, found, len(b.tokens) > 0)
+	if err != nil {
+		return chronicle.Token{}, err
+	}
+	if write {
+		b.tokens[t.Name] = t
+	}
+	return t, nil
+}
+
+// Tokens implements chronicle.TokenStore.
+func (s *MemStore) Tokens(ctx context.Context) ([]chronicle.Token, error) {
+	b := s.b
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	out := slices.Collect(maps.Values(b.tokens))
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
 }

@@ -51,6 +51,7 @@ func Run(t *testing.T, h Harness) {
 		{"HashChainAndQueries", testHashChain},
 		{"BalanceAtRandomInstants", testBalanceAt},
 		{"Restart", testRestart},
+		{"Tokens", testTokens},
 	} {
 		t.Run(st.name, func(t *testing.T) {
 			t.Parallel()

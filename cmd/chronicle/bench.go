@@ -33,6 +33,7 @@ type benchConfig struct {
 	amount      string
 	prefix      string
 	tls         *clientTLS
+	token       *tokenFlags
 }
 
 // benchFinalTimeout bounds the conservation check, which also runs after an interrupt.
@@ -51,7 +52,11 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tr.MaxIdleConns = 0 // no global cap; the per-host one below is what matters
 	tr.MaxIdleConnsPerHost = cfg.concurrency + 4
 	defer tr.CloseIdleConnections()
-	c := client.New(cfg.url, &http.Client{Transport: tr, Timeout: 30 * time.Second})
+	secret, err := cfg.token.secret()
+	if err != nil {
+		return err
+	}
+	c := client.New(cfg.url, &http.Client{Transport: tr, Timeout: 30 * time.Second}).WithToken(secret)
 
 	if err := c.Ready(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -109,6 +114,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	var currency string
 	fs := flag.NewFlagSet("chronicle bench", flag.ContinueOnError)
 	fs.StringVar(&cfg.url, "url", "http://127.0.0.1:4000", "base URL of the node to load")
+	cfg.token = addTokenFlags(fs)
 	fs.IntVar(&cfg.concurrency, "concurrency", 16, "number of concurrent workers, each with one request in flight")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long to send transfers")
 	fs.IntVar(&cfg.accounts, "accounts", 1000, "number of accounts to transfer between")

@@ -68,6 +68,7 @@ type clusterOverview struct {
 func newClusterStatusFlags() (fs *flag.FlagSet, nodeURL *string, asJSON *bool, tlsOpts *clientTLS) {
 	fs = flag.NewFlagSet("chronicle cluster status", flag.ContinueOnError)
 	nodeURL = fs.String("url", defaultClusterURL, "API URL of any cluster member")
+	addTokenFlags(fs)
 	asJSON = fs.Bool("json", false, "print GET /cluster's JSON as is")
 	tlsOpts = addClientTLSFlags(fs, false)
 	fs.Usage = func() {
@@ -83,7 +84,7 @@ func clusterStatus(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	var raw json.RawMessage
-	if err := clusterDo(ctx, tlsOpts, *nodeURL, http.MethodGet, "/cluster", nil, &raw); err != nil {
+	if err := clusterDo(ctx, fs, tlsOpts, *nodeURL, http.MethodGet, "/cluster", nil, &raw); err != nil {
 		return fmt.Errorf("cluster status: %w", err)
 	}
 	if *asJSON {
@@ -182,6 +183,7 @@ func lastContact(s, role string) string {
 func clusterJoin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("chronicle cluster join", flag.ContinueOnError)
 	nodeURL := fs.String("url", defaultClusterURL, "API URL of any cluster member (it forwards to the leader)")
+	addTokenFlags(fs)
 	id := fs.String("node-id", "", "id of the node to admit (required)")
 	raftAddr := fs.String("raft-addr", "", "host:port of the new node's Raft transport (required)")
 	apiURL := fs.String("api-url", "", "the new node's API URL, so other nodes can reach and forward to it")
@@ -220,7 +222,7 @@ func clusterJoin(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		NodeID string `json:"node_id"`
 		Leader string `json:"leader"`
 	}
-	if err := clusterDo(ctx, tlsOpts, *nodeURL, http.MethodPost, "/cluster/join", body, &res); err != nil {
+	if err := clusterDo(ctx, fs, tlsOpts, *nodeURL, http.MethodPost, "/cluster/join", body, &res); err != nil {
 		return fmt.Errorf("cluster join %s: %w", *id, err)
 	}
 	fmt.Fprintf(stdout, "node %s joined the cluster (raft %s", *id, *raftAddr)
@@ -234,6 +236,7 @@ func clusterJoin(ctx context.Context, args []string, stdout, stderr io.Writer) e
 func clusterRemove(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("chronicle cluster remove", flag.ContinueOnError)
 	nodeURL := fs.String("url", defaultClusterURL, "API URL of any cluster member (it forwards to the leader)")
+	addTokenFlags(fs)
 	idFlag := fs.String("node-id", "", "id of the node to remove (or give it as the argument)")
 	tlsOpts := addClientTLSFlags(fs, true)
 	fs.Usage = func() {
@@ -267,7 +270,7 @@ func clusterRemove(ctx context.Context, args []string, stdout, stderr io.Writer)
 	var res struct {
 		Removed string `json:"removed"`
 	}
-	if err := clusterDo(ctx, tlsOpts, *nodeURL, http.MethodDelete, "/cluster/nodes/"+url.PathEscape(id), nil, &res); err != nil {
+	if err := clusterDo(ctx, fs, tlsOpts, *nodeURL, http.MethodDelete, "/cluster/nodes/"+url.PathEscape(id), nil, &res); err != nil {
 		return fmt.Errorf("cluster remove %s: %w", id, err)
 	}
 	fmt.Fprintf(stdout, "node %s removed from the cluster\n", id)
@@ -307,18 +310,23 @@ func splitPositional(fs *flag.FlagSet, args []string) (flags, pos []string) {
 	return flags, pos
 }
 
-// clusterDo sends one request to the node at base and turns failures into messages that
-// say which node answered what.
-func clusterDo(ctx context.Context, tlsOpts *clientTLS, base, method, path string, body []byte, out any) error {
+// clusterDo sends one request to the node at base, with the token fs's token flags name
+// over TLS as tlsOpts say, and turns failures into messages that say which node
+// answered what.
+func clusterDo(ctx context.Context, fs *flag.FlagSet, tlsOpts *clientTLS, base, method, path string, body []byte, out any) error {
 	base = strings.TrimRight(base, "/")
 	if u, err := url.Parse(base); err != nil || u.Scheme == "" || u.Host == "" {
 		return fmt.Errorf("--url %q: want a node's API URL such as %s", base, defaultClusterURL)
+	}
+	secret, err := flagSecret(fs)
+	if err != nil {
+		return err
 	}
 	hc, err := tlsOpts.client(30 * time.Second)
 	if err != nil {
 		return err
 	}
-	c := client.New(base, hc)
+	c := client.New(base, hc).WithToken(secret)
 	_, err = c.Do(ctx, method, path, body, nil, out)
 	var apiErr *client.APIError
 	switch {

@@ -20,6 +20,8 @@ Usage:
                              keep a PostgreSQL read model current from a node's log
   chronicle cluster status|join|remove [flags]
                              show a cluster's members and roles; admit or remove a node
+  chronicle token create|list|revoke [flags]
+                             manage API tokens (admin)
   chronicle certs ca|node|cluster [flags]
                              make a cluster CA and node certificates for --tls-ca/--tls-cert/--tls-key
   chronicle health [flags]   exit 0 when a node is ready (GET /ready), else 1: for health checks
@@ -51,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = projectorCmd(ctx, args[1:], stdout, stderr)
 	case "cluster":
 		err = clusterCmd(ctx, args[1:], stdout, stderr)
+	case "token":
+		err = tokenCmd(ctx, args[1:], stdout, stderr)
 	case "health":
 		err = health(ctx, args[1:], stdout, stderr)
 	case "certs":

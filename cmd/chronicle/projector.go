@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/chronicle-ledger/chronicle/client"
 	"github.com/chronicle-ledger/chronicle/projector"
 	"github.com/chronicle-ledger/chronicle/sqlstore"
 )
@@ -24,6 +23,7 @@ func projectorCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	fs := flag.NewFlagSet("chronicle projector", flag.ContinueOnError)
 	from := fs.String("from", "http://127.0.0.1:4000", "node whose event log to read")
+	tf := addTokenFlags(fs)
 	eventStore := fs.String("event-store", "", "read the log straight from this SQL event store (postgres://...) instead of --from")
 	readModel := fs.String("read-model", "", "PostgreSQL read model to maintain (postgres://...)")
 	natsURL := fs.String("nats-url", "", "NATS server whose event subjects wake the projector (optional)")
@@ -53,11 +53,12 @@ func projectorCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer view.Close()
-	hc, err := tlsOpts.client(30 * time.Second)
+	tf.tls = tlsOpts
+	c, err := tf.client(*from)
 	if err != nil {
 		return err
 	}
-	var src projector.Source = client.New(*from, hc).Log()
+	var src projector.Source = c.Log()
 	if *eventStore != "" {
 		st, err := sqlstore.Open(ctx, sqlstore.Config{URL: *eventStore, Logger: logger})
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"runtime/debug"
@@ -67,6 +68,11 @@ func newServeFlags() (*flag.FlagSet, *serveOptions) {
 	fs.IntVar(&cfg.MaxInflightCommands, "max-inflight-commands", httpapi.DefaultMaxInflightCommands, "command requests executing at once on this node; beyond it 429")
 	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", httpapi.DefaultBodyReadTimeout, "time a client has to send a request body")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", httpapi.DefaultWriteTimeout, "time to write a response, and each write of an event stream")
+	// Authentication (see README "Security").
+	fs.StringVar(&cfg.BootstrapTokenFile, "bootstrap-token-file", "", "file holding the first admin API token (one is generated there if the file does not exist); turns authentication on")
+	fs.BoolVar(&cfg.Insecure, "insecure", false, "allow listeners other machines can reach without authentication (protected mode refuses to start otherwise)")
+	fs.Float64Var(&cfg.RateLimit, "rate-limit", 0, "requests per second one API token may make (0: unlimited); beyond it 429 with Retry-After")
+	fs.IntVar(&cfg.RateBurst, "rate-burst", 0, "requests one API token may make at once above --rate-limit (default: one second's worth)")
 	// Cluster security (TLS): all three or none; chronicle certs makes them.
 	fs.StringVar(&cfg.TLSCAFile, "tls-ca", "", "cluster CA certificate (PEM): with --tls-cert and --tls-key, Raft runs over mutual TLS, the API serves HTTPS, and membership changes need a certificate of this CA")
 	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "this node's certificate (PEM), signed by --tls-ca, for Raft, the HTTPS API and calls to peers")
@@ -93,6 +99,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg.Logger = logger
+	if cfg.RateLimit > 0 && cfg.RateBurst <= 0 {
+		cfg.RateBurst = max(1, int(cfg.RateLimit))
+	}
+	// Profiles show memory and code paths: never to other machines without the operator
+	// saying so.
+	if pprofAddr != "" && !loopbackListen(pprofAddr) && !cfg.Insecure {
+		return fmt.Errorf("--pprof-addr %s can be reached from other machines and has no authentication; bind it to loopback or pass --insecure", pprofAddr)
+	}
 	n, err := node.New(ctx, cfg)
 	if err != nil {
 		return err
@@ -143,4 +157,14 @@ func servePprof(ctx context.Context, addr string, log *slog.Logger) {
 	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
 		log.Warn("pprof server", "err", err)
 	}
+}
+
+// loopbackListen reports whether a listen address (host:port) is on loopback only.
+func loopbackListen(addr string) bool {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(h)
+	return strings.EqualFold(h, "localhost") || ip != nil && ip.IsLoopback()
 }

@@ -32,6 +32,7 @@ type viewReader interface {
 func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("chronicle verify", flag.ContinueOnError)
 	nodeURL := fs.String("url", "http://127.0.0.1:4000", "node whose log (and view) to verify")
+	tf := addTokenFlags(fs)
 	readModel := fs.String("read-model", "", "also verify this PostgreSQL read model (postgres://...)")
 	eventStore := fs.String("event-store", "", "read the log straight from this SQL event store's events table (postgres://...); the node at --url is then checked only when --url is given")
 	wait := fs.Duration("wait", 30*time.Second, "how long a view may take to reach the log's head")
@@ -45,11 +46,11 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	urlGiven := false
 	fs.Visit(func(f *flag.Flag) { urlGiven = urlGiven || f.Name == "url" })
-	hc, err := tlsOpts.client(30 * time.Second)
+	tf.tls = tlsOpts
+	c, err := tf.client(*nodeURL)
 	if err != nil {
 		return err
 	}
-	c := client.New(*nodeURL, hc)
 	rep := &report{w: stdout}
 	var events []chronicle.Event
 	if *eventStore != "" {
