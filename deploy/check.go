@@ -127,6 +127,15 @@ type node struct {
 	// publishes from, or an embedded Pebble read model.
 	stateful bool
 	sql      *sqlProcess // nil for a Raft node
+	// tlsFiles are --tls-ca, --tls-cert and --tls-key when the node runs cluster TLS.
+	tlsFiles []string
+}
+
+// certsRun is a `chronicle certs cluster` service: where it writes and for which nodes.
+type certsRun struct {
+	service string
+	out     string
+	nodes   map[string][]string // node name: hosts
 }
 
 // sqlProcess is what a `chronicle serve --store sql` command line says about the process.
@@ -216,7 +225,46 @@ func checkServe(inv *invocation) (*node, []error) {
 	if httpPort != 0 && httpPort == raftPort {
 		errs = append(errs, fmt.Errorf("--http-addr and --raft-addr share port %d", httpPort))
 	}
+	errs = append(errs, checkServeTLS(inv, n)...)
 	return n, errs
+}
+
+// tlsFlags are the cluster TLS flags, all three or none.
+var tlsFlags = []string{"tls-ca", "tls-cert", "tls-key"}
+
+// checkServeTLS checks the TLS flags of a Raft node and that its URLs say https exactly
+// when it serves HTTPS.
+func checkServeTLS(inv *invocation, n *node) []error {
+	var errs []error
+	var files []string
+	for _, name := range tlsFlags {
+		if v := inv.get(name); v != "" {
+			files = append(files, v)
+			if !path.IsAbs(v) {
+				errs = append(errs, fmt.Errorf("--%s %q: want an absolute path on a volume", name, v))
+			}
+		}
+	}
+	switch len(files) {
+	case 0:
+	case len(tlsFlags):
+		n.tlsFiles = files
+	default:
+		return append(errs, errors.New("--tls-ca, --tls-cert and --tls-key go together: the node refuses to start with only some"))
+	}
+	want := "http"
+	if n.tlsFiles != nil {
+		want = "https"
+	}
+	if u, err := url.Parse(n.advertise); err == nil && n.advertise != "" && u.Scheme != want {
+		errs = append(errs, fmt.Errorf("--advertise-url %s: the node serves %s", n.advertise, want))
+	}
+	for _, j := range n.join {
+		if u, err := url.Parse(j); err == nil && u.Scheme != want {
+			errs = append(errs, fmt.Errorf("--join %s: with%s cluster TLS the nodes serve %s", j, map[bool]string{true: "", false: "out"}[want == "https"], want))
+		}
+	}
+	return errs
 }
 
 // checkSQLServe checks a process of the SQL topology (--store sql): it keeps no Raft
@@ -320,8 +368,16 @@ func checkHealth(b Binary, args []string, env environment, n *node) error {
 		return fmt.Errorf("health check: %w", err)
 	}
 	u, err := url.Parse(inv.get("url"))
-	if err != nil || u.Scheme != "http" {
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		return fmt.Errorf("health check --url %q: want http://127.0.0.1:PORT", inv.get("url"))
+	}
+	switch {
+	case n != nil && n.tlsFiles != nil && u.Scheme != "https":
+		return fmt.Errorf("health check --url %s: the node serves HTTPS (--tls-cert); check https://127.0.0.1:%d with --cacert", u, n.httpPort)
+	case n != nil && n.tlsFiles == nil && u.Scheme == "https":
+		return fmt.Errorf("health check --url %s: the node serves plain HTTP", u)
+	case u.Scheme == "https" && inv.get("cacert") == "":
+		return fmt.Errorf("health check --url %s without --cacert: the node's certificate is signed by the cluster CA, which the image does not trust", u)
 	}
 	if !isLoopback(u.Hostname()) {
 		return fmt.Errorf("health check --url %s: check the node in its own container (127.0.0.1)", u)
@@ -404,6 +460,7 @@ func CheckCompose(data []byte, b Binary) error {
 	}
 
 	nodes := map[string]*node{}
+	var certs []certsRun
 	for _, name := range sortedKeys(f.Services) {
 		s := f.Services[name]
 		for _, err := range checkService(b, f, s) {
@@ -418,6 +475,14 @@ func CheckCompose(data []byte, b Binary) error {
 			continue
 		}
 		hc := s.Healthcheck
+		if inv.command == "certs cluster" {
+			run, err := checkCertsRun(name, s, inv)
+			if err != nil {
+				fail(name, err)
+			} else {
+				certs = append(certs, run)
+			}
+		}
 		if inv.command != "serve" {
 			if hc != nil && !hc.Disable {
 				if err := checkHealthTest(b, hc.Test, s.Environment, nil); err != nil {
@@ -451,6 +516,7 @@ func CheckCompose(data []byte, b Binary) error {
 
 	errs = append(errs, checkHostPorts(f)...)
 	errs = append(errs, checkCluster(f, nodes, names)...)
+	errs = append(errs, checkTLS(f, nodes, certs)...)
 	errs = append(errs, checkSQLTopology(f, nodes, names)...)
 	return errors.Join(errs...)
 }
@@ -687,4 +753,84 @@ func dependsOnTransitively(f *composeFile, from, target string) bool {
 		}
 	}
 	return false
+}
+
+// checkCertsRun reads a `chronicle certs cluster` service: it must write to a volume it
+// mounts read-write.
+func checkCertsRun(name string, s *service, inv *invocation) (certsRun, error) {
+	run := certsRun{service: name, out: inv.get("out"), nodes: map[string][]string{}}
+	if m, ok := mountOf(s, run.out); !ok || m.Source == "" || m.ReadOnly {
+		return run, fmt.Errorf("chronicle certs --out %q: want a directory on a named volume mounted read-write, which the nodes mount too", run.out)
+	}
+	for _, spec := range strings.Fields(inv.get("node")) {
+		n, hosts, _ := strings.Cut(spec, "=")
+		run.nodes[n] = strings.Split(hosts, ",")
+	}
+	return run, nil
+}
+
+// mountOf is the mount of s that holds path.
+func mountOf(s *service, p string) (mount, bool) {
+	for _, m := range s.Volumes {
+		if m.Target != "" && within(p, m.Target) {
+			return m, true
+		}
+	}
+	return mount{}, false
+}
+
+// checkTLS checks cluster TLS across services: every cluster member runs it; its files
+// are on a volume; when a certs service in the file makes them, the node waits for it
+// to complete and its certificate lists the names the node is reached by.
+func checkTLS(f *composeFile, nodes map[string]*node, certs []certsRun) []error {
+	var errs []error
+	for _, name := range sortedKeys(nodes) {
+		n := nodes[name]
+		fail := func(err error) { errs = append(errs, fmt.Errorf("service %s: %w", name, err)) }
+		if n.sql != nil {
+			continue
+		}
+		if n.tlsFiles == nil {
+			if n.clustering {
+				fail(errors.New("a cluster member needs --tls-ca, --tls-cert and --tls-key: without them anyone who reaches its Raft port can append to the log, and anyone who reaches its API can change the membership"))
+			}
+			continue
+		}
+		s := f.Services[name]
+		for i, file := range n.tlsFiles {
+			m, ok := mountOf(s, file)
+			if !ok || m.Source == "" {
+				fail(fmt.Errorf("--%s %s is on no volume this service mounts", tlsFlags[i], file))
+				continue
+			}
+			for _, run := range certs {
+				om, _ := mountOf(f.Services[run.service], run.out)
+				if om.Source != m.Source {
+					continue
+				}
+				if f.Services[name].DependsOn[run.service] != "service_completed_successfully" {
+					fail(fmt.Errorf("--%s %s is made by %s: depend on it with condition service_completed_successfully", tlsFlags[i], file, run.service))
+				}
+				if tlsFlags[i] != "tls-cert" {
+					continue
+				}
+				certName := strings.TrimSuffix(path.Base(file), ".crt")
+				hosts, ok := run.nodes[certName]
+				if !ok {
+					fail(fmt.Errorf("--tls-cert %s: %s makes no certificate %s (its --node flags)", file, run.service, certName))
+					continue
+				}
+				want := []string{"127.0.0.1"} // the health check's
+				if u, err := url.Parse(n.advertise); err == nil && u.Hostname() != "" {
+					want = append(want, u.Hostname()) // peers verify it when they call this node
+				}
+				for _, h := range want {
+					if !slices.Contains(hosts, h) {
+						fail(fmt.Errorf("--tls-cert %s: %s's certificate %s does not list host %s", file, run.service, certName, h))
+					}
+				}
+			}
+		}
+	}
+	return errs
 }

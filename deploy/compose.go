@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -312,9 +313,10 @@ func portNumber(s string) (int, error) {
 
 // mount is one of a service's volumes: short syntax "source:target[:mode]" or long.
 type mount struct {
-	Type   string // volume or bind
-	Source string
-	Target string
+	Type     string // volume or bind
+	Source   string
+	Target   string
+	ReadOnly bool
 }
 
 func (m *mount) UnmarshalYAML(n *yaml.Node) error {
@@ -328,7 +330,7 @@ func (m *mount) UnmarshalYAML(n *yaml.Node) error {
 		if err := decodeStrict(n, &l); err != nil {
 			return err
 		}
-		*m = mount{Type: l.Type, Source: l.Source, Target: l.Target}
+		*m = mount{Type: l.Type, Source: l.Source, Target: l.Target, ReadOnly: l.ReadOnly}
 		return nil
 	}
 	if n.Kind != yaml.ScalarNode {
@@ -339,7 +341,7 @@ func (m *mount) UnmarshalYAML(n *yaml.Node) error {
 	case 1:
 		*m = mount{Type: "volume", Target: parts[0]} // anonymous volume
 	case 2, 3:
-		*m = mount{Type: "volume", Source: parts[0], Target: parts[1]}
+		*m = mount{Type: "volume", Source: parts[0], Target: parts[1], ReadOnly: len(parts) == 3 && slices.Contains(strings.Split(parts[2], ","), "ro")}
 		if strings.HasPrefix(parts[0], "/") || strings.HasPrefix(parts[0], ".") || strings.HasPrefix(parts[0], "~") {
 			m.Type = "bind"
 		}

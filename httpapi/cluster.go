@@ -252,6 +252,9 @@ func (a *API) mountCluster(r chi.Router) {
 	})
 	admin := r.With(a.require(chronicle.RoleAdmin, true))
 	admin.Post("/cluster/join", func(w http.ResponseWriter, r *http.Request) {
+		if !a.peerOnly(w, r) {
+			return
+		}
 		// The answer comes once the joining node has caught up: allow for that, on
 		// top of the usual time to write it.
 		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(a.cfg.JoinTimeout + a.cfg.WriteTimeout))
@@ -299,6 +302,9 @@ func (a *API) mountCluster(r chi.Router) {
 		writeJSON(w, http.StatusOK, api.JoinResponse{Success: true, NodeID: req.NodeID, Leader: a.cfg.Cluster.NodeID()})
 	})
 	admin.Delete("/cluster/nodes/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if !a.peerOnly(w, r) {
+			return
+		}
 		if !a.cfg.Cluster.IsLeader() {
 			a.toLeader(w, r, nil)
 			return

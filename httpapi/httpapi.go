@@ -4,6 +4,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -96,8 +97,12 @@ type Config struct {
 	// ForwardTryTimeout bounds one try at forwarding a request that may be retried to the
 	// leader (default DefaultForwardTryTimeout); see toLeader.
 	ForwardTryTimeout time.Duration
-	Logger            *slog.Logger
-	Version           string
+	// PeerTLS, when set, is the cluster's mutual TLS as a client (the cluster CA as
+	// roots, this node's certificate): forwarding to the leader uses it, and membership
+	// changes need a verified peer certificate (PeerVerified). nil: plain HTTP.
+	PeerTLS *tls.Config
+	Logger  *slog.Logger
+	Version string
 }
 
 // API is the HTTP handler.
@@ -180,7 +185,7 @@ func New(cfg Config) *API {
 	cfg.ForwardTryTimeout = positiveOr(cfg.ForwardTryTimeout, DefaultForwardTryTimeout)
 	cfg.JoinTimeout = positiveOr(cfg.JoinTimeout, DefaultJoinTimeout)
 	a := &API{cfg: cfg, log: cfg.Logger.With("component", "httpapi"), closing: make(chan struct{}),
-		forward:   &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute}},
+		forward:   &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute, TLSClientConfig: cfg.PeerTLS}},
 		streams:   newStreamSlots(cfg.MaxStreams, cfg.MaxStreamsPerClient),
 		hub:       newHub(cfg.Store, func() (<-chan struct{}, func()) { return cfg.Node.Changes() }, hubFrames),
 		inflight:  make(chan struct{}, cfg.MaxInflightCommands),

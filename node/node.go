@@ -5,6 +5,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"github.com/chronicle-ledger/chronicle"
 	"github.com/chronicle-ledger/chronicle/eventbus"
 	"github.com/chronicle-ledger/chronicle/httpapi"
+	"github.com/chronicle-ledger/chronicle/internal/pki"
 	"github.com/chronicle-ledger/chronicle/projector"
 	"github.com/chronicle-ledger/chronicle/raftstore"
 )
@@ -109,6 +111,13 @@ type Config struct {
 	// RateLimit and RateBurst bound requests per second per token (0: unlimited).
 	RateLimit float64
 	RateBurst int
+	// Cluster security: mutual TLS against a cluster CA. All three or none. With them,
+	// Raft runs over TLS 1.3 requiring a CA-signed peer certificate, the API serves
+	// HTTPS with the same certificate (client certificates asked for, not required),
+	// calls to peers' APIs present it, and membership changes need it.
+	TLSCAFile   string
+	TLSCertFile string
+	TLSKeyFile  string
 	// RaftFaults injects network partitions into Raft traffic (tests only).
 	RaftFaults *raftstore.Faults
 	// WrapHandler wraps the HTTP handler, to inject faults (tests only).
@@ -169,6 +178,7 @@ type Node struct {
 	ln     net.Listener
 	srv    *http.Server
 	peers  *http.Client
+	tls    *pki.Peer // nil: plain HTTP and TCP
 	// bootSecret is the bootstrap admin token ("" without one); the node also presents
 	// it on its own calls to peers (to join a cluster without a client certificate).
 	bootSecret string
@@ -186,6 +196,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID)}
+	if n.tls, err = loadTLS(cfg); err != nil {
+		return nil, err
+	}
 	if cfg.BootstrapTokenFile != "" {
 		if n.bootSecret, err = bootstrapSecret(cfg.BootstrapTokenFile, n.log); err != nil {
 			return nil, err
@@ -204,11 +217,15 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	// No overall timeout: every call to a peer carries its own deadline, and a join
 	// waits for the joining node to catch up, far longer than any other call.
 	n.peers = &http.Client{}
+	if n.tls != nil {
+		n.peers.Transport = &http.Transport{TLSClientConfig: n.tls.HTTPClient(), IdleConnTimeout: time.Minute}
+	}
 	store, err := raftstore.Open(raftstore.Config{
 		DataDir: filepath.Join(cfg.DataDir), NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr,
 		Bootstrap: len(cfg.Join) == 0, IdempotencyWindow: cfg.IdempotencyWindow,
 		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs, Faults: cfg.RaftFaults, Logger: cfg.Logger,
 		Progress: n.joinProgress, CatchUpTimeout: cfg.JoinCatchUpTimeout,
+		TLS: n.raftTLS(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: open store: %w", err)
@@ -235,7 +252,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: event bus: %w", err)
 	}
 	n.api = httpapi.New(n.apiConfig(httpapi.Config{Store: store, Tokens: store, Reads: view, Node: n, Cluster: n}))
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	ln, err := n.listen()
 	if err != nil {
 		_ = n.bus.Close()
 		_ = view.Close()
@@ -292,8 +309,54 @@ func (n *Node) apiConfig(c httpapi.Config) httpapi.Config {
 	c.MaxStreams, c.MaxStreamsPerClient, c.MaxInflightCommands = cfg.MaxStreams, cfg.MaxStreamsPerClient, cfg.MaxInflightCommands
 	c.BodyReadTimeout, c.WriteTimeout = cfg.ReadTimeout, cfg.WriteTimeout
 	c.JoinTimeout = cfg.joinTimeout()
+	if n.tls != nil {
+		c.PeerTLS = n.tls.HTTPClient()
+	}
 	c.AuthRequired, c.RateLimit, c.RateBurst = cfg.BootstrapTokenFile != "", cfg.RateLimit, cfg.RateBurst
 	return c
+}
+
+// loadTLS reads the cluster TLS files: nil when none is configured, an error naming
+// what is missing or unreadable when only some are, or they do not belong together.
+func loadTLS(cfg Config) (*pki.Peer, error) {
+	files := []struct{ flag, path string }{{"--tls-ca", cfg.TLSCAFile}, {"--tls-cert", cfg.TLSCertFile}, {"--tls-key", cfg.TLSKeyFile}}
+	var given, missing []string
+	for _, f := range files {
+		if f.path != "" {
+			given = append(given, f.flag)
+		} else {
+			missing = append(missing, f.flag)
+		}
+	}
+	switch {
+	case len(given) == 0:
+		return nil, nil
+	case len(missing) > 0:
+		return nil, fmt.Errorf("node: TLS needs --tls-ca, --tls-cert and --tls-key together; %s given without %s (make them with chronicle certs)",
+			strings.Join(given, ", "), strings.Join(missing, ", "))
+	}
+	p, err := pki.LoadPeer(cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	return p, nil
+}
+
+// raftTLS is the Raft transport's TLS, nil without cluster TLS.
+func (n *Node) raftTLS() *raftstore.TLSConfig {
+	if n.tls == nil {
+		return nil
+	}
+	return &raftstore.TLSConfig{Server: n.tls.RaftServer(), Client: n.tls.RaftClient()}
+}
+
+// listen binds the API's listener: TLS when the cluster has it.
+func (n *Node) listen() (net.Listener, error) {
+	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
+	if err != nil || n.tls == nil {
+		return ln, err
+	}
+	return tls.NewListener(ln, n.tls.HTTPServer()), nil
 }
 
 // httpServer builds the HTTP server. It sets no ReadTimeout or WriteTimeout: those would
@@ -305,14 +368,25 @@ func (n *Node) httpServer() *http.Server {
 	if n.cfg.WrapHandler != nil {
 		h = n.cfg.WrapHandler(h)
 	}
-	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	if n.tls != nil {
+		// Failed handshakes (a browser that does not trust the CA, a scanner) go to the
+		// node's log rather than to stderr through the log package.
+		srv.ErrorLog = slog.NewLogLogger(n.log.With("component", "http").Handler(), slog.LevelDebug)
+	}
+	return srv
 }
 
 // API exposes the node's HTTP API (for tests: its stream counters).
 func (n *Node) API() *httpapi.API { return n.api }
 
 // URL is the base URL the node serves on.
-func (n *Node) URL() string { return "http://" + n.ln.Addr().String() }
+func (n *Node) URL() string {
+	if n.tls != nil {
+		return "https://" + n.ln.Addr().String()
+	}
+	return "http://" + n.ln.Addr().String()
+}
 
 // Store exposes the event store (for tests and tools in this binary).
 func (n *Node) Store() *raftstore.Store { return n.store }

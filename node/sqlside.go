@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -301,7 +300,7 @@ func newSQL(ctx context.Context, n *Node) (*Node, error) {
 		reads = view
 	}
 	n.api = httpapi.New(n.apiConfig(httpapi.Config{Store: n.sql, Tokens: n.sql, Reads: reads, Node: n}))
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	ln, err := n.listen()
 	if err != nil {
 		_ = n.bus.Close()
 		if view != nil {

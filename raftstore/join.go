@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -42,6 +43,20 @@ func DialProbe(ctx context.Context, raftAddr string) error {
 		return err
 	}
 	return c.Close()
+}
+
+// tlsProbe is the Probe of a cluster running TLS: a full handshake, so a joining node
+// must present a server certificate of the cluster CA on its Raft address before it is
+// admitted (it also checks ours).
+func tlsProbe(client *tls.Config) func(ctx context.Context, raftAddr string) error {
+	return func(ctx context.Context, raftAddr string) error {
+		d := tls.Dialer{NetDialer: &net.Dialer{}, Config: client}
+		c, err := d.DialContext(ctx, "tcp", raftAddr)
+		if err != nil {
+			return fmt.Errorf("TLS handshake with %s: %w", raftAddr, err)
+		}
+		return c.Close()
+	}
 }
 
 // Join admits a node: it must answer on its Raft address, it enters as a non-voter,

@@ -49,7 +49,14 @@ func (s *Store) startRaft() error {
 	if addr.Port == 0 {
 		advertise = nil // an OS-chosen port (tests): advertise what the listener got
 	}
-	if cfg.Faults != nil {
+	if cfg.TLS != nil {
+		layer, err := newTLSLayer(cfg.RaftAddr, advertise, cfg.TLS, cfg.Faults)
+		if err != nil {
+			return fmt.Errorf("raftstore: listen for raft on %s: %w", cfg.RaftAddr, err)
+		}
+		s.transport = &heartbeatGate{NetworkTransport: raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream: layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: rc.Logger})}
+	} else if cfg.Faults != nil {
 		ln, err := net.Listen("tcp", cfg.RaftAddr)
 		if err != nil {
 			return fmt.Errorf("raftstore: listen for raft on %s: %w", cfg.RaftAddr, err)

@@ -40,6 +40,9 @@ type Config struct {
 	TrailingLogs uint64
 	// ApplyTimeout bounds how long a command waits to be enqueued into Raft.
 	ApplyTimeout time.Duration
+	// TLS, when set, runs Raft traffic over mutual TLS against the cluster CA; nil keeps
+	// plain TCP.
+	TLS *TLSConfig
 	// Faults, when set, lets tests cut this node's Raft traffic to chosen peers.
 	Faults *Faults
 	// Probe checks, before a node is admitted, that it answers on its Raft address, the
@@ -109,6 +112,9 @@ func Open(cfg Config) (*Store, error) {
 	}
 	if cfg.Probe == nil {
 		cfg.Probe = DialProbe
+		if cfg.TLS != nil {
+			cfg.Probe = tlsProbe(cfg.TLS.Client)
+		}
 	}
 	log := cfg.Logger.With("component", "raftstore", "node", cfg.NodeID)
 	if err := checkDataDir(cfg.DataDir); err != nil {

@@ -8,7 +8,10 @@
 #
 # Node i (1..3) listens on HTTP HTTP_BASE+i-1, Raft RAFT_BASE+i-1 and NATS NATS_BASE+i-1,
 # keeps its state in $DATA/n<i> and logs to $DATA/n<i>.log (the previous run's log is
-# kept as n<i>.log.prev). Settings, from the environment (default in brackets):
+# kept as n<i>.log.prev). The nodes run with cluster TLS: a CA and a certificate per node
+# are made once under $DATA/certs (chronicle certs cluster) and reused on every restart;
+# Raft runs over mutual TLS and the APIs serve HTTPS. Settings, from the environment
+# (default in brackets):
 #
 #   DATA [./data]  HOST [127.0.0.1]  HTTP_BASE [4101]  RAFT_BASE [4201]  NATS_BASE [4301]
 #   BIN [bin/chronicle]  BUILD [1] (0: use BIN as it is)  GO [go]
@@ -52,7 +55,10 @@ done
 http_addr() { printf '%s:%d' "$HOST" $((HTTP_BASE + $1 - 1)); }
 raft_addr() { printf '%s:%d' "$HOST" $((RAFT_BASE + $1 - 1)); }
 nats_addr() { printf '%s:%d' "$HOST" $((NATS_BASE + $1 - 1)); }
-node_url() { printf 'http://%s' "$(http_addr "$1")"; }
+node_url() { printf 'https://%s' "$(http_addr "$1")"; }
+CERTS="$DATA/certs"
+CA="$CERTS/ca.crt"
+tls_flags() { printf -- '--tls-ca\n%s\n--tls-cert\n%s\n--tls-key\n%s\n' "$CA" "$CERTS/n$1.crt" "$CERTS/n$1.key"; }
 node_log() { printf '%s/n%d.log' "$DATA" "$1"; }
 
 # log_tail i: the end of node n<i>'s log, indented.
@@ -158,6 +164,15 @@ if [ -n "$busy" ]; then
 	die "already in use:$busy (another cluster running? or set HTTP_BASE, RAFT_BASE, NATS_BASE)"
 fi
 
+# The CA and node certificates, made once: a restart keeps the ones the nodes know.
+cert_args=()
+for ((i = 1; i <= NODES; i++)); do
+	hosts="$HOST,localhost,n$i"
+	[ "$HOST" = 127.0.0.1 ] || hosts="$hosts,127.0.0.1"
+	cert_args+=(--node "n$i=$hosts")
+done
+"$BIN" certs cluster --out "$CERTS" "${cert_args[@]}" | sed 's/^/cluster: /' >&2 || die "could not make the certificates in $CERTS"
+
 join=""
 for ((i = 1; i <= NODES; i++)); do
 	join="$join${join:+,}$(node_url "$i")"
@@ -176,7 +191,8 @@ for ((i = 1; i <= NODES; i++)); do
 		state="new"
 	fi
 	log "starting n$i ($state) at $(node_url "$i"), raft $(raft_addr "$i"), nats $(nats_addr "$i"), data $dir"
-	"$BIN" serve --node-id "n$i" --data-dir "$dir" \
+	mapfile -t tls < <(tls_flags "$i")
+	"$BIN" serve --node-id "n$i" --data-dir "$dir" "${tls[@]}" \
 		--http-addr "$(http_addr "$i")" --raft-addr "$(raft_addr "$i")" --nats-listen "$(nats_addr "$i")" \
 		--join "$join" --bootstrap-expect "$NODES" ${extra[@]+"${extra[@]}"} >"$logf" 2>&1 &
 	pids+=("$!")
@@ -206,7 +222,7 @@ for ((tick = 0; ; tick++)); do
 			exit 1
 		fi
 		if [ "$have_curl" = 1 ] && [ $((tick % 10)) = 9 ] &&
-			curl -fsS -m 2 -o /dev/null "$(node_url "$i")/ready" 2>/dev/null; then
+			curl -fsS -m 2 --cacert "$CA" -o /dev/null "$(node_url "$i")/ready" 2>/dev/null; then
 			ready[i - 1]=1
 			continue
 		fi
@@ -218,7 +234,7 @@ for ((tick = 0; ; tick++)); do
 		for n in $waiting; do
 			log_tail "${n#n}"
 			if [ "$have_curl" = 1 ]; then
-				log "$n answers /ready: $(curl -sS -m 2 "$(node_url "${n#n}")/ready" 2>&1 || true)"
+				log "$n answers /ready: $(curl -sS -m 2 --cacert "$CA" "$(node_url "${n#n}")/ready" 2>&1 || true)"
 			fi
 		done
 		exit 1
@@ -230,7 +246,7 @@ done
 # status once every member answers (or after 10 s, as it is).
 status=""
 for ((t = 0; t < 50; t++)); do
-	status=$("$BIN" cluster status --url "$(node_url 1)" 2>&1) || true
+	status=$("$BIN" cluster status --url "$(node_url 1)" --cacert "$CA" 2>&1) || true
 	if grep -q '^\*' <<<"$status" && ! grep -q 'unreachable' <<<"$status"; then
 		break
 	fi
@@ -243,7 +259,12 @@ for ((i = 1; i <= NODES; i++)); do
 	printf '  n%d  %s   (raft %s, nats nats://%s, log %s)\n' "$i" "$(node_url "$i")" "$(raft_addr "$i")" "$(nats_addr "$i")" "$(node_log "$i")"
 done
 printf '\nleader: %s\n\n%s\n\n' "${leader:-unknown}" "$status"
-printf 'Try: %s cluster status --url %s\n' "$BIN" "$(node_url 1)"
+printf 'TLS: Raft and the APIs use the CA and node certificates in %s.\n' "$CERTS"
+printf 'Try: %s cluster status --url %s --cacert %s\n' "$BIN" "$(node_url 1)" "$CA"
+printf '     curl --cacert %s %s/ready\n' "$CA" "$(node_url 1)"
+printf "     curl --cacert %s --json '{\"account_id\":\"alice\",\"owner_name\":\"Alice\",\"initial_balance\":\"100\"}' %s/commands/create-account\n" "$CA" "$(node_url 1)"
+printf '     membership changes need a node certificate: %s cluster remove --url %s --cacert %s --cert %s --key %s ID\n' \
+	"$BIN" "$(node_url 1)" "$CA" "$CERTS/n1.crt" "$CERTS/n1.key"
 printf 'Ctrl-C stops all three nodes; run it again to restart them on their data.\n'
 
 # Wait until interrupted, reporting any node that exits on its own (the others keep

@@ -32,6 +32,7 @@ type benchConfig struct {
 	initialMin  int64  // initial in minor units
 	amount      string
 	prefix      string
+	tls         *clientTLS
 	token       *tokenFlags
 }
 
@@ -44,7 +45,10 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr, err := cfg.tls.transport(nil)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
 	tr.MaxIdleConns = 0 // no global cap; the per-host one below is what matters
 	tr.MaxIdleConnsPerHost = cfg.concurrency + 4
 	defer tr.CloseIdleConnections()
@@ -117,6 +121,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	fs.StringVar(&currency, "currency", "USD", "ISO 4217 currency of the bench accounts")
 	fs.StringVar(&cfg.initial, "initial-balance", "1000000.00", "initial balance of each bench account")
 	fs.StringVar(&cfg.amount, "amount", "1.00", "amount of each transfer")
+	cfg.tls = addClientTLSFlags(fs, false)
 	fs.StringVar(&cfg.prefix, "prefix", "bench-"+strconv.FormatInt(time.Now().Unix(), 10), "account id prefix (ids are <prefix>-<n>)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: chronicle bench [flags]\n\n"+

@@ -33,7 +33,10 @@ const clusterUsage = `Usage:
                              last resort when the quorum is lost for good: on its next start
                              the stopped node at DIR takes this configuration (README: Cluster)
 
---url (all but recover) is any member's API (default http://127.0.0.1:4000, or CHRONICLE_URL).
+--url (all but recover) is any member's API (default http://127.0.0.1:4000, or
+CHRONICLE_URL). For a cluster with TLS: --url https://..., --cacert ca.crt, and for join
+and remove a node certificate of the cluster CA: --cert n1.crt --key n1.key (or an admin
+token).
 Run 'chronicle cluster <subcommand> -h' for its flags.
 `
 
@@ -71,25 +74,26 @@ type clusterOverview struct {
 }
 
 // newClusterStatusFlags builds `cluster status`'s flag set (the compose files run it).
-func newClusterStatusFlags() (fs *flag.FlagSet, nodeURL *string, asJSON *bool) {
+func newClusterStatusFlags() (fs *flag.FlagSet, nodeURL *string, asJSON *bool, tlsOpts *clientTLS) {
 	fs = flag.NewFlagSet("chronicle cluster status", flag.ContinueOnError)
 	nodeURL = fs.String("url", defaultClusterURL, "API URL of any cluster member")
 	addTokenFlags(fs)
 	asJSON = fs.Bool("json", false, "print GET /cluster's JSON as is")
+	tlsOpts = addClientTLSFlags(fs, false)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: chronicle cluster status [flags]\n\nShows every member as the node at --url sees the cluster, with each member's own report;\nthe leader's line is marked with *.\n\n")
 		fs.PrintDefaults()
 	}
-	return fs, nodeURL, asJSON
+	return fs, nodeURL, asJSON, tlsOpts
 }
 
 func clusterStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, nodeURL, asJSON := newClusterStatusFlags()
+	fs, nodeURL, asJSON, tlsOpts := newClusterStatusFlags()
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
 	var raw json.RawMessage
-	if err := clusterDo(ctx, fs, *nodeURL, http.MethodGet, "/cluster", nil, &raw); err != nil {
+	if err := clusterDo(ctx, fs, tlsOpts, *nodeURL, http.MethodGet, "/cluster", nil, &raw); err != nil {
 		return fmt.Errorf("cluster status: %w", err)
 	}
 	if *asJSON {
@@ -196,6 +200,7 @@ func clusterJoin(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	raftAddr := fs.String("raft-addr", "", "host:port of the new node's Raft transport (required)")
 	apiURL := fs.String("api-url", "", "the new node's API URL (required): the leader follows its catch-up there, and other nodes forward to it")
 	timeout := fs.Duration("timeout", 2*time.Minute, "how long to wait for the answer: the leader answers once the node has caught up")
+	tlsOpts := addClientTLSFlags(fs, true)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: chronicle cluster join --node-id ID --raft-addr HOST:PORT --api-url URL [--url URL]\n\n"+
 			"Admits a running node: the leader checks that it answers on its Raft address, adds it\n"+
@@ -241,7 +246,7 @@ func clusterJoin(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		NodeID string `json:"node_id"`
 		Leader string `json:"leader"`
 	}
-	if err := clusterDoWithin(ctx, fs, *timeout, *nodeURL, http.MethodPost, "/cluster/join", body, &res); err != nil {
+	if err := clusterDoWithin(ctx, fs, tlsOpts, *timeout, *nodeURL, http.MethodPost, "/cluster/join", body, &res); err != nil {
 		return fmt.Errorf("cluster join %s: %w", *id, err)
 	}
 	fmt.Fprintf(stdout, "node %s joined the cluster as a voter (raft %s, api %s); leader %s\n", *id, *raftAddr, strings.TrimRight(*apiURL, "/"), res.Leader)
@@ -253,6 +258,7 @@ func clusterRemove(ctx context.Context, args []string, stdout, stderr io.Writer)
 	nodeURL := fs.String("url", defaultClusterURL, "API URL of any cluster member (it forwards to the leader)")
 	addTokenFlags(fs)
 	idFlag := fs.String("node-id", "", "id of the node to remove (or give it as the argument)")
+	tlsOpts := addClientTLSFlags(fs, true)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: chronicle cluster remove [--url URL] ID\n\nRemoves a node from the Raft configuration. Stop the node afterwards; restarting it on\nits data would not make it a member again.\n\n")
 		fs.PrintDefaults()
@@ -284,7 +290,7 @@ func clusterRemove(ctx context.Context, args []string, stdout, stderr io.Writer)
 	var res struct {
 		Removed string `json:"removed"`
 	}
-	if err := clusterDo(ctx, fs, *nodeURL, http.MethodDelete, "/cluster/nodes/"+url.PathEscape(id), nil, &res); err != nil {
+	if err := clusterDo(ctx, fs, tlsOpts, *nodeURL, http.MethodDelete, "/cluster/nodes/"+url.PathEscape(id), nil, &res); err != nil {
 		return fmt.Errorf("cluster remove %s: %w", id, err)
 	}
 	fmt.Fprintf(stdout, "node %s removed from the cluster\n", id)
@@ -377,14 +383,15 @@ func splitPositional(fs *flag.FlagSet, args []string) (flags, pos []string) {
 	return flags, pos
 }
 
-// clusterDo sends one request to the node at base, with the token fs's token flags name,
-// and turns failures into messages that say which node answered what.
-func clusterDo(ctx context.Context, fs *flag.FlagSet, base, method, path string, body []byte, out any) error {
-	return clusterDoWithin(ctx, fs, 30*time.Second, base, method, path, body, out)
+// clusterDo sends one request to the node at base, with the token fs's token flags name
+// over TLS as tlsOpts say, and turns failures into messages that say which node
+// answered what.
+func clusterDo(ctx context.Context, fs *flag.FlagSet, tlsOpts *clientTLS, base, method, path string, body []byte, out any) error {
+	return clusterDoWithin(ctx, fs, tlsOpts, 30*time.Second, base, method, path, body, out)
 }
 
 // clusterDoWithin is clusterDo with its own bound on the request.
-func clusterDoWithin(ctx context.Context, fs *flag.FlagSet, timeout time.Duration, base, method, path string, body []byte, out any) error {
+func clusterDoWithin(ctx context.Context, fs *flag.FlagSet, tlsOpts *clientTLS, timeout time.Duration, base, method, path string, body []byte, out any) error {
 	base = strings.TrimRight(base, "/")
 	if u, err := url.Parse(base); err != nil || u.Scheme == "" || u.Host == "" {
 		return fmt.Errorf("--url %q: want a node's API URL such as %s", base, defaultClusterURL)
@@ -393,7 +400,11 @@ func clusterDoWithin(ctx context.Context, fs *flag.FlagSet, timeout time.Duratio
 	if err != nil {
 		return err
 	}
-	c := client.New(base, &http.Client{Timeout: timeout}).WithToken(secret)
+	hc, err := tlsOpts.client(timeout)
+	if err != nil {
+		return err
+	}
+	c := client.New(base, hc).WithToken(secret)
 	_, err = c.Do(ctx, method, path, body, nil, out)
 	var apiErr *client.APIError
 	switch {

@@ -21,13 +21,16 @@ func chronicleBinary() deploy.Binary {
 				fs, _ := newServeFlags()
 				return fs, args[1:], nil
 			case args[0] == "health":
-				fs, _, _ := newHealthFlags()
+				fs, _, _, _ := newHealthFlags()
 				return fs, args[1:], nil
+			case args[0] == "certs" && len(args) > 1 && (args[1] == "ca" || args[1] == "node" || args[1] == "cluster"):
+				fs, _ := newCertsFlags(args[1])
+				return fs, args[2:], nil
 			case args[0] == "cluster" && len(args) > 1 && args[1] == "status":
-				fs, _, _ := newClusterStatusFlags()
+				fs, _, _, _ := newClusterStatusFlags()
 				return fs, args[2:], nil
 			}
-			return nil, nil, fmt.Errorf("chronicle %s: not a command the deployments may run (serve, health, cluster status)", args[0])
+			return nil, nil, fmt.Errorf("chronicle %s: not a command the deployments may run (serve, health, certs, cluster status)", args[0])
 		},
 		EnvName: envName,
 		Version: node.Version,
@@ -84,12 +87,12 @@ func TestDeployChecksCatchBreakage(t *testing.T) {
 		{"env naming no flag", "compose/edge.yml", []edit{{"CHRONICLE_LOG_LEVEL: info", "CHRONICLE_LOGLEVEL: info"}}, "CHRONICLE_LOGLEVEL names no flag of chronicle serve"},
 		{"env and flag both", "compose/edge.yml", []edit{{"CHRONICLE_LOG_LEVEL: info", "CHRONICLE_NODE_ID: n9"}}, "CHRONICLE_NODE_ID and --node-id both set"},
 		{"unknown key", "compose/edge.yml", []edit{{"    command:\n", "    x-command:\n"}}, "field x-command not found"},
-		{"no command", "compose/cluster.yml", []edit{{"    command: [cluster, status, --url, http://n1:4000]\n", ""}}, "no command"},
+		{"no command", "compose/cluster.yml", []edit{{"    command: [cluster, status, --url, https://n1:4000, --cacert, /certs/ca.crt]\n", ""}}, "no command"},
 		{"raft on every interface", "compose/edge.yml", []edit{{"--raft-addr=127.0.0.1:4001", "--raft-addr=0.0.0.0:4001"}}, "transport refuses 0.0.0.0"},
 		{"no advertise url", "compose/edge.yml", []edit{{"      - --advertise-url=http://127.0.0.1:4000\n", ""}}, "set --advertise-url"},
 		{"api on loopback", "compose/edge.yml", []edit{{"--http-addr=0.0.0.0:4000", "--http-addr=127.0.0.1:4000"}}, "unreachable from outside"},
 		{"data dir off the volume", "compose/edge.yml", []edit{{"--data-dir=/data", "--data-dir=/var/lib/chronicle"}}, "is on no named volume"},
-		{"cluster status flag", "compose/cluster.yml", []edit{{"[cluster, status, --url, http://n1:4000]", "[cluster, status, --node, http://n1:4000]"}}, "flag provided but not defined: -node"},
+		{"cluster status flag", "compose/cluster.yml", []edit{{"[cluster, status, --url, https://n1:4000,", "[cluster, status, --node, https://n1:4000,"}}, "flag provided but not defined: -node"},
 
 		// Health checks.
 		{"curl health check", "compose/edge.yml", []edit{{`["CMD", "chronicle", "health", "--url", "http://127.0.0.1:4000", "--timeout", "3s"]`, `["CMD", "curl", "-f", "http://127.0.0.1:4000/ready"]`}}, "want [\"CMD\", \"chronicle\", \"health\""},
@@ -102,8 +105,8 @@ func TestDeployChecksCatchBreakage(t *testing.T) {
 		// References between services, volumes and ports.
 		{"depends on a missing service", "compose/cluster.yml", []edit{{"n3: {condition: service_healthy}", "n4: {condition: service_healthy}"}}, "depends_on n4: no such service"},
 		{"unknown condition", "compose/cluster.yml", []edit{{"n3: {condition: service_healthy}", "n3: {condition: healthy}"}}, `condition "healthy"`},
-		{"undeclared volume", "compose/cluster.yml", []edit{{"volumes: [n3-data:/data]", "volumes: [n3data:/data]"}}, "volume n3data is not declared"},
-		{"shared data volume", "compose/cluster.yml", []edit{{"volumes: [n3-data:/data]", "volumes: [n2-data:/data]"}}, "same volume n2-data"},
+		{"undeclared volume", "compose/cluster.yml", []edit{{"volumes: [n3-data:/data, certs", "volumes: [n3data:/data, certs"}}, "volume n3data is not declared"},
+		{"shared data volume", "compose/cluster.yml", []edit{{"volumes: [n3-data:/data, certs", "volumes: [n2-data:/data, certs"}}, "same volume n2-data"},
 		{"same host port", "compose/cluster.yml", []edit{{`"127.0.0.1:4103:4000"`, `"4102:4000"`}}, "both publish host port 4102/tcp"},
 		{"port the node does not listen on", "compose/edge.yml", []edit{{`"127.0.0.1:4000:4000"`, `"127.0.0.1:4000:8080"`}}, "container port 8080"},
 		{"misspelled key", "compose/cluster.yml", []edit{{"    depends_on:\n", "    depend_on:\n"}}, "field depend_on not found"},
@@ -114,8 +117,21 @@ func TestDeployChecksCatchBreakage(t *testing.T) {
 		{"duplicate node id", "compose/cluster.yml", []edit{{"--node-id=n3,", "--node-id=n2,"}}, "both node n2"},
 		{"raft address of another node", "compose/cluster.yml", []edit{{"--raft-addr=n3:4001", "--raft-addr=n2:4001"}}, `--raft-addr host "n2" is not this service's`},
 		{"raft on loopback in a cluster", "compose/cluster.yml", []edit{{"--raft-addr=n3:4001", "--raft-addr=127.0.0.1:4001"}}, "reachable from the other nodes"},
-		{"join a node that is not there", "compose/cluster.yml", []edit{{"CHRONICLE_JOIN: http://n1:4000,http://n2:4000,http://n3:4000", "CHRONICLE_JOIN: http://n1:4000,http://n2:4000,http://n4:4000"}}, "no node in this file answers to n4"},
-		{"join the raft port", "compose/cluster.yml", []edit{{"http://n1:4000,http://n2:4000,http://n3:4000", "http://n1:4001,http://n2:4000,http://n3:4000"}}, "n1's API listens on port 4000"},
+		{"join a node that is not there", "compose/cluster.yml", []edit{{"CHRONICLE_JOIN: https://n1:4000,https://n2:4000,https://n3:4000", "CHRONICLE_JOIN: https://n1:4000,https://n2:4000,https://n4:4000"}}, "no node in this file answers to n4"},
+		{"join the raft port", "compose/cluster.yml", []edit{{"https://n1:4000,https://n2:4000,https://n3:4000", "https://n1:4001,https://n2:4000,https://n3:4000"}}, "n1's API listens on port 4000"},
+
+		// Cluster TLS.
+		{"tls: some flags only", "compose/cluster.yml", []edit{{", --tls-cert=/certs/n3.crt, --tls-key=/certs/n3.key]", "]"}}, "--tls-ca, --tls-cert and --tls-key go together"},
+		{"tls: cluster without it", "compose/cluster.yml", []edit{{"    CHRONICLE_TLS_CA: /certs/ca.crt\n", ""}, {", --tls-cert=/certs/n3.crt, --tls-key=/certs/n3.key]", "]"}}, "a cluster member needs --tls-ca, --tls-cert and --tls-key"},
+		{"tls: join over http", "compose/cluster.yml", []edit{{"CHRONICLE_JOIN: https://n1:4000,", "CHRONICLE_JOIN: http://n1:4000,"}}, "--join http://n1:4000: with cluster TLS the nodes serve https"},
+		{"tls: advertise http", "compose/cluster.yml", []edit{{"--advertise-url=https://n3:4000", "--advertise-url=http://n3:4000"}}, "--advertise-url http://n3:4000: the node serves https"},
+		{"tls: health over http", "compose/cluster.yml", []edit{{`"https://127.0.0.1:4000", "--cacert"`, `"http://127.0.0.1:4000", "--cacert"`}}, "the node serves HTTPS"},
+		{"tls: health without the CA", "compose/cluster.yml", []edit{{`"--cacert", "/certs/ca.crt", `, ""}}, "without --cacert"},
+		{"tls: certificates not waited for", "compose/cluster.yml", []edit{{"  depends_on:\n    certs: {condition: service_completed_successfully}\n", ""}}, "depend on it with condition service_completed_successfully"},
+		{"tls: certificate without the node's name", "compose/cluster.yml", []edit{{"--node=n3=n3,172.28.5.13", "--node=n3=172.28.5.13"}}, "does not list host n3"},
+		{"tls: no certificate for the node", "compose/cluster.yml", []edit{{"--node=n3=n3,", "--node=n4=n3,"}}, "makes no certificate n3"},
+		{"tls: files off the volume", "compose/cluster.yml", []edit{{"volumes: [n3-data:/data, certs:/certs:ro]", "volumes: [n3-data:/data]"}}, "--tls-cert /certs/n3.crt is on no volume"},
+		{"tls: certificates written read-only", "compose/cluster.yml", []edit{{"volumes: [certs:/data]", `volumes: ["certs:/data:ro"]`}}, "mounted read-write"},
 		{"no fixed address", "compose/cluster.yml", []edit{{"        ipv4_address: 172.28.5.13\n", "        aliases: [node3]\n"}}, "needs a fixed ipv4_address"},
 
 		// The SQL topology.

@@ -19,20 +19,21 @@ const defaultHealthURL = "http://127.0.0.1:4000"
 
 // newHealthFlags builds `health`'s flag set (the image's HEALTHCHECK and the compose
 // files' health checks run it).
-func newHealthFlags() (fs *flag.FlagSet, nodeURL *string, timeout *time.Duration) {
+func newHealthFlags() (fs *flag.FlagSet, nodeURL *string, timeout *time.Duration, tlsOpts *clientTLS) {
 	fs = flag.NewFlagSet("chronicle health", flag.ContinueOnError)
-	nodeURL = fs.String("url", defaultHealthURL, "API URL of the node to check")
+	nodeURL = fs.String("url", defaultHealthURL, "API URL of the node to check (https:// for a node with TLS, with --cacert)")
 	timeout = fs.Duration("timeout", 2*time.Second, "give up after this long")
+	tlsOpts = addClientTLSFlags(fs, false)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: chronicle health [flags]\n\nExits 0 when the node's GET /ready answers 200 (it has a leader and has caught up),\nelse 1 with the reason on stderr. For container health checks: no curl needed.\n\n")
 		fs.PrintDefaults()
 	}
-	return fs, nodeURL, timeout
+	return fs, nodeURL, timeout, tlsOpts
 }
 
 // health asks a node's /ready once.
 func health(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, nodeURL, timeout := newHealthFlags()
+	fs, nodeURL, timeout, tlsOpts := newHealthFlags()
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
@@ -46,7 +47,11 @@ func health(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("health: %w", err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc, err := tlsOpts.client(0) // the context bounds the request
+	if err != nil {
+		return fmt.Errorf("health: %w", err)
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("health: %w", err)
 	}

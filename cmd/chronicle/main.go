@@ -22,6 +22,8 @@ Usage:
                              show a cluster's members and roles; admit or remove a node
   chronicle token create|list|revoke [flags]
                              manage API tokens (admin)
+  chronicle certs ca|node|cluster [flags]
+                             make a cluster CA and node certificates for --tls-ca/--tls-cert/--tls-key
   chronicle health [flags]   exit 0 when a node is ready (GET /ready), else 1: for health checks
   chronicle version          print the version and build information
 
@@ -55,6 +57,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = tokenCmd(ctx, args[1:], stdout, stderr)
 	case "health":
 		err = health(ctx, args[1:], stdout, stderr)
+	case "certs":
+		err = certsCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		printVersion(stdout)
 		return 0

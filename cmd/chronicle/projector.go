@@ -29,6 +29,7 @@ func projectorCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	natsURL := fs.String("nats-url", "", "NATS server whose event subjects wake the projector (optional)")
 	subject := fs.String("nats-subject", "events.>", "subjects that announce new events")
 	poll := fs.Duration("poll", time.Second, "how often to read the log when nothing wakes the projector")
+	tlsOpts := addClientTLSFlags(fs, false)
 	var logLevel, logFormat string
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
@@ -52,6 +53,7 @@ func projectorCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer view.Close()
+	tf.tls = tlsOpts
 	c, err := tf.client(*from)
 	if err != nil {
 		return err

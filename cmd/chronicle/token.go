@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -32,7 +33,11 @@ environment (--token works too, but shows the secret to anyone who can list proc
 `
 
 // tokenFlags are the flags of every command that talks to a node: which token to send.
-type tokenFlags struct{ token, file string }
+type tokenFlags struct {
+	token, file string
+	// tls, when set, is how to reach an https:// node (--cacert).
+	tls *clientTLS
+}
 
 func addTokenFlags(fs *flag.FlagSet) *tokenFlags {
 	t := &tokenFlags{}
@@ -74,7 +79,13 @@ func (t *tokenFlags) client(base string) (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.New(base, nil).WithToken(secret), nil
+	var hc *http.Client
+	if t.tls != nil {
+		if hc, err = t.tls.client(30 * time.Second); err != nil {
+			return nil, err
+		}
+	}
+	return client.New(base, hc).WithToken(secret), nil
 }
 
 func tokenCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -85,6 +96,7 @@ func tokenCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("chronicle token "+args[0], flag.ContinueOnError)
 	nodeURL := fs.String("url", defaultClusterURL, "API URL of any node (it forwards changes to the leader)")
 	tf := addTokenFlags(fs)
+	tf.tls = addClientTLSFlags(fs, false)
 	switch args[0] {
 	case "create":
 		name := fs.String("name", "", "the token's name: it becomes created_by of every event the token writes (required)")

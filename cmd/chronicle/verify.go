@@ -36,6 +36,7 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	readModel := fs.String("read-model", "", "also verify this PostgreSQL read model (postgres://...)")
 	eventStore := fs.String("event-store", "", "read the log straight from this SQL event store's events table (postgres://...); the node at --url is then checked only when --url is given")
 	wait := fs.Duration("wait", 30*time.Second, "how long a view may take to reach the log's head")
+	tlsOpts := addClientTLSFlags(fs, false)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: chronicle verify [flags]\n\nChecks the hash chain, that every balance is the sum of its postings, that every currency\nsums to zero, and that each view agrees with the log. Exit status 1 on any failure.\n\n")
 		fs.PrintDefaults()
@@ -45,6 +46,7 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	urlGiven := false
 	fs.Visit(func(f *flag.Flag) { urlGiven = urlGiven || f.Name == "url" })
+	tf.tls = tlsOpts
 	c, err := tf.client(*nodeURL)
 	if err != nil {
 		return err

@@ -6,11 +6,15 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/chronicle-ledger/chronicle/client"
+	"github.com/chronicle-ledger/chronicle/internal/pki"
+	"github.com/chronicle-ledger/chronicle/internal/pki/pkitest"
 	"github.com/chronicle-ledger/chronicle/node"
 )
 
@@ -28,6 +32,19 @@ type Option func(*node.Config)
 
 // WithDataDir runs the node on an existing data directory.
 func WithDataDir(dir string) Option { return func(c *node.Config) { c.DataDir = dir } }
+
+// WithTLS runs the node with the cluster TLS in f (its certificate named by its node
+// id), and makes its --join URLs https.
+func WithTLS(f pkitest.Files) Option {
+	return func(c *node.Config) {
+		c.TLSCAFile, c.TLSCertFile, c.TLSKeyFile = f.CACert, f.Cert(c.NodeID), f.Key(c.NodeID)
+		join := make([]string, len(c.Join))
+		for i, j := range c.Join {
+			join[i] = strings.Replace(j, "http://", "https://", 1)
+		}
+		c.Join = join
+	}
+}
 
 // Start runs a node on 127.0.0.1 with OS-chosen ports and a fresh data directory, waits
 // until it has a leader, and stops it when the test ends.
@@ -72,7 +89,17 @@ func Launch(t testing.TB, cfg node.Config) *Node {
 		cancel()
 		t.Fatalf("start node %s: %v", cfg.NodeID, err)
 	}
-	tn := &Node{Node: n, Client: client.New(n.URL(), nil), Config: cfg, cancel: cancel, done: make(chan error, 1)}
+	var hc *http.Client
+	if cfg.TLSCAFile != "" {
+		// An ordinary API client: it trusts the cluster CA and has no certificate.
+		tc, err := pki.ClientConfig(cfg.TLSCAFile, "", "")
+		if err != nil {
+			cancel()
+			t.Fatalf("node %s: %v", cfg.NodeID, err)
+		}
+		hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
+	}
+	tn := &Node{Node: n, Client: client.New(n.URL(), hc), Config: cfg, cancel: cancel, done: make(chan error, 1)}
 	go func() { tn.done <- n.Run(ctx) }()
 	t.Cleanup(func() { tn.Stop(t) })
 	return tn
