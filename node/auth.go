@@ -37,7 +37,10 @@ func exposed(cfg Config) []string {
 // it matters, and may be nil (the store is not open yet).
 func checkProtected(cfg Config, tokensExist func() (bool, error)) error {
 	open := exposed(cfg)
-	if len(open) == 0 || cfg.Insecure || cfg.BootstrapTokenFile != "" {
+	if len(open) == 0 || cfg.Insecure {
+		return nil
+	}
+	if cfg.BootstrapTokenFile != "" {
 		return nil
 	}
 	if tokensExist != nil {
@@ -53,6 +56,18 @@ func checkProtected(cfg Config, tokensExist func() (bool, error)) error {
 		"so anyone who reaches it could move money. Give --bootstrap-token-file FILE (a new admin token is written "+
 		"there if FILE does not exist), keep every listener on loopback, or pass --insecure to run without authentication",
 		strings.Join(open, ", "))
+}
+
+// checkRaftProtected is protected mode for Raft, checked before the transport listens.
+// Tokens guard the API, not Raft: a Raft port others can reach takes log entries from
+// whoever connects, unless peers must prove themselves with the cluster CA.
+func checkRaftProtected(cfg Config) error {
+	if cfg.Insecure || cfg.Store == StoreSQL || loopbackAddr(cfg.RaftAddr) || cfg.TLSCAFile != "" {
+		return nil
+	}
+	return fmt.Errorf("node: refusing to start: --raft-addr %s can be reached from other machines without TLS, "+
+		"so anyone who reaches it could write to the log. Give --tls-ca, --tls-cert and --tls-key (make them with "+
+		"chronicle certs), keep --raft-addr on loopback, or pass --insecure", cfg.RaftAddr)
 }
 
 // bootstrapSecret reads the bootstrap token from path, or, when there is no such file,

@@ -307,6 +307,11 @@ func TestProtectedMode(t *testing.T) {
 	if _, err := node.New(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "--nats-listen") {
 		t.Fatalf("exposed NATS without tokens: %v", err)
 	}
+	raftOpen := base()
+	raftOpen.HTTPAddr, raftOpen.RaftAddr, raftOpen.BootstrapTokenFile = "127.0.0.1:0", "0.0.0.0:0", filepath.Join(t.TempDir(), "t")
+	if _, err := node.New(context.Background(), raftOpen); err == nil || !strings.Contains(err.Error(), "--tls-ca") {
+		t.Fatalf("Raft on every interface without TLS, tokens or not: %v", err)
+	}
 	insecure := base()
 	insecure.Insecure = true
 	nodetest.Launch(t, insecure)

@@ -209,6 +209,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		if cfg.Role != httpapi.RoleAll {
 			return nil, fmt.Errorf("node: role %q needs --store sql; a Raft node serves every role", cfg.Role)
 		}
+		if err := checkRaftProtected(cfg); err != nil {
+			return nil, err
+		}
 	case StoreSQL:
 		return newSQL(ctx, n)
 	default:
