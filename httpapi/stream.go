@@ -74,6 +74,28 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 	flusher.Flush()
 	tick := time.NewTicker(heartbeat)
 	defer tick.Stop()
+	// A stream outlives the check its request passed: once a second it asks again, so a
+	// revoked token stops receiving events within about a second (plus the table's
+	// reload), idle or not.
+	var recheck <-chan time.Time
+	if p, _ := PrincipalFrom(r.Context()); p.Name != "" {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		recheck = t.C
+	}
+	// authorized asks again whether the stream's token is valid, and tells the client
+	// when it is not.
+	authorized := func() bool {
+		_, err := a.auth.authenticate(r)
+		if err == nil {
+			return true
+		}
+		deadline()
+		e := chronicle.AsError(err)
+		fmt.Fprintf(w, "event: error\ndata: %s\n\n", streamError(e.Code, e.Message))
+		flusher.Flush()
+		return false
+	}
 	ctx := r.Context()
 	skip := func(typ2, agg2 string) bool {
 		return typ != "" && typ2 != typ || agg != "" && agg2 != agg
@@ -82,6 +104,13 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 	// means the client reads slower than the log grows, and it is told so.
 	live := false
 	for {
+		select { // a busy stream never waits below, so it checks here
+		case <-recheck:
+			if !authorized() {
+				return
+			}
+		default:
+		}
 		frames, behind, notify, err := a.hub.since(after)
 		if behind && live {
 			deadline()
@@ -142,6 +171,10 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 		case <-a.closing:
 			return
 		case <-notify:
+		case <-recheck:
+			if !authorized() {
+				return
+			}
 		case <-tick.C:
 			// The comment carries the cursor so an idle filtered stream still resumes right.
 			deadline()

@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -410,5 +411,53 @@ func TestTokensInSQLMode(t *testing.T) {
 	}
 	if code, _ := status(t, q.Client.WithToken(r.Secret), http.MethodPost, "/commands/deposit", `{"account_id":"s","amount":"1"}`); code != http.StatusNotFound && code != http.StatusForbidden {
 		t.Fatalf("reader posting a command to a query process: %d", code)
+	}
+}
+
+// TestRevokedTokenEndsItsStream: an open event stream whose token is revoked is told so
+// (event: error, code unauthorized) and closed, though it passed the check when it opened.
+func TestRevokedTokenEndsItsStream(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "admin.token")
+	n := nodetest.Start(t, withBootstrapToken(file))
+	admin := n.Client.WithToken(readSecret(t, file))
+	waitToken(t, admin)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	tok, err := admin.CreateToken(ctx, "watcher", "reader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.URL()+"/events/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+tok.Secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("open the stream: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	if _, err := admin.CreateAccount(ctx, client.CreateAccount{AccountID: "w", OwnerName: "W"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	var seen []string
+	read := func(until func(string) bool) bool {
+		for sc.Scan() {
+			seen = append(seen, sc.Text())
+			if until(sc.Text()) {
+				return true
+			}
+		}
+		return false
+	}
+	if !read(func(l string) bool { return strings.HasPrefix(l, "data:") && strings.Contains(l, `"AccountCreated"`) }) {
+		t.Fatalf("the stream did not deliver the event before the revocation: %q", seen)
+	}
+	if _, err := admin.RevokeToken(ctx, "watcher"); err != nil {
+		t.Fatal(err)
+	}
+	if !read(func(l string) bool { return strings.HasPrefix(l, "data:") && strings.Contains(l, chronicle.CodeUnauthorized) }) {
+		t.Fatalf("the stream of a revoked token was not told (%v): %q", sc.Err(), seen)
+	}
+	if read(func(string) bool { return false }); sc.Err() != nil && ctx.Err() != nil {
+		t.Fatalf("the stream stayed open after telling the client: %v", sc.Err())
 	}
 }
