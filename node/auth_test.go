@@ -454,7 +454,9 @@ func TestRevokedTokenEndsItsStream(t *testing.T) {
 	if _, err := admin.RevokeToken(ctx, "watcher"); err != nil {
 		t.Fatal(err)
 	}
-	if !read(func(l string) bool { return strings.HasPrefix(l, "data:") && strings.Contains(l, chronicle.CodeUnauthorized) }) {
+	if !read(func(l string) bool {
+		return strings.HasPrefix(l, "data:") && strings.Contains(l, chronicle.CodeUnauthorized)
+	}) {
 		t.Fatalf("the stream of a revoked token was not told (%v): %q", sc.Err(), seen)
 	}
 	if read(func(string) bool { return false }); sc.Err() != nil && ctx.Err() != nil {
