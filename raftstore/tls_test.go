@@ -101,7 +101,12 @@ func TestForgedAppendEntriesRefusedOverTLS(t *testing.T) {
 		p := certs.Peer(t, name)
 		return &TLSConfig{Server: p.RaftServer(), Client: p.RaftClient()}
 	}
-	leader := newLedgerEnv(t, func(c *Config) { c.TLS = tlsFor("n1") }).open()
+	// The leader follows the joiner's catch-up from the store itself: there is no API here.
+	var follower *Store
+	progress := func(ctx context.Context, id, apiURL string) (JoinProgress, error) {
+		return JoinProgress{NodeID: "n2", Leader: follower.LeaderID(), Applied: follower.Status().RaftApplied}, nil
+	}
+	leader := newLedgerEnv(t, func(c *Config) { c.TLS, c.Progress = tlsFor("n1"), progress }).open()
 	fenv := newLedgerEnv(t, func(c *Config) {
 		c.NodeID, c.RaftAddr, c.Bootstrap, c.TLS = "n2", freeport.Addr(t), false, tlsFor("n2")
 	})
