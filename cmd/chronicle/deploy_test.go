@@ -12,7 +12,8 @@ import (
 )
 
 // chronicleBinary describes this binary's real command line to the deployment checks:
-// the flag sets serve, health and cluster status parse with, and envName.
+// the flag sets serve, health, certs, cluster status and token generate parse with, and
+// envName.
 func chronicleBinary() deploy.Binary {
 	return deploy.Binary{
 		Flags: func(args []string) (*flag.FlagSet, []string, error) {
@@ -29,8 +30,11 @@ func chronicleBinary() deploy.Binary {
 			case args[0] == "cluster" && len(args) > 1 && args[1] == "status":
 				fs, _, _, _ := newClusterStatusFlags()
 				return fs, args[2:], nil
+			case args[0] == "token" && len(args) > 1 && args[1] == "generate":
+				fs, _ := newTokenGenerateFlags()
+				return fs, args[2:], nil
 			}
-			return nil, nil, fmt.Errorf("chronicle %s: not a command the deployments may run (serve, health, certs, cluster status)", args[0])
+			return nil, nil, fmt.Errorf("chronicle %s: not a command the deployments may run (serve, health, certs, cluster status, token generate)", args[0])
 		},
 		EnvName: envName,
 		Version: node.Version,
