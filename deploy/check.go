@@ -129,6 +129,14 @@ type node struct {
 	sql      *sqlProcess // nil for a Raft node
 	// tlsFiles are --tls-ca, --tls-cert and --tls-key when the node runs cluster TLS.
 	tlsFiles []string
+	// tokenFile is --bootstrap-token-file: when set, the node requires API tokens.
+	tokenFile string
+}
+
+// tokenRun is a `chronicle token generate` service: the secret file it writes.
+type tokenRun struct {
+	service string
+	out     string
 }
 
 // certsRun is a `chronicle certs cluster` service: where it writes and for which nodes.
@@ -226,7 +234,41 @@ func checkServe(inv *invocation) (*node, []error) {
 		errs = append(errs, fmt.Errorf("--http-addr and --raft-addr share port %d", httpPort))
 	}
 	errs = append(errs, checkServeTLS(inv, n)...)
+	errs = append(errs, checkServeAuth(inv, n)...)
 	return n, errs
+}
+
+// checkServeAuth is protected mode as the node applies it: a node with a listener other
+// machines can reach (--http-addr, --raft-addr in Raft mode, --nats-listen) refuses to
+// start without --bootstrap-token-file or --insecure. A binary without the flag has no
+// protected mode.
+func checkServeAuth(inv *invocation, n *node) []error {
+	if inv.fs.Lookup("bootstrap-token-file") == nil {
+		return nil
+	}
+	var errs []error
+	n.tokenFile = inv.get("bootstrap-token-file")
+	if n.tokenFile != "" && !path.IsAbs(n.tokenFile) {
+		errs = append(errs, fmt.Errorf("--bootstrap-token-file %q: want an absolute path on a volume", n.tokenFile))
+	}
+	listeners := []string{"http-addr", "nats-listen"}
+	if n.sql == nil {
+		listeners = append(listeners, "raft-addr")
+	}
+	var open []string
+	for _, name := range listeners {
+		if v := inv.get(name); v != "" {
+			if host, _, err := net.SplitHostPort(v); err == nil && !isLoopback(host) {
+				open = append(open, "--"+name+" "+v)
+			}
+		}
+	}
+	if len(open) > 0 && n.tokenFile == "" && inv.get("insecure") != "true" {
+		errs = append(errs, fmt.Errorf("%s can be reached from other machines, so the node refuses to start without authentication: "+
+			"give --bootstrap-token-file FILE (on a volume: the node writes an admin token there at first start, or a one-shot "+
+			"`chronicle token generate --out FILE` makes it), or --insecure to run without tokens", strings.Join(open, ", ")))
+	}
+	return errs
 }
 
 // tlsFlags are the cluster TLS flags, all three or none.
@@ -337,6 +379,7 @@ func checkSQLServe(inv *invocation) (*node, []error) {
 			}
 		}
 	}
+	errs = append(errs, checkServeAuth(inv, n)...)
 	return n, errs
 }
 
@@ -461,6 +504,8 @@ func CheckCompose(data []byte, b Binary) error {
 
 	nodes := map[string]*node{}
 	var certs []certsRun
+	var tokens []tokenRun
+	var clients []clientRun
 	for _, name := range sortedKeys(f.Services) {
 		s := f.Services[name]
 		for _, err := range checkService(b, f, s) {
@@ -482,6 +527,17 @@ func CheckCompose(data []byte, b Binary) error {
 			} else {
 				certs = append(certs, run)
 			}
+		}
+		if inv.command == "token generate" {
+			run, err := checkTokenRun(name, s, inv)
+			if err != nil {
+				fail(name, err)
+			} else {
+				tokens = append(tokens, run)
+			}
+		}
+		if inv.command == "cluster status" {
+			clients = append(clients, clientRun{service: name, url: inv.get("url"), tokenFile: inv.get("token-file"), token: inv.get("token")})
 		}
 		if inv.command != "serve" {
 			if hc != nil && !hc.Disable {
@@ -517,6 +573,8 @@ func CheckCompose(data []byte, b Binary) error {
 	errs = append(errs, checkHostPorts(f)...)
 	errs = append(errs, checkCluster(f, nodes, names)...)
 	errs = append(errs, checkTLS(f, nodes, certs)...)
+	errs = append(errs, checkAuth(f, nodes, tokens)...)
+	errs = append(errs, checkClients(f, nodes, names, tokens, clients)...)
 	errs = append(errs, checkSQLTopology(f, nodes, names)...)
 	return errors.Join(errs...)
 }
@@ -828,6 +886,161 @@ func checkTLS(f *composeFile, nodes map[string]*node, certs []certsRun) []error 
 					if !slices.Contains(hosts, h) {
 						fail(fmt.Errorf("--tls-cert %s: %s's certificate %s does not list host %s", file, run.service, certName, h))
 					}
+				}
+			}
+		}
+	}
+	return errs
+}
+
+// checkTokenRun reads a `chronicle token generate` service: it must write to a volume it
+// mounts read-write, at an absolute path.
+func checkTokenRun(name string, s *service, inv *invocation) (tokenRun, error) {
+	run := tokenRun{service: name, out: inv.get("out")}
+	if !path.IsAbs(run.out) {
+		return run, fmt.Errorf("chronicle token generate --out %q: want an absolute path on a named volume mounted read-write, which the nodes mount too", run.out)
+	}
+	if m, ok := mountOf(s, run.out); !ok || m.Source == "" || m.ReadOnly {
+		return run, fmt.Errorf("chronicle token generate --out %s: want a file on a named volume mounted read-write, which the nodes mount too", run.out)
+	}
+	return run, nil
+}
+
+// volumeFile names a file by the volume that holds it and its path inside the volume, so
+// that services mounting the volume at different places agree on it.
+type volumeFile struct{ source, rel string }
+
+// fileOn is where file lies for service s: the mount's source and the path below it.
+func fileOn(s *service, file string) (volumeFile, mount, bool) {
+	m, ok := mountOf(s, file)
+	if !ok || m.Source == "" {
+		return volumeFile{}, m, false
+	}
+	rel := strings.TrimPrefix(strings.TrimPrefix(path.Clean(file), path.Clean(m.Target)), "/")
+	return volumeFile{m.Source, rel}, m, true
+}
+
+// producer is the token generate service of f that writes vf, and any that writes
+// another file on the same volume.
+func producer(f *composeFile, tokens []tokenRun, vf volumeFile) (exact, sameVolume *tokenRun) {
+	for i := range tokens {
+		out, _, ok := fileOn(f.Services[tokens[i].service], tokens[i].out)
+		switch {
+		case !ok || out.source != vf.source:
+		case out.rel == vf.rel:
+			return &tokens[i], nil
+		default:
+			sameVolume = &tokens[i]
+		}
+	}
+	return nil, sameVolume
+}
+
+// checkAuth checks the nodes' --bootstrap-token-file across services: the file lies on a
+// volume the node mounts (a secret in the container's own layer would be lost with it, and
+// nobody could fetch it); a file a `token generate` service makes is waited for; a file
+// nothing makes is one the node can write. Nodes sharing one token table (the members of
+// a Raft cluster, the processes of a SQL topology) share one generated file: each would
+// otherwise write a secret of its own, and only the one that made the first token would
+// work, without saying which.
+func checkAuth(f *composeFile, nodes map[string]*node, tokens []tokenRun) []error {
+	var errs []error
+	type use struct {
+		service string
+		file    volumeFile
+		made    bool
+	}
+	var shared []use
+	for _, name := range sortedKeys(nodes) {
+		n := nodes[name]
+		if n.tokenFile == "" {
+			continue
+		}
+		failed := false
+		fail := func(err error) {
+			errs = append(errs, fmt.Errorf("service %s: %w", name, err))
+			failed = true
+		}
+		if !path.IsAbs(n.tokenFile) {
+			continue // said by checkServeAuth
+		}
+		s := f.Services[name]
+		vf, m, ok := fileOn(s, n.tokenFile)
+		if !ok {
+			fail(fmt.Errorf("--bootstrap-token-file %s is on no volume this service mounts: the admin token would be lost with the container, and could not be fetched", n.tokenFile))
+			continue
+		}
+		exact, other := producer(f, tokens, vf)
+		switch {
+		case exact != nil && s.DependsOn[exact.service] != "service_completed_successfully":
+			fail(fmt.Errorf("--bootstrap-token-file %s is made by %s: depend on it with condition service_completed_successfully", n.tokenFile, exact.service))
+		case exact == nil && other != nil:
+			fail(fmt.Errorf("--bootstrap-token-file %s: %s writes %s on that volume, not this file", n.tokenFile, other.service, other.out))
+		case exact == nil && m.ReadOnly:
+			fail(fmt.Errorf("--bootstrap-token-file %s is on a read-only mount and no `chronicle token generate` service of this file makes it: the node cannot write a new one there", n.tokenFile))
+		}
+		if !failed && (n.clustering || n.sql != nil) {
+			shared = append(shared, use{name, vf, exact != nil})
+		}
+	}
+	if len(shared) < 2 {
+		return errs
+	}
+	for _, u := range shared {
+		switch {
+		case !u.made:
+			errs = append(errs, fmt.Errorf("service %s: --bootstrap-token-file %s: the nodes of this file share one token table, so give them all one file made by a one-shot `chronicle token generate` service: otherwise each node writes a secret of its own, and only the one whose node founds the table becomes the admin token, without saying which", u.service, nodes[u.service].tokenFile))
+		case u.file != shared[0].file:
+			errs = append(errs, fmt.Errorf("service %s: --bootstrap-token-file %s is not the file %s uses (%s): the nodes share one token table, give them one file", u.service, nodes[u.service].tokenFile, shared[0].service, nodes[shared[0].service].tokenFile))
+		}
+	}
+	return errs
+}
+
+// clientRun is a chronicle command of the file that calls a node's API (cluster status).
+type clientRun struct {
+	service, url, tokenFile, token string
+}
+
+// checkClients checks the one-shots that call a node: a node that requires tokens is
+// asked with --token-file, a file on a volume the one-shot mounts, waited for when a
+// `token generate` service of the file makes it.
+func checkClients(f *composeFile, nodes map[string]*node, names map[string]string, tokens []tokenRun, clients []clientRun) []error {
+	var errs []error
+	for _, c := range clients {
+		fail := func(err error) { errs = append(errs, fmt.Errorf("service %s: %w", c.service, err)) }
+		if c.token != "" {
+			fail(errors.New("--token (or CHRONICLE_TOKEN) writes the secret into the compose file: use --token-file with the file on a volume"))
+			continue
+		}
+		u, err := url.Parse(c.url)
+		if err != nil {
+			continue
+		}
+		n := nodes[names[u.Hostname()]]
+		if c.tokenFile == "" {
+			if n != nil && n.tokenFile != "" {
+				fail(fmt.Errorf("asks %s, which requires an API token (--bootstrap-token-file %s), without --token-file: it would get 401 unauthorized", n.service, n.tokenFile))
+			}
+			continue
+		}
+		if !path.IsAbs(c.tokenFile) {
+			fail(fmt.Errorf("--token-file %q: want an absolute path on a volume", c.tokenFile))
+			continue
+		}
+		s := f.Services[c.service]
+		vf, _, ok := fileOn(s, c.tokenFile)
+		if !ok {
+			fail(fmt.Errorf("--token-file %s is on no volume this service mounts", c.tokenFile))
+			continue
+		}
+		if exact, _ := producer(f, tokens, vf); exact != nil && !dependsOnTransitively(f, c.service, exact.service) {
+			fail(fmt.Errorf("--token-file %s is made by %s, which is not among its depends_on (directly or through another service)", c.tokenFile, exact.service))
+		}
+		if n != nil && n.tokenFile != "" {
+			if nf, _, ok := fileOn(f.Services[n.service], n.tokenFile); ok && nf != vf {
+				if exact, _ := producer(f, tokens, nf); exact != nil {
+					fail(fmt.Errorf("--token-file %s is not the admin token %s uses (%s, made by %s)", c.tokenFile, n.service, n.tokenFile, exact.service))
 				}
 			}
 		}

@@ -11,15 +11,37 @@ import (
 	"github.com/chronicle-ledger/chronicle/deploy"
 )
 
-// standIn is a small binary for the syntax tests below: serve and health with the flags
-// the snippets use. The real files are checked with the real binary's flag sets by
-// cmd/chronicle's TestDeployFiles and TestDeployChecksCatchBreakage.
-func standIn() deploy.Binary {
+// standIn is a small binary for the syntax tests below: serve, health, token generate and
+// cluster status with the flags the snippets use. The real files are checked with the
+// real binary's flag sets by cmd/chronicle's TestDeployFiles and
+// TestDeployChecksCatchBreakage.
+func standIn() deploy.Binary { return standInBinary(true) }
+
+// standInBinary is standIn; without auth, its serve has no --bootstrap-token-file and no
+// --insecure (a binary from before protected mode).
+func standInBinary(auth bool) deploy.Binary {
 	return deploy.Binary{
 		Flags: func(args []string) (*flag.FlagSet, []string, error) {
 			fs := flag.NewFlagSet("chronicle "+args[0], flag.ContinueOnError)
 			switch args[0] {
+			case "token", "cluster":
+				if len(args) < 2 || (args[0] == "token") != (args[1] == "generate") || (args[0] == "cluster") != (args[1] == "status") {
+					return nil, nil, errors.New("no such command " + strings.Join(args, " "))
+				}
+				if args[0] == "token" {
+					fs.String("out", "", "")
+				} else {
+					fs.String("url", "http://127.0.0.1:4000", "")
+					fs.String("token", "", "")
+					fs.String("token-file", "", "")
+				}
+				return fs, args[2:], nil
 			case "serve":
+				if auth {
+					fs.String("bootstrap-token-file", "", "")
+					fs.Bool("insecure", false, "")
+				}
+				fs.String("nats-listen", "", "")
 				fs.String("data-dir", "./data", "")
 				fs.String("http-addr", "127.0.0.1:4000", "")
 				fs.String("raft-addr", "127.0.0.1:4001", "")
@@ -56,7 +78,7 @@ volumes:
 services:
   a:
     image: chronicle:test
-    command: [serve, --data-dir=/data, --http-addr=0.0.0.0:4000, --advertise-url=http://a:4000]
+    command: [serve, --data-dir=/data, --http-addr=0.0.0.0:4000, --advertise-url=http://a:4000, --bootstrap-token-file=/data/admin.token]
     volumes: [a-data:/data]
     healthcheck:
       test: [CMD, chronicle, health]
@@ -76,11 +98,26 @@ services:
       test: [CMD, pg_isready]
   q:
     image: chronicle:test
-    command: [serve, --store=sql, --event-store=postgres://db/es, --read-model=postgres://db/read, --nats-url=nats://nats.example.com:4222, --http-addr=0.0.0.0:4001]
+    command: [serve, --store=sql, --event-store=postgres://db/es, --read-model=postgres://db/read, --nats-url=nats://nats.example.com:4222, --http-addr=0.0.0.0:4001, --insecure]
     depends_on: [db]
     healthcheck:
       test: [CMD, chronicle, health, --url, http://127.0.0.1:4001]
 ` + extra
+}
+
+// tokenCompose is the node with its token file on the read-only volume keys, written
+// (when made) by a one-shot tok that the node waits for (when waits).
+func tokenCompose(made, waits bool) string {
+	s := strings.Replace(compose("", ""), "--bootstrap-token-file=/data/admin.token", "--bootstrap-token-file=/keys/admin.token", 1)
+	s = strings.Replace(s, "volumes: [a-data:/data]", "volumes: [a-data:/data, \"keys:/keys:ro\"]", 1)
+	s = strings.Replace(s, "volumes:\n", "volumes:\n  keys:\n", 1)
+	if waits {
+		s += "    depends_on: {tok: {condition: service_completed_successfully}}\n"
+	}
+	if made {
+		s += "  tok:\n    image: chronicle:test\n    command: [token, generate, --out=/out/admin.token]\n    volumes: [keys:/out]\n"
+	}
+	return s
 }
 
 func compose(ports, env string) string {
@@ -101,8 +138,8 @@ func TestComposeSyntax(t *testing.T) {
 		{"env list form unknown", compose("", "    environment: [CHRONICLE_LOGLEVEL=debug]\n"), "CHRONICLE_LOGLEVEL names no flag"},
 		{"env bad value", compose("", "    environment: {CHRONICLE_BOOTSTRAP_EXPECT: x}\n"), "CHRONICLE_BOOTSTRAP_EXPECT=\"x\""},
 		{"env for health", compose("", "    environment: {CHRONICLE_URL: http://127.0.0.1:4000}\n"), "CHRONICLE_URL names no flag of chronicle serve"},
-		{"string command", strings.Replace(compose("", ""), "[serve, --data-dir=/data, --http-addr=0.0.0.0:4000, --advertise-url=http://a:4000]", "serve --data-dir=/data --http-addr=0.0.0.0:4000 --advertise-url=http://a:4000", 1), ""},
-		{"quoted string command", strings.Replace(compose("", ""), "[serve, --data-dir=/data, --http-addr=0.0.0.0:4000, --advertise-url=http://a:4000]", `serve --data-dir "/data"`, 1), "write it as a list"},
+		{"string command", strings.Replace(compose("", ""), "[serve, --data-dir=/data, --http-addr=0.0.0.0:4000, --advertise-url=http://a:4000, --bootstrap-token-file=/data/admin.token]", "serve --data-dir=/data --http-addr=0.0.0.0:4000 --advertise-url=http://a:4000 --bootstrap-token-file=/data/admin.token", 1), ""},
+		{"quoted string command", strings.Replace(compose("", ""), "[serve, --data-dir=/data, --http-addr=0.0.0.0:4000, --advertise-url=http://a:4000, --bootstrap-token-file=/data/admin.token]", `serve --data-dir "/data"`, 1), "write it as a list"},
 		{"health on another host", strings.Replace(compose("", ""), "[CMD, chronicle, health]", "[CMD, chronicle, health, --url, http://a:4000]", 1), "in its own container"},
 		{"depends_on list", compose("    depends_on: [b]\n", ""), "depends_on b: no such service"},
 		{"depends_on itself", compose("    depends_on: [a]\n", ""), "itself"},
@@ -126,6 +163,24 @@ func TestComposeSyntax(t *testing.T) {
 		{"sql database through another service", strings.Replace(sqlCompose(""), "    depends_on: [db]\n", "    depends_on: [init]\n", 1) + "  init:\n    image: other\n    depends_on: [db]\n", ""},
 		{"sql role without sql", strings.Replace(compose("", ""), "--data-dir=/data,", "--data-dir=/data, --role=query,", 1), "needs --store sql"},
 		{"sql advertise url", strings.Replace(sqlCompose(""), "--http-addr=0.0.0.0:4001", "--http-addr=0.0.0.0:4001, --advertise-url=http://q:4001", 1), "--advertise-url with --store sql does nothing"},
+		// Protected mode and the admin token.
+		{"exposed without a token file", strings.Replace(compose("", ""), ", --bootstrap-token-file=/data/admin.token", "", 1), "--http-addr 0.0.0.0:4000 can be reached from other machines, so the node refuses to start without authentication"},
+		{"exposed raft without a token file", strings.Replace(compose("", ""), "--bootstrap-token-file=/data/admin.token", "--raft-addr=a:4001", 1), "--raft-addr a:4001 can be reached"},
+		{"exposed nats without a token file", strings.Replace(compose("", ""), "--bootstrap-token-file=/data/admin.token", "--nats-listen=0.0.0.0:4222", 1), "--nats-listen 0.0.0.0:4222 can be reached"},
+		{"token file by environment", strings.Replace(compose("", "    environment: {CHRONICLE_BOOTSTRAP_TOKEN_FILE: /data/admin.token}\n"), ", --bootstrap-token-file=/data/admin.token", "", 1), ""},
+		{"insecure instead", strings.Replace(compose("", ""), "--bootstrap-token-file=/data/admin.token", "--insecure", 1), ""},
+		{"sql process without authentication", strings.Replace(sqlCompose(""), ", --insecure", "", 1), "--http-addr 0.0.0.0:4001 can be reached"},
+		{"sql process raft address is no listener", strings.Replace(sqlCompose(""), ", --insecure", ", --bootstrap-token-file=/t/admin.token", 1) + "    volumes: [q-data:/t]\n", ""},
+		{"relative token file", strings.Replace(compose("", ""), "--bootstrap-token-file=/data/admin.token", "--bootstrap-token-file=admin.token", 1), "want an absolute path on a volume"},
+		{"token file on no volume", strings.Replace(compose("", ""), "--bootstrap-token-file=/data/admin.token", "--bootstrap-token-file=/etc/admin.token", 1), "is on no volume this service mounts"},
+		{"token file read-only, made by nobody", tokenCompose(false, true), "is on a read-only mount and no `chronicle token generate` service of this file makes it"},
+		{"token made by a one-shot", tokenCompose(true, true), ""},
+		{"token one-shot not waited for", tokenCompose(true, false), "is made by tok: depend on it with condition service_completed_successfully"},
+		{"token one-shot relative out", strings.Replace(tokenCompose(true, true), "--out=/out/admin.token", "--out=admin.token", 1), `chronicle token generate --out "admin.token": want an absolute path`},
+		{"status asks without a token", tokenCompose(true, true) + "  st:\n    image: chronicle:test\n    command: [cluster, status, --url, http://a:4000]\n    depends_on: {a: {condition: service_healthy}}\n", "service st: asks a, which requires an API token"},
+		{"status asks with the token", tokenCompose(true, true) + "  st:\n    image: chronicle:test\n    command: [cluster, status, --url, http://a:4000, --token-file, /k/admin.token]\n    volumes: [\"keys:/k:ro\"]\n    depends_on: {a: {condition: service_healthy}}\n", ""},
+		{"status token not made yet", tokenCompose(true, true) + "  st:\n    image: chronicle:test\n    command: [cluster, status, --url, http://a:4000, --token-file, /k/admin.token]\n    volumes: [\"keys:/k:ro\"]\n", "--token-file /k/admin.token is made by tok, which is not among its depends_on"},
+		{"status token on no volume", tokenCompose(true, true) + "  st:\n    image: chronicle:test\n    command: [cluster, status, --url, http://a:4000, --token-file, /k/admin.token]\n    depends_on: {a: {condition: service_healthy}}\n", "--token-file /k/admin.token is on no volume this service mounts"},
 		{"no services", "services: {}\n", "no services"},
 		{"empty service", "services:\n  a:\n", "service a: empty"},
 	}
@@ -162,7 +217,7 @@ VOLUME ["/data"]
 EXPOSE 4000/tcp
 HEALTHCHECK --interval=5s CMD ["chronicle", "health"]
 ENTRYPOINT ["chronicle"]
-CMD ["serve", "--data-dir", "/data/ledger", "--http-addr", ":4000", "--advertise-url", "http://x:4000"]
+CMD ["serve", "--data-dir", "/data/ledger", "--http-addr", ":4000", "--advertise-url", "http://x:4000", "--bootstrap-token-file", "/data/admin.token"]
 `
 
 func TestDockerfileSyntax(t *testing.T) {
@@ -177,6 +232,9 @@ func TestDockerfileSyntax(t *testing.T) {
 		{"root by number", "USER 1000", "USER 0:0", "is root"},
 		{"CMD not serve", `CMD ["serve", "--data-dir"`, `CMD ["health", "--data-dir"`, "flag provided but not defined: -data-dir"},
 		{"no FROM", dockerfile, "# nothing\n", "no FROM"},
+		{"CMD without authentication", `, "--bootstrap-token-file", "/data/admin.token"]`, "]", "--http-addr :4000 can be reached from other machines"},
+		{"CMD insecure", `"--bootstrap-token-file", "/data/admin.token"]`, `"--insecure"]`, ""},
+		{"CMD token off the volume", `"/data/admin.token"]`, `"/admin.token"]`, "CMD --bootstrap-token-file /admin.token is on no VOLUME"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -215,5 +273,17 @@ func TestFiles(t *testing.T) {
 	}
 	if _, err := fs.ReadFile(deploy.Files(), "Dockerfile"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNoProtectedMode: a binary without --bootstrap-token-file has no protected mode, so
+// an exposed node without a token file passes; with the flag it is refused.
+func TestNoProtectedMode(t *testing.T) {
+	open := strings.Replace(compose("", ""), ", --bootstrap-token-file=/data/admin.token", "", 1)
+	if err := deploy.CheckCompose([]byte(open), standInBinary(false)); err != nil {
+		t.Fatalf("refused by a binary without protected mode:\n%v", err)
+	}
+	if err := deploy.CheckCompose([]byte(open), standInBinary(true)); err == nil || !strings.Contains(err.Error(), "refuses to start without authentication") {
+		t.Fatalf("with protected mode: %v", err)
 	}
 }

@@ -200,6 +200,9 @@ func CheckDockerfile(data []byte, b Binary) error {
 	if !slices.ContainsFunc(volumes, func(v string) bool { return within(n.dataDir, v) }) {
 		fail("CMD --data-dir %s is on no VOLUME (have %q)", n.dataDir, volumes)
 	}
+	if n.tokenFile != "" && !slices.ContainsFunc(volumes, func(v string) bool { return within(n.tokenFile, v) }) {
+		fail("CMD --bootstrap-token-file %s is on no VOLUME (have %q): the admin token would be lost with the container", n.tokenFile, volumes)
+	}
 	if p := n.httpPort; !slices.Contains(exposed, fmt.Sprint(p)) && !slices.Contains(exposed, fmt.Sprintf("%d/tcp", p)) {
 		fail("EXPOSE %q: the node's API listens on %d", exposed, p)
 	}

@@ -10,8 +10,13 @@
 # keeps its state in $DATA/n<i> and logs to $DATA/n<i>.log (the previous run's log is
 # kept as n<i>.log.prev). The nodes run with cluster TLS: a CA and a certificate per node
 # are made once under $DATA/certs (chronicle certs cluster) and reused on every restart;
-# Raft runs over mutual TLS and the APIs serve HTTPS. Settings, from the environment
-# (default in brackets):
+# Raft runs over mutual TLS and the APIs serve HTTPS. Authentication is on: an admin token
+# is generated once into $DATA/admin.token (chronicle token generate; a restart keeps it)
+# before the nodes start, every node gets --bootstrap-token-file with that one file, and
+# the node that founds the cluster creates it as the token bootstrap-admin. Every request
+# but /health, /ready, /openapi.json and /cluster/info then needs it (CHRONICLE_TOKEN or
+# --token-file for the CLI, Authorization: Bearer for curl). Settings, from the
+# environment (default in brackets):
 #
 #   DATA [./data]  HOST [127.0.0.1]  HTTP_BASE [4101]  RAFT_BASE [4201]  NATS_BASE [4301]
 #   BIN [bin/chronicle]  BUILD [1] (0: use BIN as it is)  GO [go]
@@ -60,6 +65,7 @@ CERTS="$DATA/certs"
 CA="$CERTS/ca.crt"
 tls_flags() { printf -- '--tls-ca\n%s\n--tls-cert\n%s\n--tls-key\n%s\n' "$CA" "$CERTS/n$1.crt" "$CERTS/n$1.key"; }
 node_log() { printf '%s/n%d.log' "$DATA" "$1"; }
+TOKEN="$DATA/admin.token"
 
 # log_tail i: the end of node n<i>'s log, indented.
 log_tail() {
@@ -173,6 +179,11 @@ for ((i = 1; i <= NODES; i++)); do
 done
 "$BIN" certs cluster --out "$CERTS" "${cert_args[@]}" | sed 's/^/cluster: /' >&2 || die "could not make the certificates in $CERTS"
 
+# The admin token, made once before any node starts (so no two nodes race to write it) and
+# kept on restarts; the secret is not printed.
+mkdir -p "$DATA"
+"$BIN" token generate --out "$TOKEN" | sed 's/^/cluster: /' >&2 || die "could not make the admin token $TOKEN"
+
 join=""
 for ((i = 1; i <= NODES; i++)); do
 	join="$join${join:+,}$(node_url "$i")"
@@ -192,7 +203,7 @@ for ((i = 1; i <= NODES; i++)); do
 	fi
 	log "starting n$i ($state) at $(node_url "$i"), raft $(raft_addr "$i"), nats $(nats_addr "$i"), data $dir"
 	mapfile -t tls < <(tls_flags "$i")
-	"$BIN" serve --node-id "n$i" --data-dir "$dir" "${tls[@]}" \
+	"$BIN" serve --node-id "n$i" --data-dir "$dir" "${tls[@]}" --bootstrap-token-file "$TOKEN" \
 		--http-addr "$(http_addr "$i")" --raft-addr "$(raft_addr "$i")" --nats-listen "$(nats_addr "$i")" \
 		--join "$join" --bootstrap-expect "$NODES" ${extra[@]+"${extra[@]}"} >"$logf" 2>&1 &
 	pids+=("$!")
@@ -242,11 +253,12 @@ for ((tick = 0; ; tick++)); do
 	sleep 0.2
 done
 
-# Followers register their API URLs with the leader within a couple of seconds; show the
-# status once every member answers (or after 10 s, as it is).
+# Followers register their API URLs with the leader within a couple of seconds, and the
+# leader creates the bootstrap token; show the status once every member answers (or
+# after 10 s, as it is).
 status=""
 for ((t = 0; t < 50; t++)); do
-	status=$("$BIN" cluster status --url "$(node_url 1)" --cacert "$CA" 2>&1) || true
+	status=$("$BIN" cluster status --url "$(node_url 1)" --cacert "$CA" --token-file "$TOKEN" 2>&1) || true
 	if grep -q '^\*' <<<"$status" && ! grep -q 'unreachable' <<<"$status"; then
 		break
 	fi
@@ -260,11 +272,15 @@ for ((i = 1; i <= NODES; i++)); do
 done
 printf '\nleader: %s\n\n%s\n\n' "${leader:-unknown}" "$status"
 printf 'TLS: Raft and the APIs use the CA and node certificates in %s.\n' "$CERTS"
-printf 'Try: %s cluster status --url %s --cacert %s\n' "$BIN" "$(node_url 1)" "$CA"
-printf '     curl --cacert %s %s/ready\n' "$CA" "$(node_url 1)"
-printf "     curl --cacert %s --json '{\"account_id\":\"alice\",\"owner_name\":\"Alice\",\"initial_balance\":\"100\"}' %s/commands/create-account\n" "$CA" "$(node_url 1)"
-printf '     membership changes need a node certificate: %s cluster remove --url %s --cacert %s --cert %s --key %s ID\n' \
-	"$BIN" "$(node_url 1)" "$CA" "$CERTS/n1.crt" "$CERTS/n1.key"
+printf 'Auth: every request but /health and /ready needs a token; the admin token (bootstrap-admin) is in %s.\n' "$TOKEN"
+# shellcheck disable=SC2016 # $(cat ...) is for the reader's shell
+printf 'Try: export CHRONICLE_TOKEN=$(cat %s) CHRONICLE_CACERT=%s\n' "$TOKEN" "$CA"
+printf '     %s cluster status --url %s\n' "$BIN" "$(node_url 1)"
+# shellcheck disable=SC2016
+printf '     curl --cacert %s -H "Authorization: Bearer $(cat %s)" %s/accounts\n' "$CA" "$TOKEN" "$(node_url 1)"
+printf "     curl --cacert %s -H \"Authorization: Bearer \$(cat %s)\" --json '{\"account_id\":\"alice\",\"owner_name\":\"Alice\",\"initial_balance\":\"100\"}' %s/commands/create-account\n" "$CA" "$TOKEN" "$(node_url 1)"
+printf '     %s token create --url %s --name teller --role writer    # prints a writer token once\n' "$BIN" "$(node_url 1)"
+printf '     membership changes need the admin token or a node certificate: %s cluster remove --url %s ID\n' "$BIN" "$(node_url 1)"
 printf 'Ctrl-C stops all three nodes; run it again to restart them on their data.\n'
 
 # Wait until interrupted, reporting any node that exits on its own (the others keep

@@ -15,6 +15,14 @@
 # the event store is new (first run or RESET=1) and NATS_URL answers, its stream
 # CHRONICLE_EVENTS is deleted, so that stream and log start together.
 #
+# Authentication is on: an admin token is generated once into $DATA/sql-demo/admin.token
+# (chronicle token generate; kept across runs, RESET=1 included) before the processes
+# start, and every process gets --bootstrap-token-file with that one file; the first to
+# reach the event store creates it as the token bootstrap-admin in the shared table
+# chronicle_tokens (again after RESET=1). Every request but /health, /ready,
+# /openapi.json and the dashboard's files then needs it: CHRONICLE_TOKEN or --token-file
+# for the CLI, Authorization: Bearer for curl.
+#
 # Settings, from the environment (default in brackets):
 #
 #   PG [postgres://postgres@127.0.0.1:5432]  PG_PARAMS [sslmode=disable]
@@ -55,6 +63,7 @@ pids=() # pids[i] is names[i]'s process; "" once it has been reaped
 urls=()
 sleeper=""
 dir="$DATA/sql-demo"
+TOKEN="$dir/admin.token"
 
 log() { printf 'sql-demo: %s\n' "$*" >&2; }
 die() {
@@ -254,6 +263,10 @@ es_url=$(db_url "$ES_DB")
 rm_url=$(db_url "$RM_DB")
 mkdir -p "$dir"
 
+# The admin token, made once before any process starts and kept afterwards; the secret is
+# not printed.
+"$BIN" token generate --out "$TOKEN" | sed 's/^/sql-demo: /' >&2 || die "could not make the admin token $TOKEN"
+
 for ((i = 0; i < 3; i++)); do
 	name=${names[i]}
 	logf=$(proc_log "$name")
@@ -261,7 +274,8 @@ for ((i = 0; i < 3; i++)); do
 		mv -f "$logf" "$logf.prev"
 	fi
 	args=(serve --store sql --role "${roles[i]}" --node-id "$name" --event-store "$es_url"
-		--http-addr "$HOST:${ports[i]}" --data-dir "$dir/$name" ${nats_args[@]+"${nats_args[@]}"})
+		--http-addr "$HOST:${ports[i]}" --data-dir "$dir/$name" --bootstrap-token-file "$TOKEN"
+		${nats_args[@]+"${nats_args[@]}"})
 	if [ "${roles[i]}" = query ]; then
 		args+=(--read-model "$rm_url")
 	fi
@@ -302,6 +316,7 @@ while :; do
 done
 
 q=${urls[0]} c1=${urls[1]} c2=${urls[2]}
+auth="-H \"Authorization: Bearer \$(cat $TOKEN)\""
 cat <<EOF
 
 Chronicle SQL topology is up (event store $es_url, read model $rm_url):
@@ -310,12 +325,15 @@ Chronicle SQL topology is up (event store $es_url, read model $rm_url):
   command-2  $c2   commands (--role command), the same event store
   NATS       $nats_note
   logs       $dir/*.log
+  admin token  $TOKEN (bootstrap-admin): every request but /health and /ready needs a token
 
 Try:
-  curl -s -XPOST -H 'Content-Type: application/json' $c1/commands/create-account -d '{"account_id":"A","owner_name":"Alice","initial_balance":0,"currency":"USD"}'
-  curl -s -XPOST -H 'Content-Type: application/json' $c2/commands/deposit -d '{"account_id":"A","amount":1000}'     # answers its "position"
-  curl -s "$q/accounts/A?min_position=<position>"
-  $BIN verify --url $q --read-model '$rm_url'
+  export CHRONICLE_TOKEN=\$(cat $TOKEN)
+  curl -s -XPOST -H 'Content-Type: application/json' $auth $c1/commands/create-account -d '{"account_id":"A","owner_name":"Alice","initial_balance":0,"currency":"USD"}'
+  curl -s -XPOST -H 'Content-Type: application/json' $auth $c2/commands/deposit -d '{"account_id":"A","amount":1000}'     # answers its "position"
+  curl -s $auth "$q/accounts/A?min_position=<position>"
+  $BIN verify --url $q --token-file $TOKEN --read-model '$rm_url'
+  $BIN token create --url $c1 --name teller --role writer    # prints a writer token once
 
 Ctrl-C stops all three; run it again to restart them on the same databases (RESET=1 to start over).
 EOF

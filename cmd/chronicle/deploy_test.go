@@ -12,7 +12,8 @@ import (
 )
 
 // chronicleBinary describes this binary's real command line to the deployment checks:
-// the flag sets serve, health and cluster status parse with, and envName.
+// the flag sets serve, health, certs, cluster status and token generate parse with, and
+// envName.
 func chronicleBinary() deploy.Binary {
 	return deploy.Binary{
 		Flags: func(args []string) (*flag.FlagSet, []string, error) {
@@ -29,8 +30,11 @@ func chronicleBinary() deploy.Binary {
 			case args[0] == "cluster" && len(args) > 1 && args[1] == "status":
 				fs, _, _, _ := newClusterStatusFlags()
 				return fs, args[2:], nil
+			case args[0] == "token" && len(args) > 1 && args[1] == "generate":
+				fs, _ := newTokenGenerateFlags()
+				return fs, args[2:], nil
 			}
-			return nil, nil, fmt.Errorf("chronicle %s: not a command the deployments may run (serve, health, certs, cluster status)", args[0])
+			return nil, nil, fmt.Errorf("chronicle %s: not a command the deployments may run (serve, health, certs, cluster status, token generate)", args[0])
 		},
 		EnvName: envName,
 		Version: node.Version,
@@ -87,7 +91,7 @@ func TestDeployChecksCatchBreakage(t *testing.T) {
 		{"env naming no flag", "compose/edge.yml", []edit{{"CHRONICLE_LOG_LEVEL: info", "CHRONICLE_LOGLEVEL: info"}}, "CHRONICLE_LOGLEVEL names no flag of chronicle serve"},
 		{"env and flag both", "compose/edge.yml", []edit{{"CHRONICLE_LOG_LEVEL: info", "CHRONICLE_NODE_ID: n9"}}, "CHRONICLE_NODE_ID and --node-id both set"},
 		{"unknown key", "compose/edge.yml", []edit{{"    command:\n", "    x-command:\n"}}, "field x-command not found"},
-		{"no command", "compose/cluster.yml", []edit{{"    command: [cluster, status, --url, https://n1:4000, --cacert, /certs/ca.crt]\n", ""}}, "no command"},
+		{"no command", "compose/cluster.yml", []edit{{"    command: [cluster, status, --url, https://n1:4000, --cacert, /certs/ca.crt, --token-file, /certs/admin.token]\n", ""}}, "no command"},
 		{"raft on every interface", "compose/edge.yml", []edit{{"--raft-addr=127.0.0.1:4001", "--raft-addr=0.0.0.0:4001"}}, "transport refuses 0.0.0.0"},
 		{"no advertise url", "compose/edge.yml", []edit{{"      - --advertise-url=http://127.0.0.1:4000\n", ""}}, "set --advertise-url"},
 		{"api on loopback", "compose/edge.yml", []edit{{"--http-addr=0.0.0.0:4000", "--http-addr=127.0.0.1:4000"}}, "unreachable from outside"},
@@ -127,12 +131,28 @@ func TestDeployChecksCatchBreakage(t *testing.T) {
 		{"tls: advertise http", "compose/cluster.yml", []edit{{"--advertise-url=https://n3:4000", "--advertise-url=http://n3:4000"}}, "--advertise-url http://n3:4000: the node serves https"},
 		{"tls: health over http", "compose/cluster.yml", []edit{{`"https://127.0.0.1:4000", "--cacert"`, `"http://127.0.0.1:4000", "--cacert"`}}, "the node serves HTTPS"},
 		{"tls: health without the CA", "compose/cluster.yml", []edit{{`"--cacert", "/certs/ca.crt", `, ""}}, "without --cacert"},
-		{"tls: certificates not waited for", "compose/cluster.yml", []edit{{"  depends_on:\n    certs: {condition: service_completed_successfully}\n", ""}}, "depend on it with condition service_completed_successfully"},
+		{"tls: certificates not waited for", "compose/cluster.yml", []edit{{"  depends_on:\n    certs: {condition: service_completed_successfully}\n    token:", "  depends_on:\n    token:"}}, "--tls-cert /certs/n3.crt is made by certs: depend on it with condition service_completed_successfully"},
 		{"tls: certificate without the node's name", "compose/cluster.yml", []edit{{"--node=n3=n3,172.28.5.13", "--node=n3=172.28.5.13"}}, "does not list host n3"},
 		{"tls: no certificate for the node", "compose/cluster.yml", []edit{{"--node=n3=n3,", "--node=n4=n3,"}}, "makes no certificate n3"},
 		{"tls: files off the volume", "compose/cluster.yml", []edit{{"volumes: [n3-data:/data, certs:/certs:ro]", "volumes: [n3-data:/data]"}}, "--tls-cert /certs/n3.crt is on no volume"},
 		{"tls: certificates written read-only", "compose/cluster.yml", []edit{{"volumes: [certs:/data]", `volumes: ["certs:/data:ro"]`}}, "mounted read-write"},
 		{"no fixed address", "compose/cluster.yml", []edit{{"        ipv4_address: 172.28.5.13\n", "        aliases: [node3]\n"}}, "needs a fixed ipv4_address"},
+
+		// Authentication (protected mode) and the admin token.
+		{"auth: exposed node without a token file", "compose/edge.yml", []edit{{"      - --bootstrap-token-file=/data/admin.token\n", ""}}, "--http-addr 0.0.0.0:4000 can be reached from other machines, so the node refuses to start without authentication"},
+		{"auth: relative token file", "compose/edge.yml", []edit{{"--bootstrap-token-file=/data/admin.token", "--bootstrap-token-file=admin.token"}}, `--bootstrap-token-file "admin.token": want an absolute path`},
+		{"auth: token file off the volume", "compose/edge.yml", []edit{{"--bootstrap-token-file=/data/admin.token", "--bootstrap-token-file=/tmp/admin.token"}}, "--bootstrap-token-file /tmp/admin.token is on no volume this service mounts"},
+		{"auth: cluster members without a token file", "compose/cluster.yml", []edit{{"    CHRONICLE_BOOTSTRAP_TOKEN_FILE: /certs/admin.token\n", ""}}, "service n2: --http-addr 0.0.0.0:4000, --raft-addr n2:4001 can be reached from other machines"},
+		{"auth: token not waited for", "compose/cluster.yml", []edit{{"    token: {condition: service_completed_successfully}\n", ""}}, "--bootstrap-token-file /certs/admin.token is made by token: depend on it with condition service_completed_successfully"},
+		{"auth: a token file per member", "compose/cluster.yml", []edit{{"CHRONICLE_BOOTSTRAP_TOKEN_FILE: /certs/admin.token", "CHRONICLE_BOOTSTRAP_TOKEN_FILE: /data/admin.token"}}, "share one token table"},
+		{"auth: token file the generator does not write", "compose/cluster.yml", []edit{{"CHRONICLE_BOOTSTRAP_TOKEN_FILE: /certs/admin.token", "CHRONICLE_BOOTSTRAP_TOKEN_FILE: /certs/admin.secret"}}, "--bootstrap-token-file /certs/admin.secret: token writes /data/admin.token on that volume, not this file"},
+		{"auth: token generated read-only", "compose/sql.yml", []edit{{"volumes: [chronicle-token:/data]", `volumes: ["chronicle-token:/data:ro"]`}}, "chronicle token generate --out /data/admin.token: want a file on a named volume mounted read-write"},
+		{"auth: token generate flag", "compose/sql.yml", []edit{{"[token, generate, --out=/data/admin.token]", "[token, generate, --file=/data/admin.token]"}}, "flag provided but not defined: -file"},
+		{"auth: status without a token", "compose/cluster.yml", []edit{{", --token-file, /certs/admin.token]", "]"}}, "service status: asks n1, which requires an API token (--bootstrap-token-file /certs/admin.token), without --token-file"},
+		{"auth: status with the secret inline", "compose/cluster.yml", []edit{{"--token-file, /certs/admin.token]", "--token, chr_0123456789abcdef0123456789abcdef]"}}, "writes the secret into the compose file"},
+		{"auth: status with another file", "compose/cluster.yml", []edit{{"--token-file, /certs/admin.token]", "--token-file, /certs/reader.token]"}}, "--token-file /certs/reader.token is not the admin token n1 uses"},
+		{"auth: sql processes without a token file", "compose/sql.yml", []edit{{"    CHRONICLE_BOOTSTRAP_TOKEN_FILE: /token/admin.token\n", ""}}, "service query: --http-addr 0.0.0.0:4001 can be reached from other machines, so the node refuses to start without authentication"},
+		{"auth: sql token not waited for", "compose/sql.yml", []edit{{"      token: {condition: service_completed_successfully}\n      postgres:", "      postgres:"}}, "service query: --bootstrap-token-file /token/admin.token is made by token: depend on it"},
 
 		// The SQL topology.
 		{"sql: unknown store", "compose/sql.yml", []edit{{"--store=sql", "--store=sq"}}, `--store "sq": want raft or sql`},
@@ -167,6 +187,8 @@ func TestDeployChecksCatchBreakage(t *testing.T) {
 		{"CMD flag", "Dockerfile", []edit{{`"--advertise-url"`, `"--advertise"`}}, "flag provided but not defined: -advertise"},
 		{"one stage", "Dockerfile", []edit{{"FROM scratch\n", ""}}, "final stage FROM"},
 		{"entrypoint", "Dockerfile", []edit{{`ENTRYPOINT ["chronicle"]`, `ENTRYPOINT ["/usr/local/bin/chronicle"]`}}, "ENTRYPOINT"},
+		{"CMD without a token file", "Dockerfile", []edit{{`, "--bootstrap-token-file", "/data/admin.token"]`, "]"}}, "--http-addr 0.0.0.0:4000 can be reached from other machines, so the node refuses to start without authentication"},
+		{"CMD token file off the volume", "Dockerfile", []edit{{`"--bootstrap-token-file", "/data/admin.token"`, `"--bootstrap-token-file", "/etc/admin.token"`}}, "CMD --bootstrap-token-file /etc/admin.token is on no VOLUME"},
 	}
 	bin := chronicleBinary()
 	for _, c := range cases {

@@ -160,8 +160,7 @@ func tokenCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "token %s revoked\n", pos[0])
 		return nil
 	case "generate":
-		gfs := flag.NewFlagSet("chronicle token generate", flag.ContinueOnError)
-		out := gfs.String("out", "", "file to write the secret to (required); an existing file is kept as is")
+		gfs, out := newTokenGenerateFlags()
 		if err := parseFlags(gfs, args[1:], stderr); err != nil {
 			return err
 		}
@@ -177,6 +176,14 @@ func tokenCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stderr, "chronicle token: unknown subcommand %q\n\n%s", args[0], tokenUsage)
 		return errUsage
 	}
+}
+
+// newTokenGenerateFlags builds token generate's flag set; the deployment tests parse the
+// compose files' one-shot token services with it.
+func newTokenGenerateFlags() (fs *flag.FlagSet, out *string) {
+	fs = flag.NewFlagSet("chronicle token generate", flag.ContinueOnError)
+	out = fs.String("out", "", "file to write the secret to (required); an existing file is kept as is")
+	return fs, out
 }
 
 // generateToken writes a new secret to path unless the file exists (so a one-shot

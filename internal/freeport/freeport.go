@@ -43,3 +43,29 @@ func Addrs(t testing.TB, n int) []string {
 	}
 	return out
 }
+
+// Block returns the first of n consecutive 127.0.0.1 ports that were all free just now,
+// below the ephemeral range as Addr's, for a program that numbers its ports from a base
+// (scripts/cluster.sh's HTTP_BASE, RAFT_BASE, NATS_BASE).
+func Block(t testing.TB, n int) int {
+	t.Helper()
+	for range 200 {
+		base := 20000 + rand.IntN(12000-n)
+		var lns []net.Listener
+		for p := base; p < base+n; p++ {
+			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+			if err != nil {
+				break
+			}
+			lns = append(lns, ln)
+		}
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+		if len(lns) == n {
+			return base
+		}
+	}
+	t.Fatalf("freeport: no %d consecutive free ports", n)
+	return 0
+}

@@ -23,3 +23,18 @@ func TestAddrs(t *testing.T) {
 		ln.Close()
 	}
 }
+
+// A block's ports are consecutive, bind, and lie below the ephemeral range.
+func TestBlock(t *testing.T) {
+	base := Block(t, 9)
+	if base < 20000 || base+9 > 32000 {
+		t.Fatalf("block %d-%d outside 20000-31999", base, base+8)
+	}
+	for p := base; p < base+9; p++ {
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			t.Fatalf("port %d does not bind: %v", p, err)
+		}
+		ln.Close()
+	}
+}
