@@ -84,6 +84,9 @@ type Store struct {
 
 	recent      tailCache
 	barrierTerm atomic.Uint64 // last term whose leader barrier completed
+	// proposedEntries and proposedCommands count this node's command entries and the
+	// commands in them: their ratio is how well group commit fills entries.
+	proposedEntries, proposedCommands atomic.Uint64
 	// joining admits one node at a time: two joins of the same node (its own retry and
 	// the operator's) must not interleave their add, wait and promote steps.
 	joining  chan struct{}
@@ -292,6 +295,10 @@ type Status struct {
 	// LastContact is how long ago a follower last heard from the leader ("0" on the leader).
 	LastContact string `json:"last_contact"`
 	Fatal       string `json:"fatal,omitempty"`
+	// ProposedEntries and ProposedCommands count the command entries this node proposed
+	// (as leader) and the commands they carried, since it started.
+	ProposedEntries  uint64 `json:"proposed_entries"`
+	ProposedCommands uint64 `json:"proposed_commands"`
 }
 
 // Status reports this node's Raft role and progress.
@@ -303,7 +310,7 @@ func (s *Store) Status() Status {
 	s.headMu.Unlock()
 	out := Status{NodeID: s.cfg.NodeID, State: s.raft.State().String(), Leader: string(id), LeaderAddr: string(addr),
 		Term: parseUint(st["term"]), CommitIndex: parseUint(st["commit_index"]), AppliedIndex: applied, RaftApplied: s.raft.AppliedIndex(), Position: pos,
-		LastContact: st["last_contact"]}
+		LastContact: st["last_contact"], ProposedEntries: s.proposedEntries.Load(), ProposedCommands: s.proposedCommands.Load()}
 	if err := s.fsm.failed(); err != nil {
 		out.Fatal = err.Error()
 	}

@@ -30,9 +30,14 @@ type inflight struct {
 }
 
 // Bounds on the write path: queued calls, and entries in Raft not yet applied.
+// maxInflight is the buffer between the batcher and the completer: with none, at most
+// two entries are in Raft at once (one the completer awaits, one being handed to it),
+// so while one is fsynced and applied the next gathers every command that arrives
+// meanwhile. Measured at concurrency 64 on 2 cores: 12-15 commands per entry and about
+// 1.2x the transfers/s of a buffer of 2 (7-9 commands per entry).
 const (
 	queueSize   = 4096
-	maxInflight = 2
+	maxInflight = 0
 )
 
 // Execute implements chronicle.EventStore.
@@ -123,6 +128,8 @@ func (s *Store) propose(reqs []*request, n int) {
 		return
 	}
 	f := s.raft.Apply(chronicle.EncodeEntry(chronicle.EntryCommandBatch, payload), s.cfg.ApplyTimeout)
+	s.proposedEntries.Add(1)
+	s.proposedCommands.Add(uint64(n))
 	// Hand the entry to the completer even when stopping: Raft may commit it, so only its
 	// future can tell the callers how it ended. The completer runs until the batcher
 	// returns and closes s.inflight, so this send cannot block forever.
