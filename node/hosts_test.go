@@ -3,6 +3,7 @@ package node
 import (
 	"slices"
 	"testing"
+	"time"
 )
 
 // TestAPIHosts: the Host policy each kind of deployment gets: a loopback listener
@@ -27,6 +28,26 @@ func TestAPIHosts(t *testing.T) {
 	} {
 		if got := apiHosts(tc.cfg); !slices.Equal(got, tc.want) {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestBusLimits: the JetStream stream a node creates is bounded by default, limits can be
+// set, and a negative one means none.
+func TestBusLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		cfg      Config
+		age      time.Duration
+		maxBytes int64
+	}{
+		{"defaults", Config{}, DefaultNATSMaxAge, DefaultNATSMaxBytes},
+		{"set", Config{NATSMaxAge: time.Hour, NATSMaxBytes: 1 << 20}, time.Hour, 1 << 20},
+		{"unlimited", Config{NATSMaxAge: -1, NATSMaxBytes: -1}, 0, 0},
+	} {
+		got := tc.cfg.busConfig()
+		if got.MaxAge != tc.age || got.MaxBytes != tc.maxBytes {
+			t.Errorf("%s: max age %s, max bytes %d; want %s, %d", tc.name, got.MaxAge, got.MaxBytes, tc.age, tc.maxBytes)
 		}
 	}
 }

@@ -77,6 +77,11 @@ type Config struct {
 	// (defaults: CHRONICLE_EVENTS and events, the original system's subjects).
 	NATSStream        string
 	NATSSubjectPrefix string
+	// NATSMaxAge and NATSMaxBytes bound a JetStream stream this node creates (defaults
+	// DefaultNATSMaxAge, DefaultNATSMaxBytes; negative: unlimited). The log is the truth:
+	// a consumer that falls further behind resumes from GET /events.
+	NATSMaxAge   time.Duration
+	NATSMaxBytes int64
 	// Join lists API URLs of cluster members to join (or, with BootstrapExpect, to
 	// found a cluster with).
 	Join []string
@@ -123,6 +128,28 @@ type Config struct {
 	// WrapHandler wraps the HTTP handler, to inject faults (tests only).
 	WrapHandler func(http.Handler) http.Handler
 	Logger      *slog.Logger
+}
+
+// Defaults of the JetStream stream's limits.
+const (
+	DefaultNATSMaxAge   = 7 * 24 * time.Hour
+	DefaultNATSMaxBytes = 1 << 30
+)
+
+// busConfig is the event bus's configuration for this node.
+func (c Config) busConfig() eventbus.Config {
+	limit := func(v, def int64) int64 {
+		switch {
+		case v < 0:
+			return 0
+		case v == 0:
+			return def
+		}
+		return v
+	}
+	return eventbus.Config{DataDir: filepath.Join(c.DataDir, "nats"), Listen: c.NATSListen, URL: c.NATSURL, Stream: c.NATSStream,
+		SubjectPrefix: c.NATSSubjectPrefix, ServerName: c.NodeID, Logger: c.Logger,
+		MaxAge: time.Duration(limit(int64(c.NATSMaxAge), int64(DefaultNATSMaxAge))), MaxBytes: limit(c.NATSMaxBytes, DefaultNATSMaxBytes)}
 }
 
 // Defaults fills unset fields with the embedded single-node defaults.
@@ -247,8 +274,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.proj = projector.New(store, view, cfg.Logger)
-	n.bus, err = eventbus.Open(ctx, eventbus.Config{DataDir: filepath.Join(cfg.DataDir, "nats"), Listen: cfg.NATSListen,
-		URL: cfg.NATSURL, Stream: cfg.NATSStream, SubjectPrefix: cfg.NATSSubjectPrefix, ServerName: cfg.NodeID, Logger: cfg.Logger})
+	n.bus, err = eventbus.Open(ctx, cfg.busConfig())
 	if err != nil {
 		_ = view.Close()
 		_ = store.Close()

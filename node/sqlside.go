@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -287,8 +286,7 @@ func newSQL(ctx context.Context, n *Node) (*Node, error) {
 		n.proj = projector.New(n.sql, view, cfg.Logger)
 	}
 	var err error
-	n.bus, err = eventbus.Open(ctx, eventbus.Config{DataDir: filepath.Join(cfg.DataDir, "nats"), Listen: cfg.NATSListen,
-		URL: cfg.NATSURL, Stream: cfg.NATSStream, SubjectPrefix: cfg.NATSSubjectPrefix, ServerName: cfg.NodeID, Logger: cfg.Logger})
+	n.bus, err = eventbus.Open(ctx, cfg.busConfig())
 	if err != nil {
 		if view != nil {
 			_ = view.Close()

@@ -63,6 +63,8 @@ func newServeFlags() (*flag.FlagSet, *serveOptions) {
 	fs.Uint64Var(&cfg.TrailingLogs, "trailing-logs", 0, "Raft entries kept behind a snapshot for slow followers (default 10240)")
 	fs.StringVar(&cfg.ReadModel, "read-model", "pebble", "query-side view: pebble (embedded) or a postgres:// URL")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "open the embedded NATS server to outside consumers on host:port")
+	fs.DurationVar(&cfg.NATSMaxAge, "nats-max-age", node.DefaultNATSMaxAge, "drop JetStream messages older than this from a stream this node creates (negative: keep all); the log stays whole")
+	fs.Int64Var(&cfg.NATSMaxBytes, "nats-max-bytes", node.DefaultNATSMaxBytes, "drop the oldest JetStream messages beyond this many bytes in a stream this node creates (negative: no limit)")
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "publish to this external NATS server instead of the embedded one")
 	fs.StringVar(&cfg.MaxAmount, "max-amount", string(httpapi.DefaultMaxAmount), "largest amount (also initial balance, overdraft limit) one command may carry, in major units of its currency")
 	fs.IntVar(&cfg.MaxStreams, "max-streams", httpapi.DefaultMaxStreams, "open /events/stream connections allowed on this node")
