@@ -194,8 +194,11 @@ func batchWorker(ctx, loadCtx context.Context, c *client.Client, cfg benchConfig
 			}
 			items[i] = api.BatchItem{Type: "transfer", FromAccountID: ids[from], ToAccountID: ids[to], Amount: cfg.amount, Currency: cfg.cur.Code}
 		}
+		// A batch in flight is allowed to finish even after an interrupt (bounded by the
+		// client's timeout): one cut off could commit while the conservation check reads
+		// the accounts one by one, and the check would see half of it.
 		t0 := time.Now()
-		out, err := postBatch(ctx, c, items)
+		out, err := postBatch(context.WithoutCancel(ctx), c, items)
 		lat := time.Since(t0)
 		if err == nil {
 			wr.latencies = append(wr.latencies, lat)

@@ -302,10 +302,14 @@ func httpCeilFor(ceil map[int]float64, c int) float64 {
 }
 
 func failuresNote(res benchResult) string {
-	if res.errors == 0 && res.rejectedTotal() == 0 {
-		return ""
+	var parts []string
+	if res.interrupted {
+		parts = append(parts, "interrupted")
 	}
-	return fmt.Sprintf("%d rejected, %d errors", res.rejectedTotal(), res.errors)
+	if res.errors > 0 || res.rejectedTotal() > 0 {
+		parts = append(parts, fmt.Sprintf("%d rejected, %d errors", res.rejectedTotal(), res.errors))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func lagRow(c int, st lagStats) benchRow {
@@ -352,16 +356,18 @@ type nodeProc struct {
 	stopped bool
 }
 
-// startServe starts `bin serve args...` with its output in logPath. Cancelling ctx (or
-// stop) sends it SIGTERM, and SIGKILL if it has not exited 30 s later; it also dies with
-// this process (see setChildAttrs).
+// startServe starts `bin serve args...` with its output in logPath. stop sends it
+// SIGTERM, and SIGKILL if it has not exited 30 s later; it also dies with this process
+// (see setChildAttrs).
 func (s *suite) startServe(ctx context.Context, name, url string, args []string) (*nodeProc, error) {
 	logPath := filepath.Join(s.root, name+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("bench suite: %w", err)
 	}
-	pctx, cancel := context.WithCancel(ctx)
+	// Not stopped by ctx itself: after a Ctrl-C the bench in progress still checks
+	// conservation against the node; stopAll stops every node once it has.
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	cmd := exec.CommandContext(pctx, s.cfg.bin, append([]string{"serve"}, args...)...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 30 * time.Second
