@@ -52,34 +52,35 @@ type lagStats struct {
 // sampleLag reads /ready every interval until ctx ends and summarises the lag.
 func sampleLag(ctx context.Context, c *client.Client, interval time.Duration) lagStats {
 	var samples []lagSample
-	var st lagStats
+	var hasProjector, hasPublisher bool
+	var errs int
+	var firstError string
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			st2 := summariseLag(samples)
-			st2.hasProjector, st2.hasPublisher = st.hasProjector, st.hasPublisher
-			st2.errors, st2.firstError = st.errors, st.firstError
-			return st2
+			st := summariseLag(samples)
+			st.hasProjector, st.hasPublisher, st.errors, st.firstError = hasProjector, hasPublisher, errs, firstError
+			return st
 		case <-tick.C:
 		}
 		var rv readyView
 		if _, err := c.Do(ctx, http.MethodGet, "/ready", nil, nil, &rv); err != nil {
 			if ctx.Err() == nil {
-				st.errors++
-				if st.firstError == "" {
-					st.firstError = err.Error()
+				errs++
+				if firstError == "" {
+					firstError = err.Error()
 				}
 			}
 			continue
 		}
-		s, proj, pub := lagOf(rv)
 		if rv.Node.Raft == nil {
-			continue
+			continue // not a Raft node: no head to measure from
 		}
-		st.hasProjector = st.hasProjector || proj
-		st.hasPublisher = st.hasPublisher || pub
+		s, proj, pub := lagOf(rv)
+		hasProjector = hasProjector || proj
+		hasPublisher = hasPublisher || pub
 		samples = append(samples, s)
 	}
 }
