@@ -9,7 +9,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,38 +33,106 @@ type benchConfig struct {
 	prefix      string
 	tls         *clientTLS
 	token       *tokenFlags
+	// lagInterval > 0 samples /ready that often during the load (transfers bench).
+	lagInterval time.Duration
+	// batchSize is the transfers per request of the batch bench.
+	batchSize int
 }
 
 // benchFinalTimeout bounds the conservation check, which also runs after an interrupt.
 const benchFinalTimeout = 30 * time.Second
 
+// benchUsage lists the bench's subcommands; without one, `chronicle bench` is the
+// transfers bench (as it always was).
+const benchUsage = `Usage: chronicle bench [transfers] [flags]   one transfer per request against a node (the default)
+       chronicle bench batch [flags]         transfers through POST /commands/batch, N per request
+       chronicle bench balance-at [flags]    N events into one account, then timed balance-at reads
+       chronicle bench disk [flags]          Pebble's durable-write ceiling on this disk
+       chronicle bench http [flags]          the bare HTTP ceiling: a handler with no storage
+       chronicle bench suite [flags]         all of the above against nodes it starts; one table (make bench)
+
+Run 'chronicle bench <subcommand> -h' for its flags.
+`
+
 func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "transfers":
+			return benchTransfers(ctx, args[1:], stdout, stderr)
+		case "batch":
+			return benchBatch(ctx, args[1:], stdout, stderr)
+		case "balance-at":
+			return benchBalanceAt(ctx, args[1:], stdout, stderr)
+		case "disk":
+			return benchDisk(ctx, args[1:], stdout, stderr)
+		case "http":
+			return benchHTTP(ctx, args[1:], stdout, stderr)
+		case "suite":
+			return benchSuite(ctx, args[1:], stdout, stderr)
+		case "help":
+			fmt.Fprint(stdout, benchUsage)
+			return nil
+		}
+	}
+	return benchTransfers(ctx, args, stdout, stderr)
+}
+
+// benchTransfers is `chronicle bench [transfers]`.
+func benchTransfers(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := parseBenchFlags(args, stderr)
 	if err != nil {
 		return err
 	}
+	_, err = runTransferBench(ctx, cfg, stdout, stderr)
+	return err
+}
 
-	tr, err := cfg.tls.transport(nil)
+// newBenchClient is the HTTP client every bench that loads a node (or the HTTP ceiling)
+// uses: one idle connection kept per worker, a 30 s timeout, the bearer token.
+func newBenchClient(url string, tlsFlags *clientTLS, token *tokenFlags, concurrency int) (*client.Client, func(), error) {
+	if tlsFlags == nil {
+		tlsFlags = &clientTLS{}
+	}
+	tr, err := tlsFlags.transport(nil)
 	if err != nil {
-		return fmt.Errorf("bench: %w", err)
+		return nil, nil, fmt.Errorf("bench: %w", err)
 	}
 	tr.MaxIdleConns = 0 // no global cap; the per-host one below is what matters
-	tr.MaxIdleConnsPerHost = cfg.concurrency + 4
-	defer tr.CloseIdleConnections()
-	secret, err := cfg.token.secret()
-	if err != nil {
-		return err
+	tr.MaxIdleConnsPerHost = concurrency + 4
+	var secret string
+	if token != nil {
+		if secret, err = token.secret(); err != nil {
+			return nil, nil, err
+		}
 	}
-	c := client.New(cfg.url, &http.Client{Transport: tr, Timeout: 30 * time.Second}).WithToken(secret)
+	c := client.New(url, &http.Client{Transport: tr, Timeout: 30 * time.Second}).WithToken(secret)
+	return c, tr.CloseIdleConnections, nil
+}
 
+// waitNodeReady fails unless the node answers /ready with 200.
+func waitNodeReady(ctx context.Context, c *client.Client, url string) error {
 	if err := c.Ready(ctx); err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("bench: interrupted: %w", ctx.Err())
 		}
 		if client.CodeOf(err) != "" {
-			return fmt.Errorf("bench: node at %s is not ready: %w", cfg.url, err)
+			return fmt.Errorf("bench: node at %s is not ready: %w", url, err)
 		}
-		return fmt.Errorf("bench: node at %s is not reachable: %w", cfg.url, err)
+		return fmt.Errorf("bench: node at %s is not reachable: %w", url, err)
+	}
+	return nil
+}
+
+// runTransferBench creates the accounts, runs the load, writes the report to stdout and
+// checks conservation; the result is returned for the suite's table.
+func runTransferBench(ctx context.Context, cfg benchConfig, stdout, stderr io.Writer) (benchResult, error) {
+	c, closeIdle, err := newBenchClient(cfg.url, cfg.tls, cfg.token, cfg.concurrency)
+	if err != nil {
+		return benchResult{}, err
+	}
+	defer closeIdle()
+	if err := waitNodeReady(ctx, c, cfg.url); err != nil {
+		return benchResult{}, err
 	}
 
 	ids := make([]string, cfg.accounts)
@@ -78,102 +145,124 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	setupStart := time.Now()
 	existed, err := createBenchAccounts(ctx, c, cfg, ids)
 	if err != nil {
-		return err
+		return benchResult{}, err
 	}
 	fmt.Fprintf(stderr, "bench: accounts ready in %s (%d already existed); running %d workers for %s\n",
 		time.Since(setupStart).Round(time.Millisecond), existed, cfg.concurrency, cfg.duration)
 
 	res := runLoad(ctx, c, cfg, ids, stderr)
 	writeBenchReport(stdout, cfg, res)
+	if err := checkConservation(ctx, c, cfg, ids, res.maxPosition, stdout); err != nil {
+		return res, err
+	}
+	if res.ok == 0 && (res.errors > 0 || res.rejectedTotal() > 0) {
+		return res, fmt.Errorf("bench: no transfer succeeded (%d rejected, %d errors; e.g. %s)",
+			res.rejectedTotal(), res.errors, res.firstFailure)
+	}
+	return res, nil
+}
 
-	// The check runs even after an interrupt: the report is incomplete without it. It
-	// gets its own bounded context because ctx may already be cancelled.
+// checkConservation checks that the bench accounts still hold, together, what they were
+// created with. It runs even after an interrupt (the report is incomplete without it), on
+// its own bounded context because ctx may already be cancelled.
+func checkConservation(ctx context.Context, c *client.Client, cfg benchConfig, ids []string, minPos uint64, stdout io.Writer) error {
 	checkCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), benchFinalTimeout)
 	defer cancel()
-	total, err := sumBalances(checkCtx, c, cfg, ids, res.maxPosition)
+	total, err := sumBalances(checkCtx, c, cfg, ids, minPos)
 	if err != nil {
 		return fmt.Errorf("bench: conservation check: %w", err)
 	}
-	want := cfg.initialMin * int64(cfg.accounts) // overflow ruled out by parseBenchFlags
+	want := cfg.initialMin * int64(len(ids)) // overflow ruled out by parseBenchFlags
 	if total != want {
 		return fmt.Errorf("bench: conservation violated: the %d bench accounts hold %s %s, want %s %s (difference %s)",
-			cfg.accounts, chronicle.FormatMinor(total, cfg.cur), cfg.cur.Code,
+			len(ids), chronicle.FormatMinor(total, cfg.cur), cfg.cur.Code,
 			chronicle.FormatMinor(want, cfg.cur), cfg.cur.Code, chronicle.FormatMinor(total-want, cfg.cur))
 	}
-	fmt.Fprintf(stdout, "conservation: ok (%d accounts hold %s %s)\n", cfg.accounts, chronicle.FormatMinor(total, cfg.cur), cfg.cur.Code)
-
-	if res.ok == 0 && (res.errors > 0 || res.rejectedTotal() > 0) {
-		return fmt.Errorf("bench: no transfer succeeded (%d rejected, %d errors; e.g. %s)",
-			res.rejectedTotal(), res.errors, res.firstFailure)
-	}
+	fmt.Fprintf(stdout, "conservation: ok (%d accounts hold %s %s)\n", len(ids), chronicle.FormatMinor(total, cfg.cur), cfg.cur.Code)
 	return nil
 }
 
 func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 	var cfg benchConfig
-	var currency string
 	fs := flag.NewFlagSet("chronicle bench", flag.ContinueOnError)
-	fs.StringVar(&cfg.url, "url", "http://127.0.0.1:4000", "base URL of the node to load")
-	cfg.token = addTokenFlags(fs)
-	fs.IntVar(&cfg.concurrency, "concurrency", 16, "number of concurrent workers, each with one request in flight")
-	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long to send transfers")
-	fs.IntVar(&cfg.accounts, "accounts", 1000, "number of accounts to transfer between")
-	fs.StringVar(&currency, "currency", "USD", "ISO 4217 currency of the bench accounts")
-	fs.StringVar(&cfg.initial, "initial-balance", "1000000.00", "initial balance of each bench account")
-	fs.StringVar(&cfg.amount, "amount", "1.00", "amount of each transfer")
-	cfg.tls = addClientTLSFlags(fs, false)
-	fs.StringVar(&cfg.prefix, "prefix", "bench-"+strconv.FormatInt(time.Now().Unix(), 10), "account id prefix (ids are <prefix>-<n>)")
+	currency := addLoadFlags(fs, &cfg, 16, "bench")
+	fs.DurationVar(&cfg.lagInterval, "lag-interval", 0, "sample /ready this often during the load and report the projector's and publisher's lag behind the log (0: off)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: chronicle bench [flags]\n\n"+
+		fmt.Fprintf(fs.Output(), "Usage: chronicle bench [transfers] [flags]\n\n"+
 			"Creates --accounts accounts, then sends random transfers between them from\n"+
 			"--concurrency workers for --duration, reports throughput and latency, and checks\n"+
-			"that the accounts' balances still sum to what they started with.\n\n"+
+			"that the accounts' balances still sum to what they started with.\n"+
+			"Other benches: chronicle bench help.\n\n"+
 			"Every flag can also be set as CHRONICLE_<FLAG> (e.g. CHRONICLE_URL); a flag wins.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return cfg, err
 	}
+	if cfg.lagInterval < 0 {
+		return cfg, fmt.Errorf("bench: --lag-interval must not be negative, got %s", cfg.lagInterval)
+	}
+	return cfg, cfg.validate(*currency)
+}
 
+// addLoadFlags defines the flags of a bench that loads a node with transfers between
+// bench accounts (transfers, batch); validate checks them once parsed.
+func addLoadFlags(fs *flag.FlagSet, cfg *benchConfig, concurrency int, prefix string) (currency *string) {
+	currency = new(string)
+	fs.StringVar(&cfg.url, "url", "http://127.0.0.1:4000", "base URL of the node to load")
+	cfg.token = addTokenFlags(fs)
+	fs.IntVar(&cfg.concurrency, "concurrency", concurrency, "number of concurrent workers, each with one request in flight")
+	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long to send transfers")
+	fs.IntVar(&cfg.accounts, "accounts", 1000, "number of accounts to transfer between")
+	fs.StringVar(currency, "currency", "USD", "ISO 4217 currency of the bench accounts")
+	fs.StringVar(&cfg.initial, "initial-balance", "1000000.00", "initial balance of each bench account")
+	fs.StringVar(&cfg.amount, "amount", "1.00", "amount of each transfer")
+	cfg.tls = addClientTLSFlags(fs, false)
+	fs.StringVar(&cfg.prefix, "prefix", prefix+"-"+strconv.FormatInt(time.Now().Unix(), 10), "account id prefix (ids are <prefix>-<n>)")
+	return currency
+}
+
+// validate checks the flags addLoadFlags defined and resolves the currency and amounts.
+func (cfg *benchConfig) validate(currency string) error {
 	if cfg.concurrency < 1 {
-		return cfg, fmt.Errorf("bench: --concurrency must be at least 1, got %d", cfg.concurrency)
+		return fmt.Errorf("bench: --concurrency must be at least 1, got %d", cfg.concurrency)
 	}
 	if cfg.duration <= 0 {
-		return cfg, fmt.Errorf("bench: --duration must be positive, got %s", cfg.duration)
+		return fmt.Errorf("bench: --duration must be positive, got %s", cfg.duration)
 	}
 	if cfg.accounts < 2 {
-		return cfg, fmt.Errorf("bench: --accounts must be at least 2 (a transfer needs two), got %d", cfg.accounts)
+		return fmt.Errorf("bench: --accounts must be at least 2 (a transfer needs two), got %d", cfg.accounts)
 	}
 	cfg.url = strings.TrimRight(cfg.url, "/")
 	if !strings.HasPrefix(cfg.url, "http://") && !strings.HasPrefix(cfg.url, "https://") {
-		return cfg, fmt.Errorf("bench: --url %q: want an http:// or https:// URL", cfg.url)
+		return fmt.Errorf("bench: --url %q: want an http:// or https:// URL", cfg.url)
 	}
 	cur, err := chronicle.LookupCurrency(currency)
 	if err != nil {
-		return cfg, fmt.Errorf("bench: --currency: %w", err)
+		return fmt.Errorf("bench: --currency: %w", err)
 	}
 	cfg.cur = cur
 	if cfg.initialMin, err = chronicle.ParseMoney(cfg.initial, cur); err != nil {
-		return cfg, fmt.Errorf("bench: --initial-balance %q: %w", cfg.initial, err)
+		return fmt.Errorf("bench: --initial-balance %q: %w", cfg.initial, err)
 	}
 	if cfg.initialMin < 0 {
-		return cfg, fmt.Errorf("bench: --initial-balance must not be negative, got %s", cfg.initial)
+		return fmt.Errorf("bench: --initial-balance must not be negative, got %s", cfg.initial)
 	}
 	if cfg.initialMin > math.MaxInt64/int64(cfg.accounts) {
-		return cfg, fmt.Errorf("bench: --accounts × --initial-balance (%d × %s) overflows the ledger's balance range", cfg.accounts, cfg.initial)
+		return fmt.Errorf("bench: --accounts × --initial-balance (%d × %s) overflows the ledger's balance range", cfg.accounts, cfg.initial)
 	}
 	amount, err := chronicle.ParseMoney(cfg.amount, cur)
 	if err != nil {
-		return cfg, fmt.Errorf("bench: --amount %q: %w", cfg.amount, err)
+		return fmt.Errorf("bench: --amount %q: %w", cfg.amount, err)
 	}
 	if amount <= 0 {
-		return cfg, fmt.Errorf("bench: --amount must be positive, got %s", cfg.amount)
+		return fmt.Errorf("bench: --amount must be positive, got %s", cfg.amount)
 	}
 	// The longest id is the last one; if it is valid, all are.
 	if err := chronicle.ValidateAccountID("account_id", benchAccountID(cfg.prefix, cfg.accounts-1, cfg.accounts)); err != nil {
-		return cfg, fmt.Errorf("bench: --prefix %q: %w", cfg.prefix, err)
+		return fmt.Errorf("bench: --prefix %q: %w", cfg.prefix, err)
 	}
-	return cfg, nil
+	return nil
 }
 
 // benchAccountID is the id of bench account i of n, zero-padded so ids sort in order.
@@ -243,6 +332,8 @@ type benchResult struct {
 	latencies    []time.Duration // successful transfers only, sorted
 	maxPosition  uint64
 	firstFailure string
+	// lag is what /ready said during the load (with --lag-interval).
+	lag lagStats
 }
 
 func (r benchResult) rejectedTotal() int64 {
@@ -251,6 +342,14 @@ func (r benchResult) rejectedTotal() int64 {
 		n += v
 	}
 	return n
+}
+
+// throughput is successful requests per second.
+func (r benchResult) throughput() float64 {
+	if s := r.elapsed.Seconds(); s > 0 {
+		return float64(r.ok) / s
+	}
+	return 0
 }
 
 // workerResult is one worker's tally, merged after the load.
@@ -289,40 +388,24 @@ func runLoad(ctx context.Context, c *client.Client, cfg benchConfig, ids []strin
 		defer close(progressStopped)
 		benchProgress(stderr, start, progressDone, &okCount, &failCount)
 	}()
+	var lag lagStats
+	lagStopped := make(chan struct{})
+	go func() {
+		defer close(lagStopped)
+		if cfg.lagInterval > 0 {
+			lag = sampleLag(loadCtx, c, cfg.lagInterval)
+		}
+	}()
 
 	wg.Wait()
 	elapsed := time.Since(start)
 	close(progressDone)
 	<-progressStopped
+	cancel()
+	<-lagStopped
 
-	res := benchResult{
-		elapsed:     elapsed,
-		interrupted: ctx.Err() != nil,
-		ok:          okCount.Load(),
-		rejected:    map[string]int64{},
-		errorCodes:  map[string]int64{},
-	}
-	n := 0
-	for _, r := range results {
-		n += len(r.latencies)
-	}
-	res.latencies = make([]time.Duration, 0, n)
-	for _, r := range results {
-		res.latencies = append(res.latencies, r.latencies...)
-		for k, v := range r.rejected {
-			res.rejected[k] += v
-		}
-		for k, v := range r.errorCodes {
-			res.errorCodes[k] += v
-			res.errors += v
-		}
-		res.unknown += r.unknown
-		res.maxPosition = max(res.maxPosition, r.maxPosition)
-		if res.firstFailure == "" {
-			res.firstFailure = r.firstFailure
-		}
-	}
-	slices.Sort(res.latencies)
+	res := mergeWorkers(results, elapsed, ctx.Err() != nil, okCount.Load())
+	res.lag = lag
 	return res
 }
 
@@ -436,6 +519,9 @@ func writeBenchReport(w io.Writer, cfg benchConfig, res benchResult) {
 		maxLat = res.latencies[len(res.latencies)-1]
 	}
 	fmt.Fprintf(w, "latency max:   %s\n", formatLatency(maxLat))
+	if cfg.lagInterval > 0 {
+		writeLagReport(w, res.lag)
+	}
 }
 
 // percentile is the nearest-rank p-th percentile of sorted (0 when empty).

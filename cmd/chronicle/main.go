@@ -15,6 +15,8 @@ const usage = `chronicle — an event-sourced, double-entry ledger
 Usage:
   chronicle serve [flags]    run a node (embedded Raft + Pebble; data in ./data)
   chronicle bench [flags]    load-test a running node with transfers
+  chronicle bench batch|balance-at|disk|http|suite [flags]
+                             other benches, the ceilings, and all of them (make bench)
   chronicle verify [flags]   prove the ledger consistent: hash chain, postings, views
   chronicle projector [flags] [rebuild]
                              keep a PostgreSQL read model current from a node's log
