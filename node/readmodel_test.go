@@ -2,10 +2,13 @@ package node_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -158,5 +161,25 @@ func rmBatch(t *testing.T, ctx context.Context, n *nodetest.Node, cmds []string)
 	}
 	if len(out.Results) != len(cmds) {
 		t.Fatalf("batch of %d answered %d results", len(cmds), len(out.Results))
+	}
+}
+
+// A data directory from a build that kept an embedded Pebble view beside the state DB:
+// the view is derived data nothing reads any more, so the node deletes it at start.
+func TestOldPebbleViewDeleted(t *testing.T) {
+	dir := t.TempDir()
+	old := filepath.Join(dir, "views", "pebble")
+	if err := os.MkdirAll(old, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(old, "000001.sst"), []byte("old view"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n := nodetest.Start(t, nodetest.WithDataDir(dir))
+	if _, err := os.Stat(filepath.Join(dir, "views")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("old view directory still there: %v", err)
+	}
+	if n.Projector() != nil {
+		t.Fatal("a projector runs with the embedded read model")
 	}
 }
