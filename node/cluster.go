@@ -81,7 +81,7 @@ func (n *Node) Info(ctx context.Context) any { return n.info() }
 
 func (n *Node) info() NodeInfo {
 	return NodeInfo{Status: n.store.Status(), RaftAddr: n.store.RaftAddr(), APIURL: n.APIURL(),
-		HasState: n.store.HasState() || n.store.LeaderID() != "", Ready: n.store.Ready(), Projector: n.proj.Status()}
+		HasState: n.store.HasState() || n.store.LeaderID() != "", Ready: n.store.Ready(), Projector: n.ViewStatus()}
 }
 
 // MemberView is a member of the cluster as GET /cluster shows it.

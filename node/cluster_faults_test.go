@@ -885,7 +885,7 @@ func cfVerify(t *testing.T, ctx context.Context, nodes []*nodetest.Node) ([]chro
 			t.Errorf("%s view lists %d accounts, the log %d", n.Config.NodeID, seen, len(want))
 		}
 		cfEventually(t, 10*time.Second, n.Config.NodeID+" projector at head", func() error {
-			if st := n.Projector().Status(); st.Position != h {
+			if st := n.ViewStatus(); st.Position != h {
 				return fmt.Errorf("projector at %d, head %d (%+v)", st.Position, h, st)
 			}
 			return nil

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -65,8 +66,9 @@ type Config struct {
 	SnapshotThreshold uint64
 	// TrailingLogs overrides the entries kept behind a snapshot (0: default).
 	TrailingLogs uint64
-	// ReadModel selects the query-side view: "" or "pebble" (embedded, under DataDir)
-	// or a postgres:// URL.
+	// ReadModel selects the query-side view: "" or "pebble" (embedded) or a postgres://
+	// URL. Embedded, a Raft node serves reads from its state DB; a SQL-store query
+	// process projects into a Pebble view under DataDir.
 	ReadModel string
 	// NATSListen opens the embedded NATS server to outside consumers ("host:port");
 	// empty keeps it in-process only.
@@ -268,23 +270,31 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		_ = store.Close()
 		return nil, err
 	}
-	view, err := openView(ctx, cfg)
-	if err != nil {
-		_ = store.Close()
-		return nil, err
+	// Embedded, the state DB is the read model: no projector, no second copy of the log.
+	var reads chronicle.ReadModel = store
+	closeView := func() {}
+	if embeddedReadModel(cfg.ReadModel) {
+		dropPebbleView(cfg.DataDir, n.log)
+	} else {
+		view, err := openView(ctx, cfg)
+		if err != nil {
+			_ = store.Close()
+			return nil, err
+		}
+		n.proj, reads = projector.New(store, view, cfg.Logger), view
+		closeView = func() { _ = view.Close() }
 	}
-	n.proj = projector.New(store, view, cfg.Logger)
 	n.bus, err = eventbus.Open(ctx, cfg.busConfig())
 	if err != nil {
-		_ = view.Close()
+		closeView()
 		_ = store.Close()
 		return nil, fmt.Errorf("node: event bus: %w", err)
 	}
-	n.api = httpapi.New(n.apiConfig(httpapi.Config{Store: store, Tokens: store, Reads: view, Node: n, Cluster: n}))
+	n.api = httpapi.New(n.apiConfig(httpapi.Config{Store: store, Tokens: store, Reads: reads, Node: n, Cluster: n}))
 	ln, err := n.listen()
 	if err != nil {
 		_ = n.bus.Close()
-		_ = view.Close()
+		closeView()
 		_ = store.Close()
 		return nil, fmt.Errorf("node: listen on %s: %w", cfg.HTTPAddr, err)
 	}
@@ -527,18 +537,38 @@ func (n *Node) Status() any {
 		out["store"] = "sql"
 		out["event_store"] = n.sql.status()
 	}
-	if n.proj != nil {
-		out["projector"] = n.proj.Status()
+	if n.proj != nil || n.store != nil {
+		out["projector"] = n.ViewStatus()
 	}
 	return out
 }
 
+// ViewStatus is the read model's progress as status and /cluster report it. The
+// embedded read model is the state DB, so it is at the applied head by construction:
+// it reports no lag (the field stays, in the projector's shape, for the dashboard).
+func (n *Node) ViewStatus() projector.Status {
+	if n.proj != nil {
+		return n.proj.Status()
+	}
+	if n.store == nil {
+		return projector.Status{}
+	}
+	pos, _ := n.store.Position(context.Background()) // never fails: the head is in memory
+	return projector.Status{View: embeddedViewName, Position: pos, Head: pos}
+}
+
+// embeddedViewName names the state DB as a read model in status and logs.
+const embeddedViewName = "embedded"
+
 // WaitView implements httpapi.Node.
 func (n *Node) WaitView(ctx context.Context, pos uint64) error {
-	if n.proj == nil {
-		return chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "this process keeps no read model (role %s)", n.cfg.Role)
+	if n.proj != nil {
+		return n.proj.WaitPosition(ctx, pos)
 	}
-	return n.proj.WaitPosition(ctx, pos)
+	if n.store != nil {
+		return n.store.WaitApplied(ctx, pos) // the state DB is the read model
+	}
+	return chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "this process keeps no read model (role %s)", n.cfg.Role)
 }
 
 // Changes implements httpapi.Node.
@@ -557,14 +587,40 @@ func (n *Node) natsStatus() map[string]any {
 // Bus exposes the node's event bus (for tests).
 func (n *Node) Bus() *eventbus.Bus { return n.bus }
 
-// Projector exposes the node's projector (for tests and status).
+// Projector exposes the node's projector (for tests and status); nil on a Raft node
+// with the embedded read model, which needs none.
 func (n *Node) Projector() *projector.Projector { return n.proj }
 
-// openView opens the configured read model.
+// embeddedReadModel reports whether rm (Config.ReadModel) selects the embedded read model.
+func embeddedReadModel(rm string) bool { return rm == "" || rm == "pebble" }
+
+// pebbleViewDir is where the embedded Pebble view lives: a SQL-store query process's
+// read model, and a Raft node's before the state DB served its reads.
+func pebbleViewDir(dataDir string) string { return filepath.Join(dataDir, "views", "pebble") }
+
+// dropPebbleView deletes the Pebble view an earlier build of a Raft node kept beside the
+// state DB. It was derived from the log alone and nothing reads it any more; left in
+// place it would only hold a second copy of every event. An earlier build started on
+// this directory again rebuilds it from the log. Failing to delete it costs disk space,
+// not correctness, so it is logged, not fatal.
+func dropPebbleView(dataDir string, log *slog.Logger) {
+	dir := pebbleViewDir(dataDir)
+	if _, err := os.Stat(dir); err != nil {
+		return
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		log.Warn("could not delete the old embedded Pebble view (the state DB serves reads now); delete it by hand", "dir", dir, "err", err)
+		return
+	}
+	_ = os.Remove(filepath.Dir(dir)) // only when empty
+	log.Info("deleted the old embedded Pebble view: the state DB serves reads now", "dir", dir)
+}
+
+// openView opens the configured read model for a projector to maintain.
 func openView(ctx context.Context, cfg Config) (projector.View, error) {
 	switch {
-	case cfg.ReadModel == "" || cfg.ReadModel == "pebble":
-		v, err := projector.OpenPebbleView(filepath.Join(cfg.DataDir, "views", "pebble"), cfg.Logger)
+	case embeddedReadModel(cfg.ReadModel):
+		v, err := projector.OpenPebbleView(pebbleViewDir(cfg.DataDir), cfg.Logger)
 		if err != nil {
 			return nil, fmt.Errorf("node: %w", err)
 		}
