@@ -1,6 +1,7 @@
 package freeport
 
 import (
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"testing"
@@ -37,4 +38,23 @@ func TestBlock(t *testing.T) {
 		}
 		ln.Close()
 	}
+}
+
+// TestClaimExcludes: a port claimed by one test (in any process on the machine) is not
+// handed out to another until released.
+func TestClaimExcludes(t *testing.T) {
+	port := 31999 - rand.IntN(100)
+	release, ok := claim(port)
+	if !ok {
+		t.Skipf("port %d is claimed by another test process right now", port)
+	}
+	if _, again := claim(port); again {
+		t.Fatal("a claimed port was claimed again")
+	}
+	release()
+	r2, ok := claim(port)
+	if !ok {
+		t.Fatal("a released port could not be claimed")
+	}
+	r2()
 }
