@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -467,4 +468,74 @@ func TestCommandPathTouchesNoBlocks(t *testing.T) {
 		t.Fatal("a point read of the state DB touched no block: the count proves nothing")
 	}
 	requireMemoryMirrorsDB(t, "after the entries", f)
+}
+
+// BenchmarkLoadWorking measures the start-up load of the working state from a compacted
+// state DB: 100,000 accounts, 100,000 idempotency records (with their expiry entries),
+// and both; and the heap it holds afterwards per account or record.
+func BenchmarkLoadWorking(b *testing.B) {
+	for _, n := range []struct{ accounts, keys int }{{100_000, 0}, {0, 100_000}, {100_000, 100_000}} {
+		b.Run(fmt.Sprintf("accounts=%d/keys=%d", n.accounts, n.keys), func(b *testing.B) { benchmarkLoad(b, n.accounts, n.keys) })
+	}
+}
+
+func benchmarkLoad(b *testing.B, accounts, keys int) {
+	db, err := pebble.Open(b.TempDir(), &pebble.Options{FormatMajorVersion: pebbleutil.FormatMajorVersion,
+		Logger: pebbleutil.Logger(slog.New(slog.NewTextHandler(io.Discard, nil)), "pebble")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	batch := db.NewBatch()
+	for i := range accounts {
+		a := chronicle.Account{ID: fmt.Sprintf("customer-%07d", i), OwnerName: fmt.Sprintf("Owner %d", i), Currency: "USD",
+			Balance: int64(i) * 100, Status: chronicle.StatusActive, CreatedAt: at, LastUpdated: at.Add(time.Duration(i)), Version: uint64(i%50 + 1)}
+		if err := setBinary(batch, accountKey(a.ID), a); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := range keys {
+		r := chronicle.IdempotencyRecord{Key: chronicle.NewID(), Fingerprint: fmt.Sprintf("%064x", i), CommitTime: at.Add(time.Duration(i) * time.Millisecond),
+			Position: uint64(i + 1), Count: 2}
+		if err := setBinary(batch, idemKey(r.Key), r); err != nil {
+			b.Fatal(err)
+		}
+		if err := batch.Set(idemExpiryKey(r.CommitTime, r.Key), nil, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := setBinary(batch, metaKey(metaHead), chronicle.Head{Position: 1, Hash: chronicle.GenesisHash, CommitTime: at}); err != nil {
+		b.Fatal(err)
+	}
+	if err := batch.Commit(pebble.Sync); err != nil {
+		b.Fatal(err)
+	}
+	if err := db.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	if err := db.Compact(context.Background(), []byte{0}, []byte{0xff}, true); err != nil {
+		b.Fatal(err)
+	}
+	var heap int64
+	b.ResetTimer()
+	for range b.N {
+		runtime.GC()
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		w, err := loadWorking(db)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+		if len(w.accounts) != accounts || len(w.keys) != keys || len(w.expiry) != keys {
+			b.Fatalf("loaded %d accounts, %d keys, %d expiry entries", len(w.accounts), len(w.keys), len(w.expiry))
+		}
+		heap = int64(m1.HeapAlloc) - int64(m0.HeapAlloc)
+		runtime.KeepAlive(w)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(heap)/float64(accounts+keys), "heap-B/item")
 }
