@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
@@ -13,14 +14,19 @@ import (
 	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
 )
 
-// fsm applies committed command batches to the state DB through the domain's state
-// machine. Each raft.BatchingFSM call is one Pebble batch, so many entries share a write.
+// fsm applies committed command batches through the domain's state machine. It reads
+// the working state in memory (mem) and writes the state DB; each raft.BatchingFSM call
+// is one Pebble batch, so many entries share a write.
 type fsm struct {
 	log *slog.Logger
 
 	// mu guards db against a restore swapping its contents under readers.
 	mu sync.RWMutex
 	db *pebble.DB
+
+	// mem mirrors the state DB's accounts, idempotency records, head and applied index;
+	// it has its own lock (see working).
+	mem *working
 
 	// fatal is set when the state machine reported a broken invariant; from then on the
 	// node refuses to apply anything rather than diverge.
@@ -30,6 +36,18 @@ type fsm struct {
 	// onApply is called after each applied batch with the new head, applied index and
 	// the events the batch appended (nil after a restore: the log was replaced).
 	onApply func(chronicle.Head, uint64, []chronicle.Event)
+}
+
+// newFSM builds the state machine over an open state DB, loading its working state.
+func newFSM(log *slog.Logger, db *pebble.DB, onApply func(chronicle.Head, uint64, []chronicle.Event)) (*fsm, error) {
+	start := time.Now()
+	mem, err := loadWorking(db)
+	if err != nil {
+		return nil, fmt.Errorf("load working state: %w", err)
+	}
+	log.Info("loaded working state from the state DB", "accounts", len(mem.accounts),
+		"idempotency_keys", len(mem.keys), "position", mem.head.Position, "took", time.Since(start))
+	return &fsm{log: log, db: db, mem: mem, onApply: onApply}, nil
 }
 
 var (
@@ -75,17 +93,12 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	b := f.db.NewIndexedBatch()
+	// The state machine reads memory through o, never the state DB, so the batch needs no
+	// index to read its own writes: o holds them until the batch commits.
+	b := f.db.NewBatch()
 	defer b.Close()
-	rd := reader{b}
-	applied, err := rd.applied()
-	if err != nil {
-		return f.fail(resp, fmt.Errorf("read applied index: %w", err))
-	}
-	head, err := rd.head()
-	if err != nil {
-		return f.fail(resp, fmt.Errorf("read head: %w", err))
-	}
+	o := newOverlay(f.mem)
+	applied, head := f.mem.applied, f.mem.head
 	last := applied
 	var appended []chronicle.Event
 	for i, l := range logs {
@@ -117,7 +130,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			resp[i] = applyResponse{}
 			continue
 		case chronicle.EntryToken:
-			r, err := applyToken(b, payload)
+			r, err := f.applyToken(b, o, payload)
 			if err != nil {
 				return f.fail(resp, fmt.Errorf("entry %d: %w", l.Index, err))
 			}
@@ -130,31 +143,24 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		if err := batch.UnmarshalBinary(payload); err != nil {
 			return f.fail(resp, fmt.Errorf("entry %d: %w", l.Index, err))
 		}
-		out, err := chronicle.Apply(rd, head, batch)
+		out, err := chronicle.Apply(o, head, batch)
 		if err != nil {
 			return f.fail(resp, fmt.Errorf("apply entry %d: %w", l.Index, err))
 		}
 		if err := writeOutcome(b, out); err != nil {
 			return f.fail(resp, fmt.Errorf("stage entry %d: %w", l.Index, err))
 		}
-		head = out.Head
+		o.stage(out)
+		// As stored, so that the next entry sees what it would after a restart.
+		head = storedHead(out.Head)
 		appended = append(appended, out.Events...)
 		// Purge per entry, not per apply call, so every replica's state DB holds the same
 		// bytes at the same index however Raft grouped the entries.
-		if err := purgeExpired(b, head.CommitTime, batch.IdempotencyWindow); err != nil {
+		if err := o.purgeExpired(b, head.CommitTime, batch.IdempotencyWindow); err != nil {
 			return f.fail(resp, fmt.Errorf("purge idempotency keys: %w", err))
 		}
-		// A replayed result names its events by position; read them back (the batch
-		// sees its own writes, so the original may even be in this same entry).
-		for j := range out.Results {
-			if r := &out.Results[j]; r.Replayed {
-				evs, err := rd.events(r.FirstPosition(), r.Position)
-				if err != nil {
-					return f.fail(resp, fmt.Errorf("entry %d: events of a replayed result: %w", l.Index, err))
-				}
-				r.SetEvents(evs)
-			}
-		}
+		// A replayed result names its events by position; the leader that answers it reads
+		// them back (Store.fillReplayed), off this path: followers never answer.
 		resp[i] = applyResponse{results: out.Results}
 	}
 	if last == applied {
@@ -169,6 +175,8 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return f.fail(resp, fmt.Errorf("commit state batch: %w", err))
 	}
+	// Only now does memory change: a failure above left it as the state DB still is.
+	o.fold(head, last)
 	if f.onApply != nil {
 		f.onApply(head, last, appended)
 	}
@@ -177,21 +185,29 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 
 // applyToken applies a TokenOp entry to the token table in b. A refused operation (a
 // name in use, say) is answered to its proposer and changes nothing; only an entry that
-// does not decode or a failed read stops the state machine.
-func applyToken(b *pebble.Batch, payload []byte) (applyResponse, error) {
+// does not decode or a failed read stops the state machine. Tokens are not in memory:
+// token operations are rare and are not ledger commands, so they read the committed state
+// DB and, for this call's own writes, the overlay.
+func (f *fsm) applyToken(b *pebble.Batch, o *overlay, payload []byte) (applyResponse, error) {
 	var op chronicle.TokenOp
 	if err := op.UnmarshalBinary(payload); err != nil {
 		return applyResponse{}, err
 	}
-	var existing chronicle.Token
-	found, err := pebbleutil.GetBinary(b, tokenKey(op.Name), &existing)
-	if err != nil {
-		return applyResponse{}, fmt.Errorf("read token %q: %w", op.Name, err)
+	existing, found := o.tokens[op.Name]
+	if !found {
+		var err error
+		if found, err = pebbleutil.GetBinary(f.db, tokenKey(op.Name), &existing); err != nil {
+			return applyResponse{}, fmt.Errorf("read token %q: %w", op.Name, err)
+		}
 	}
 	anyExists := found
 	if !found && op.IfNone {
-		if anyExists, err = anyKey(b, prefixToken); err != nil {
-			return applyResponse{}, fmt.Errorf("read tokens: %w", err)
+		anyExists = len(o.tokens) > 0
+		if !anyExists {
+			var err error
+			if anyExists, err = anyKey(f.db, prefixToken); err != nil {
+				return applyResponse{}, fmt.Errorf("read tokens: %w", err)
+			}
 		}
 	}
 	t, write, err := chronicle.ApplyTokenOp(op, existing, found, anyExists)
@@ -206,6 +222,10 @@ func applyToken(b *pebble.Batch, payload []byte) (applyResponse, error) {
 		if err := b.Set(tokenKey(t.Name), data, nil); err != nil {
 			return applyResponse{}, err
 		}
+		if o.tokens == nil {
+			o.tokens = map[string]chronicle.Token{}
+		}
+		o.tokens[t.Name] = t
 	}
 	return applyResponse{token: t}, nil
 }

@@ -45,7 +45,11 @@ func newBareFSM(t *testing.T) *fsm {
 		t.Fatalf("open pebble: %v", err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	return &fsm{log: slog.New(slog.NewTextHandler(io.Discard, nil)), db: db}
+	f, err := newFSM(slog.New(slog.NewTextHandler(io.Discard, nil)), db, nil)
+	if err != nil {
+		t.Fatalf("new fsm: %v", err)
+	}
+	return f
 }
 
 // persist snapshots f into a buffer and returns the bytes, the snapshot's contents as read

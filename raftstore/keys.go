@@ -29,7 +29,10 @@ const (
 
 // timeKey orders times as their bytes: nanoseconds with the sign bit flipped, clamped to
 // what int64 nanoseconds can hold (years 1678-2262).
-func timeKey(t time.Time) []byte {
+func timeKey(t time.Time) []byte { return pebbleutil.U64(timeOrder(t)) }
+
+// timeOrder is timeKey as the integer its bytes spell.
+func timeOrder(t time.Time) uint64 {
 	var n int64
 	switch {
 	case t.Before(time.Unix(0, math.MinInt64)):
@@ -39,12 +42,12 @@ func timeKey(t time.Time) []byte {
 	default:
 		n = t.UnixNano()
 	}
-	return pebbleutil.U64(uint64(n) ^ 1<<63)
+	return uint64(n) ^ 1<<63
 }
 
-func keyTime(b []byte) time.Time {
-	return time.Unix(0, int64(binary.BigEndian.Uint64(b)^1<<63)).UTC()
-}
+func keyTime(b []byte) time.Time { return orderTime(binary.BigEndian.Uint64(b)) }
+
+func orderTime(v uint64) time.Time { return time.Unix(0, int64(v^1<<63)).UTC() }
 
 func join(parts ...[]byte) []byte {
 	n := 0
@@ -78,7 +81,10 @@ func typeKey(eventType string, pos uint64) []byte {
 }
 func idemKey(key string) []byte { return join([]byte{prefixIdem}, []byte(key)) }
 func idemExpiryKey(t time.Time, key string) []byte {
-	return join([]byte{prefixIdemExpiry}, timeKey(t), []byte(key))
+	return expiryKey(timeOrder(t), key)
+}
+func expiryKey(at uint64, key string) []byte {
+	return join([]byte{prefixIdemExpiry}, pebbleutil.U64(at), []byte(key))
 }
 func metaKey(name string) []byte { return join([]byte{prefixMeta}, []byte(name)) }
 func nodeKey(id string) []byte   { return join([]byte{prefixNode}, []byte(id)) }

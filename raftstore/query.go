@@ -26,22 +26,14 @@ func (s *Store) Head(ctx context.Context) (chronicle.Head, error) {
 	return s.head, nil
 }
 
-// Account implements chronicle.EventStore.
+// Account implements chronicle.EventStore. It reads the working state in memory, which
+// the state machine updates once each batch has committed to the state DB.
 func (s *Store) Account(ctx context.Context, id string) (chronicle.Account, error) {
-	var a chronicle.Account
-	err := s.read(func(rd reader) error {
-		var ok bool
-		var err error
-		a, ok, err = rd.Account(id)
-		if err != nil {
-			return fmt.Errorf("raftstore: read account: %w", err)
-		}
-		if !ok || a.External() {
-			return chronicle.Errorf(chronicle.KindNotFound, chronicle.CodeAccountNotFound, "account %q not found", id)
-		}
-		return nil
-	})
-	return a, err
+	a, ok := s.fsm.mem.account(id)
+	if !ok || a.External() {
+		return chronicle.Account{}, chronicle.Errorf(chronicle.KindNotFound, chronicle.CodeAccountNotFound, "account %q not found", id)
+	}
+	return a, nil
 }
 
 // BalanceAt implements chronicle.EventStore.

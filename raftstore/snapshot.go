@@ -3,8 +3,10 @@ package raftstore
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/golang/snappy"
@@ -164,7 +166,7 @@ func readChunk(r *bufio.Reader) ([]byte, error) {
 // DB already holds everything up to it (the usual restart) it is skipped, so a restart
 // costs nothing and re-applies nothing. Otherwise (a new or lagging node) the state DB is
 // replaced with the snapshot's contents.
-func (f *fsm) Restore(rc io.ReadCloser) error {
+func (f *fsm) Restore(rc io.ReadCloser) (err error) {
 	defer rc.Close()
 	br := bufio.NewReaderSize(rc, 1<<20)
 	// A snappy frame stream starts with its 0xff stream identifier; an uncompressed
@@ -199,6 +201,16 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("state DB diverges from snapshot at position %d", h.Head.Position)
 	}
 	f.log.Info("restoring state from snapshot", "snapshot_index", h.Applied, "applied", applied)
+	// Memory must mirror the state DB whatever happens below, even a failure midway
+	// (Raft tries the install again later): load it again from what was written.
+	reloaded := false
+	defer func() {
+		if !reloaded {
+			if rerr := f.reloadWorking(); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}
+	}()
 	// Clear everything, then load. A crash midway leaves no applied index, so the next
 	// start restores again.
 	b := f.db.NewBatch()
@@ -241,8 +253,29 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("commit restored state: %w", err)
 	}
 	f.log.Info("restored state from snapshot", "keys", n, "position", h.Head.Position)
+	reloaded = true
+	if err := f.reloadWorking(); err != nil {
+		return err
+	}
 	if f.onApply != nil {
 		f.onApply(h.Head, h.Applied, nil)
 	}
+	return nil
+}
+
+// reloadWorking loads the working state again from the state DB, after a restore replaced
+// it. A node whose memory cannot mirror its state DB must not apply anything: it stops.
+func (f *fsm) reloadWorking() error {
+	start := time.Now()
+	mem, err := loadWorking(f.db)
+	if err != nil {
+		err = fmt.Errorf("reload working state after restore: %w", err)
+		f.log.Error("state machine stopped: refusing to apply further entries", "err", err)
+		f.setFatal(err)
+		return err
+	}
+	f.mem.replace(mem)
+	f.log.Info("loaded working state from the restored state DB", "accounts", len(mem.accounts),
+		"idempotency_keys", len(mem.keys), "position", mem.head.Position, "took", time.Since(start))
 	return nil
 }

@@ -137,39 +137,3 @@ func writeOutcome(b *pebble.Batch, out chronicle.Outcome) error {
 	}
 	return setBinary(b, metaKey(metaHead), out.Head)
 }
-
-// purgeExpired deletes idempotency records older than the window, a bounded number per
-// call so that one apply never stalls. Expired records are already ignored by the state
-// machine, so when this runs changes only the space they take.
-func purgeExpired(b *pebble.Batch, now time.Time, window time.Duration) error {
-	if window <= 0 {
-		return nil
-	}
-	lower := []byte{prefixIdemExpiry}
-	upper := join([]byte{prefixIdemExpiry}, timeKey(now.Add(-window)))
-	it, err := b.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	n := 0
-	for it.First(); it.Valid() && n < maxPurgePerCommit; it.Next() {
-		k := append([]byte(nil), it.Key()...)
-		key := string(k[9:])
-		var rec chronicle.IdempotencyRecord
-		// Only delete the record if it is the one this index entry points at: the key may
-		// have been reused after it expired.
-		if ok, err := pebbleutil.GetBinary(b, idemKey(key), &rec); err != nil {
-			return err
-		} else if ok && rec.CommitTime.Equal(keyTime(k[1:9])) {
-			if err := b.Delete(idemKey(key), nil); err != nil {
-				return err
-			}
-		}
-		if err := b.Delete(k, nil); err != nil {
-			return err
-		}
-		n++
-	}
-	return it.Error()
-}

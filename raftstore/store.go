@@ -142,16 +142,14 @@ func Open(cfg Config) (*Store, error) {
 		_ = s.logs.Close()
 		return nil, fmt.Errorf("raftstore: open state db: %w", err)
 	}
-	s.fsm = &fsm{log: log, db: db, onApply: s.noteApplied}
-	rd := reader{db}
-	if s.head, err = rd.head(); err != nil {
-		s.closeStores()
-		return nil, fmt.Errorf("raftstore: read head: %w", err)
+	// The working state is loaded before Raft starts: Raft then restores a newer snapshot
+	// (reloading it) or replays the log tail on top of it.
+	if s.fsm, err = newFSM(log, db, s.noteApplied); err != nil {
+		_ = db.Close()
+		_ = s.logs.Close()
+		return nil, fmt.Errorf("raftstore: %w", err)
 	}
-	if s.appliedIdx, err = rd.applied(); err != nil {
-		s.closeStores()
-		return nil, fmt.Errorf("raftstore: read applied index: %w", err)
-	}
+	s.head, s.appliedIdx = s.fsm.mem.head, s.fsm.mem.applied
 	s.applied.Reset(s.head.Position)
 	log.Info("opening store", "position", s.head.Position, "applied_index", s.appliedIdx)
 	if err := s.startRaft(); err != nil {

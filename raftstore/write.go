@@ -161,8 +161,13 @@ func (s *Store) completer() {
 		}
 		i := 0
 		for _, r := range in.reqs {
-			r.done <- requestResult{results: resp.results[i : i+len(r.cmds)]}
+			res := resp.results[i : i+len(r.cmds)]
 			i += len(r.cmds)
+			if err := s.fillReplayed(res); err != nil {
+				r.done <- requestResult{err: chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "read back the events of a replayed command: %v", err)}
+				continue
+			}
+			r.done <- requestResult{results: res}
 		}
 	}
 }
@@ -216,4 +221,31 @@ func (s *Store) applyError(err error) error {
 	default:
 		return chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "raft apply: %v", err)
 	}
+}
+
+// fillReplayed gives each replayed result its events, read back from the log by position:
+// an idempotency record keeps positions, not events. This runs here, on the leader that
+// answers, rather than in the state machine, which every replica runs and which reads
+// only memory. The entry has been applied, so its events (even those of an original in
+// the same entry) are in the state DB, and usually still in the tail cache.
+func (s *Store) fillReplayed(results []chronicle.Result) error {
+	for i := range results {
+		r := &results[i]
+		if !r.Replayed || r.EventCount == 0 {
+			continue
+		}
+		first := r.FirstPosition()
+		evs, ok := s.recent.after(first-1, r.EventCount)
+		if !ok || len(evs) != r.EventCount || evs[len(evs)-1].Position != r.Position {
+			if err := s.read(func(rd reader) error {
+				var err error
+				evs, err = rd.events(first, r.Position)
+				return err
+			}); err != nil {
+				return fmt.Errorf("events %d to %d: %w", first, r.Position, err)
+			}
+		}
+		r.SetEvents(evs)
+	}
+	return nil
 }
