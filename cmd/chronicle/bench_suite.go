@@ -178,7 +178,9 @@ func (s *suite) run(ctx context.Context) error {
 	httpCeil := map[int]float64{}
 	for _, c := range cfg.concurrencies {
 		fmt.Fprintf(s.log, "\n== HTTP ceiling, c=%d\n", c)
-		hc := httpConfig{load: ceilingLoad(benchConfig{concurrency: c, duration: cfg.duration, accounts: cfg.accountsPerBench}), bin: cfg.bin}
+		// The ceiling's server is this binary's own `bench http --serve`, whatever --bin
+		// the nodes run (an older build has no such command).
+		hc := httpConfig{load: ceilingLoad(benchConfig{concurrency: c, duration: cfg.duration, accounts: cfg.accountsPerBench})}
 		res, err := runHTTPCeiling(ctx, hc, s.log)
 		if err != nil {
 			return err
