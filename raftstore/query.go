@@ -73,6 +73,7 @@ func (s *Store) Events(ctx context.Context, q chronicle.EventQuery) ([]chronicle
 		// Pick the narrowest index: an account's stream, an event type, or the log itself.
 		var lower, upper []byte
 		var posOf func(k, v []byte) uint64
+		logScan := false
 		switch {
 		case q.AggregateID != "":
 			lower, upper = streamPrefix(q.AggregateID), pebbleutil.PrefixEnd(streamPrefix(q.AggregateID))
@@ -87,6 +88,7 @@ func (s *Store) Events(ctx context.Context, q chronicle.EventQuery) ([]chronicle
 			}
 			posOf = func(k, _ []byte) uint64 { return binary.BigEndian.Uint64(k[n:]) }
 		default:
+			logScan = true
 			lower, upper = []byte{prefixEvent}, []byte{prefixEvent + 1}
 			if q.Descending && q.After > 0 {
 				upper = eventKey(q.After)
@@ -111,7 +113,15 @@ func (s *Store) Events(ctx context.Context, q chronicle.EventQuery) ([]chronicle
 			if q.Descending && q.After > 0 && pos >= q.After || !q.Descending && pos <= q.After {
 				continue
 			}
-			e, ok, err := rd.event(pos)
+			var e chronicle.Event
+			ok := true
+			if logScan {
+				// The iterator stands on the event itself: decode it rather than look it
+				// up again (a reader catching up would pay a point read per event).
+				err = e.UnmarshalBinary(it.Value())
+			} else {
+				e, ok, err = rd.event(pos)
+			}
 			if err != nil {
 				return fmt.Errorf("raftstore: read event %d: %w", pos, err)
 			}
