@@ -123,32 +123,45 @@ func waitNodeReady(ctx context.Context, c *client.Client, url string) error {
 	return nil
 }
 
+// benchSetup is what every load bench does first: a client of the node, waiting until it
+// is ready, and the accounts created (by create) with their ids. what names the bench in
+// its messages ("bench", "bench batch"); plan says what runs next.
+func benchSetup(ctx context.Context, cfg benchConfig, stderr io.Writer, what, plan string,
+	create func(context.Context, *client.Client, benchConfig, []string) (int, error)) (c *client.Client, closeIdle func(), ids []string, err error) {
+	c, closeIdle, err = newBenchClient(cfg.url, cfg.tls, cfg.token, cfg.concurrency)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := waitNodeReady(ctx, c, cfg.url); err != nil {
+		closeIdle()
+		return nil, nil, nil, err
+	}
+	ids = make([]string, cfg.accounts)
+	for i := range ids {
+		ids[i] = benchAccountID(cfg.prefix, i, cfg.accounts)
+	}
+	fmt.Fprintf(stderr, "%s: creating %d accounts %s..%s with %s %s each\n",
+		what, cfg.accounts, ids[0], ids[len(ids)-1], cfg.initial, cfg.cur.Code)
+	setupStart := time.Now()
+	existed, err := create(ctx, c, cfg, ids)
+	if err != nil {
+		closeIdle()
+		return nil, nil, nil, err
+	}
+	fmt.Fprintf(stderr, "%s: accounts ready in %s (%d already existed); %s\n",
+		what, time.Since(setupStart).Round(time.Millisecond), existed, plan)
+	return c, closeIdle, ids, nil
+}
+
 // runTransferBench creates the accounts, runs the load, writes the report to stdout and
 // checks conservation; the result is returned for the suite's table.
 func runTransferBench(ctx context.Context, cfg benchConfig, stdout, stderr io.Writer) (benchResult, error) {
-	c, closeIdle, err := newBenchClient(cfg.url, cfg.tls, cfg.token, cfg.concurrency)
+	c, closeIdle, ids, err := benchSetup(ctx, cfg, stderr, "bench",
+		fmt.Sprintf("running %d workers for %s", cfg.concurrency, cfg.duration), createBenchAccounts)
 	if err != nil {
 		return benchResult{}, err
 	}
 	defer closeIdle()
-	if err := waitNodeReady(ctx, c, cfg.url); err != nil {
-		return benchResult{}, err
-	}
-
-	ids := make([]string, cfg.accounts)
-	for i := range ids {
-		ids[i] = benchAccountID(cfg.prefix, i, cfg.accounts)
-	}
-
-	fmt.Fprintf(stderr, "bench: creating %d accounts %s..%s with %s %s each\n",
-		cfg.accounts, ids[0], ids[len(ids)-1], cfg.initial, cfg.cur.Code)
-	setupStart := time.Now()
-	existed, err := createBenchAccounts(ctx, c, cfg, ids)
-	if err != nil {
-		return benchResult{}, err
-	}
-	fmt.Fprintf(stderr, "bench: accounts ready in %s (%d already existed); running %d workers for %s\n",
-		time.Since(setupStart).Round(time.Millisecond), existed, cfg.concurrency, cfg.duration)
 
 	res := runLoad(ctx, c, cfg, ids, stderr)
 	writeBenchReport(stdout, cfg, res)

@@ -54,27 +54,13 @@ func parseBatchFlags(args []string, stderr io.Writer) (benchConfig, error) {
 // runBatchBench creates the accounts, runs the batch load, reports, and checks
 // conservation. In the result, ok counts transfers and latencies are per request.
 func runBatchBench(ctx context.Context, cfg benchConfig, stdout, stderr io.Writer) (benchResult, error) {
-	c, closeIdle, err := newBenchClient(cfg.url, cfg.tls, cfg.token, cfg.concurrency)
+	c, closeIdle, ids, err := benchSetup(ctx, cfg, stderr, "bench batch",
+		fmt.Sprintf("running %d workers, %d transfers per request, for %s", cfg.concurrency, cfg.batchSize, cfg.duration),
+		createAccountsInBatches)
 	if err != nil {
 		return benchResult{}, err
 	}
 	defer closeIdle()
-	if err := waitNodeReady(ctx, c, cfg.url); err != nil {
-		return benchResult{}, err
-	}
-	ids := make([]string, cfg.accounts)
-	for i := range ids {
-		ids[i] = benchAccountID(cfg.prefix, i, cfg.accounts)
-	}
-	fmt.Fprintf(stderr, "bench batch: creating %d accounts %s..%s with %s %s each\n",
-		cfg.accounts, ids[0], ids[len(ids)-1], cfg.initial, cfg.cur.Code)
-	setupStart := time.Now()
-	existed, err := createAccountsInBatches(ctx, c, cfg, ids)
-	if err != nil {
-		return benchResult{}, err
-	}
-	fmt.Fprintf(stderr, "bench batch: accounts ready in %s (%d already existed); running %d workers, %d transfers per request, for %s\n",
-		time.Since(setupStart).Round(time.Millisecond), existed, cfg.concurrency, cfg.batchSize, cfg.duration)
 
 	res := runBatchLoad(ctx, c, cfg, ids, stderr)
 	writeBatchReport(stdout, cfg, res)
