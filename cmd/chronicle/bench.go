@@ -163,7 +163,7 @@ func runTransferBench(ctx context.Context, cfg benchConfig, stdout, stderr io.Wr
 	}
 	defer closeIdle()
 
-	res := runLoad(ctx, c, cfg, ids, stderr)
+	res := runLoad(ctx, c, cfg, ids, stderr, benchWorker)
 	writeBenchReport(stdout, cfg, res)
 	if err := checkConservation(ctx, c, cfg, ids, res.maxPosition, stdout); err != nil {
 		return res, err
@@ -375,9 +375,12 @@ type workerResult struct {
 	firstFailure string
 }
 
+// benchWorkerFunc is one worker of a load: it sends requests until loadCtx ends.
+type benchWorkerFunc func(ctx, loadCtx context.Context, c *client.Client, cfg benchConfig, ids []string, okCount, failCount *atomic.Int64) workerResult
+
 // runLoad runs cfg.concurrency workers for cfg.duration (or until ctx is done), printing
 // progress to stderr once a second.
-func runLoad(ctx context.Context, c *client.Client, cfg benchConfig, ids []string, stderr io.Writer) benchResult {
+func runLoad(ctx context.Context, c *client.Client, cfg benchConfig, ids []string, stderr io.Writer, worker benchWorkerFunc) benchResult {
 	// Workers stop starting transfers when loadCtx ends. A request in flight at the
 	// deadline is allowed to finish (it runs on ctx, not loadCtx), so every transfer the
 	// node commits is one the bench counts; only an interrupt (ctx) cuts requests off.
@@ -391,7 +394,7 @@ func runLoad(ctx context.Context, c *client.Client, cfg benchConfig, ids []strin
 	var wg sync.WaitGroup
 	for w := range cfg.concurrency {
 		wg.Go(func() {
-			results[w] = benchWorker(ctx, loadCtx, c, cfg, ids, &okCount, &failCount)
+			results[w] = worker(ctx, loadCtx, c, cfg, ids, &okCount, &failCount)
 		})
 	}
 

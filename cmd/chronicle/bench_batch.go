@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -62,7 +61,7 @@ func runBatchBench(ctx context.Context, cfg benchConfig, stdout, stderr io.Write
 	}
 	defer closeIdle()
 
-	res := runBatchLoad(ctx, c, cfg, ids, stderr)
+	res := runLoad(ctx, c, cfg, ids, stderr, batchWorker)
 	writeBatchReport(stdout, cfg, res)
 	if err := checkConservation(ctx, c, cfg, ids, res.maxPosition, stdout); err != nil {
 		return res, err
@@ -115,33 +114,6 @@ func createAccountsInBatches(ctx context.Context, c *client.Client, cfg benchCon
 		}
 	}
 	return existed, nil
-}
-
-// runBatchLoad is runLoad for batches: cfg.concurrency workers each send batches of
-// cfg.batchSize random transfers until cfg.duration has passed.
-func runBatchLoad(ctx context.Context, c *client.Client, cfg benchConfig, ids []string, stderr io.Writer) benchResult {
-	loadCtx, cancel := context.WithTimeout(ctx, cfg.duration)
-	defer cancel()
-	var okCount, failCount atomic.Int64
-	results := make([]workerResult, cfg.concurrency)
-	start := time.Now()
-	var wg sync.WaitGroup
-	for w := range cfg.concurrency {
-		wg.Go(func() {
-			results[w] = batchWorker(ctx, loadCtx, c, cfg, ids, &okCount, &failCount)
-		})
-	}
-	progressDone := make(chan struct{})
-	progressStopped := make(chan struct{})
-	go func() {
-		defer close(progressStopped)
-		benchProgress(stderr, start, progressDone, &okCount, &failCount)
-	}()
-	wg.Wait()
-	elapsed := time.Since(start)
-	close(progressDone)
-	<-progressStopped
-	return mergeWorkers(results, elapsed, ctx.Err() != nil, okCount.Load())
 }
 
 // mergeWorkers adds up the workers' tallies.

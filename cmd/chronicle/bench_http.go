@@ -240,7 +240,7 @@ func runHTTPCeiling(ctx context.Context, cfg httpConfig, stderr io.Writer) (benc
 	fmt.Fprintf(stderr, "bench http: bare handler at %s; running %d workers for %s\n", url, cfg.load.concurrency, cfg.load.duration)
 	load := cfg.load
 	load.url = url
-	return runLoad(ctx, c, load, ids, stderr), nil
+	return runLoad(ctx, c, load, ids, stderr, benchWorker), nil
 }
 
 func writeHTTPReport(w io.Writer, cfg httpConfig, res benchResult) {
