@@ -88,8 +88,8 @@ func (s *Store) notLeader() error {
 }
 
 // batcher is the group commit: it gathers whatever calls are queued into one Raft entry
-// (up to MaxBatchCommands) and proposes it without waiting for the previous entry, so
-// Raft's own pipeline writes many entries with one fsync.
+// (up to MaxBatchCommands) and proposes it; with at most two entries in flight
+// (maxInflight), the next one fills while the previous is fsynced and applied.
 func (s *Store) batcher() {
 	defer s.wg.Done()
 	defer close(s.inflight)

@@ -76,3 +76,12 @@ func TestTokenCommand(t *testing.T) {
 		t.Fatalf("list after revoke:\n%s", list)
 	}
 }
+
+// TestServePprofOffLoopbackRefused: profiles are never served to other machines unless
+// the operator says so with --insecure.
+func TestServePprofOffLoopbackRefused(t *testing.T) {
+	code, _, errOut := runCmd(t, "serve", "--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0", "--pprof-addr", "0.0.0.0:0")
+	if code != 1 || !strings.Contains(errOut, "--pprof-addr 0.0.0.0:0") || !strings.Contains(errOut, "--insecure") {
+		t.Fatalf("serve --pprof-addr 0.0.0.0:0: exit %d, stderr %q", code, errOut)
+	}
+}
