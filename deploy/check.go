@@ -188,15 +188,8 @@ func checkServe(inv *invocation) (*node, []error) {
 		errs = append(errs, fmt.Errorf("--data-dir %q: want an absolute path on a volume", n.dataDir))
 	}
 
-	httpHost, httpPort, err := hostPort(inv.get("http-addr"))
-	if err != nil {
-		errs = append(errs, fmt.Errorf("--http-addr: %w", err))
-	}
-	n.httpPort = httpPort
-	n.ports[httpPort] = true
-	if isLoopback(httpHost) {
-		errs = append(errs, fmt.Errorf("--http-addr %s: loopback inside a container is unreachable from outside it", inv.get("http-addr")))
-	}
+	httpHost, addrErrs := checkHTTPAddr(inv, n)
+	errs = append(errs, addrErrs...)
 	if isUnspecified(httpHost) && n.advertise == "" {
 		errs = append(errs, fmt.Errorf("--http-addr %s listens on every interface: set --advertise-url, else the node records http://%s as its URL", inv.get("http-addr"), inv.get("http-addr")))
 	}
@@ -230,8 +223,8 @@ func checkServe(inv *invocation) (*node, []error) {
 			}
 		}
 	}
-	if httpPort != 0 && httpPort == raftPort {
-		errs = append(errs, fmt.Errorf("--http-addr and --raft-addr share port %d", httpPort))
+	if n.httpPort != 0 && n.httpPort == raftPort {
+		errs = append(errs, fmt.Errorf("--http-addr and --raft-addr share port %d", n.httpPort))
 	}
 	errs = append(errs, checkServeTLS(inv, n)...)
 	errs = append(errs, checkServeAuth(inv, n)...)
@@ -273,6 +266,22 @@ func checkServeAuth(inv *invocation, n *node) []error {
 
 // tlsFlags are the cluster TLS flags, all three or none.
 var tlsFlags = []string{"tls-ca", "tls-cert", "tls-key"}
+
+// checkHTTPAddr records --http-addr's port on n and refuses a loopback address, which a
+// container's published port cannot reach; it returns the host.
+func checkHTTPAddr(inv *invocation, n *node) (string, []error) {
+	var errs []error
+	host, port, err := hostPort(inv.get("http-addr"))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--http-addr: %w", err))
+	}
+	n.httpPort = port
+	n.ports[port] = true
+	if isLoopback(host) {
+		errs = append(errs, fmt.Errorf("--http-addr %s: loopback inside a container is unreachable from outside it", inv.get("http-addr")))
+	}
+	return host, errs
+}
 
 // checkServeTLS checks the TLS flags of a Raft node and that its URLs say https exactly
 // when it serves HTTPS.
@@ -361,15 +370,8 @@ func checkSQLServe(inv *invocation) (*node, []error) {
 		errs = append(errs, fmt.Errorf("--data-dir %q: want an absolute path on a volume (this process keeps state there)", n.dataDir))
 	}
 
-	httpHost, httpPort, err := hostPort(inv.get("http-addr"))
-	if err != nil {
-		errs = append(errs, fmt.Errorf("--http-addr: %w", err))
-	}
-	n.httpPort = httpPort
-	n.ports[httpPort] = true
-	if isLoopback(httpHost) {
-		errs = append(errs, fmt.Errorf("--http-addr %s: loopback inside a container is unreachable from outside it", inv.get("http-addr")))
-	}
+	_, addrErrs := checkHTTPAddr(inv, n)
+	errs = append(errs, addrErrs...)
 	for _, name := range []string{"nats-listen", "pprof-addr"} {
 		if v := inv.get(name); v != "" {
 			if _, p, err := hostPort(v); err != nil {
