@@ -21,6 +21,7 @@ import (
 	"github.com/chronicle-ledger/chronicle"
 	"github.com/chronicle-ledger/chronicle/eventbus"
 	"github.com/chronicle-ledger/chronicle/httpapi"
+	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
 	"github.com/chronicle-ledger/chronicle/internal/pki"
 	"github.com/chronicle-ledger/chronicle/projector"
 	"github.com/chronicle-ledger/chronicle/raftstore"
@@ -66,6 +67,8 @@ type Config struct {
 	SnapshotThreshold uint64
 	// TrailingLogs overrides the entries kept behind a snapshot (0: default).
 	TrailingLogs uint64
+	// Pebble tunes the state DB of the Raft store (zero fields: defaults).
+	Pebble pebbleutil.Tuning
 	// ReadModel selects the query-side view: "" or "pebble" (embedded) or a postgres://
 	// URL. Embedded, a Raft node serves reads from its state DB; a SQL-store query
 	// process projects into a Pebble view under DataDir.
@@ -255,7 +258,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	store, err := raftstore.Open(raftstore.Config{
 		DataDir: filepath.Join(cfg.DataDir), NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr,
 		Bootstrap: len(cfg.Join) == 0, IdempotencyWindow: cfg.IdempotencyWindow,
-		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs, Faults: cfg.RaftFaults, Logger: cfg.Logger,
+		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs, Pebble: cfg.Pebble, Faults: cfg.RaftFaults, Logger: cfg.Logger,
 		Progress: n.joinProgress, CatchUpTimeout: cfg.JoinCatchUpTimeout,
 		TLS: n.raftTLS(),
 	})

@@ -56,12 +56,12 @@ func newBareFSM(t *testing.T) *fsm {
 // straight from its Pebble snapshot, and its header.
 func persist(t *testing.T, f *fsm) ([]byte, []kv, snapshotHeader) {
 	t.Helper()
-	snap, err := f.Snapshot()
+	fs, err := f.fullSnapshot()
 	if err != nil {
-		t.Fatalf("Snapshot: %v", err)
+		t.Fatalf("fullSnapshot: %v", err)
 	}
-	defer snap.Release()
-	fs := snap.(*fsmSnapshot)
+	defer fs.Release()
+	snap := fs
 	contents := dumpReader(t, fs.snap)
 	sink := &bufferSink{}
 	if err := snap.Persist(sink); err != nil {

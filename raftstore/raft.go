@@ -37,9 +37,18 @@ func (s *Store) startRaft() error {
 	if cfg.TrailingLogs > 0 {
 		rc.TrailingLogs = cfg.TrailingLogs
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.DataDir, "snapshots"), 2, rc.Logger)
+	// The state DB is the state: Raft need not restore a snapshot into it at start, and
+	// checkSnapshot makes sure it covers the latest one.
+	rc.NoSnapshotRestoreOnStart = true
+	snapDir := filepath.Join(cfg.DataDir, "snapshots")
+	files, err := raft.NewFileSnapshotStoreWithLogger(snapDir, 2, rc.Logger)
 	if err != nil {
 		return fmt.Errorf("raftstore: snapshot store: %w", err)
+	}
+	snaps := &snapStore{files: files, fsm: s.fsm, dir: snapDir}
+	s.snaps = snaps
+	if err := snaps.checkSnapshot(); err != nil {
+		return fmt.Errorf("raftstore: %w", err)
 	}
 	addr, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
 	if err != nil {

@@ -57,7 +57,9 @@ type Config struct {
 	// CatchUpTimeout bounds how long a joining node may take to catch up before its
 	// admission is rolled back (default DefaultCatchUpTimeout).
 	CatchUpTimeout time.Duration
-	Logger         *slog.Logger
+	// Pebble tunes the state DB (zero fields: pebbleutil's defaults).
+	Pebble pebbleutil.Tuning
+	Logger *slog.Logger
 }
 
 // Store is a chronicle.EventStore on hashicorp/raft with Pebble for the log and state.
@@ -92,6 +94,7 @@ type Store struct {
 	joining  chan struct{}
 	ready    atomic.Bool
 	hadState bool // Raft state existed at open: this node was already in a cluster
+	snaps    *snapStore
 
 	closeOnce sync.Once
 	closeErr  error
@@ -134,16 +137,22 @@ func Open(cfg Config) (*Store, error) {
 	if s.logs, err = raftlog.OpenLogStore(filepath.Join(cfg.DataDir, "raft"), log); err != nil {
 		return nil, err
 	}
-	db, err := pebble.Open(filepath.Join(cfg.DataDir, "state"), &pebble.Options{
+	if err := cfg.Pebble.Validate(); err != nil {
+		_ = s.logs.Close()
+		return nil, fmt.Errorf("raftstore: %w", err)
+	}
+	stateOpts := &pebble.Options{
 		FormatMajorVersion: pebbleutil.FormatMajorVersion,
 		Logger:             pebbleutil.Logger(log, "pebble"),
-	})
+	}
+	cfg.Pebble.Apply(stateOpts)
+	db, err := pebble.Open(filepath.Join(cfg.DataDir, "state"), stateOpts)
 	if err != nil {
 		_ = s.logs.Close()
 		return nil, fmt.Errorf("raftstore: open state db: %w", err)
 	}
-	// The working state is loaded before Raft starts: Raft then restores a newer snapshot
-	// (reloading it) or replays the log tail on top of it.
+	// The working state is loaded before Raft starts; the snapshot check may install an
+	// interrupted full snapshot (reloading it), and Raft replays the log tail on top.
 	if s.fsm, err = newFSM(log, db, s.noteApplied); err != nil {
 		_ = db.Close()
 		_ = s.logs.Close()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chronicle-ledger/chronicle/httpapi"
+	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
 	"github.com/chronicle-ledger/chronicle/node"
 	"github.com/chronicle-ledger/chronicle/raftstore"
 )
@@ -61,6 +62,11 @@ func newServeFlags() (*flag.FlagSet, *serveOptions) {
 	fs.StringVar(&cfg.DefaultCurrency, "default-currency", "USD", "ISO 4217 currency of a create-account that names none (the original system assumed USD)")
 	fs.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", 0, "Raft entries between snapshots (default 8192)")
 	fs.Uint64Var(&cfg.TrailingLogs, "trailing-logs", 0, "Raft entries kept behind a snapshot for slow followers (default 10240)")
+	fs.Uint64Var(&cfg.Pebble.MemTableSize, "pebble-memtable-size", pebbleutil.DefaultMemTableSize, "bytes of one memtable of the state DB (Pebble holds up to 4)")
+	fs.Int64Var(&cfg.Pebble.CacheSize, "pebble-cache-size", pebbleutil.DefaultCacheSize, "bytes of the state DB's block cache (reads of statements, balance-at and the event log)")
+	fs.IntVar(&cfg.Pebble.L0CompactionThreshold, "pebble-l0-compaction-threshold", pebbleutil.DefaultL0CompactionThreshold, "L0 files (read amplification) that start a compaction of the state DB")
+	fs.IntVar(&cfg.Pebble.L0StopWritesThreshold, "pebble-l0-stop-writes-threshold", pebbleutil.DefaultL0StopWritesThreshold, "L0 files at which the state DB stalls writes until compactions catch up")
+	fs.StringVar(&cfg.Pebble.Compression, "pebble-compression", pebbleutil.DefaultCompression, "state DB block compression: snappy, minlz or none")
 	fs.StringVar(&cfg.ReadModel, "read-model", "pebble", "query-side view: pebble (embedded) or a postgres:// URL")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "open the embedded NATS server to outside consumers on host:port")
 	fs.DurationVar(&cfg.NATSMaxAge, "nats-max-age", node.DefaultNATSMaxAge, "drop JetStream messages older than this from a stream this node creates (negative: keep all); the log stays whole")
