@@ -179,7 +179,7 @@ func (s *Store) LeaderBarrier(ctx context.Context) error {
 	if s.raft.State() != raft.Leader {
 		return s.notLeader()
 	}
-	term := parseUint(s.raft.Stats()["term"])
+	term := s.raft.CurrentTerm()
 	if s.barrierTerm.Load() == term {
 		return nil
 	}
