@@ -235,38 +235,6 @@ type eventDataJSON struct {
 	Sender    string `json:"sender,omitempty"`
 }
 
-// MarshalJSON renders the seed's shape from the typed event: AccountCreated carries
-// initial_balance (and overdraft_limit when there is one), the other events amount.
-func (e Event) MarshalJSON() ([]byte, error) {
-	d := e.Data
-	// An unknown currency cannot be in a committed event; render with no decimals rather
-	// than fail a whole page of events.
-	cur, _ := LookupCurrency(d.Currency)
-	cur.Code = d.Currency
-	j := eventDataJSON{AccountID: d.AccountID, OwnerName: d.OwnerName, Currency: d.Currency,
-		BalanceAfter: FormatMinor(d.BalanceAfter, cur), Description: d.Description, TransferID: d.TransferID,
-		FromAccountID: d.FromAccountID, ToAccountID: d.ToAccountID, Counterparty: d.Counterparty}
-	if e.EventType == EventAccountCreated {
-		j.InitialBalance = FormatMinor(d.InitialBalance, cur)
-		if d.OverdraftLimit != 0 {
-			j.OverdraftLimit = FormatMinor(d.OverdraftLimit, cur)
-		}
-	} else {
-		j.Amount = FormatMinor(d.Amount, cur)
-	}
-	if d.TransferID != "" {
-		switch e.EventType {
-		case EventMoneyWithdrawn:
-			j.Recipient = d.ToAccountID
-		case EventMoneyDeposited:
-			j.Sender = d.FromAccountID
-		}
-	}
-	return json.Marshal(eventJSON{Position: e.Position, EventID: e.EventID, AggregateID: e.AggregateID,
-		AggregateType: e.AggregateType, EventType: e.EventType, EventVersion: e.EventVersion, EventData: j,
-		CreatedAt: e.CreatedAt, CreatedBy: e.CreatedBy, Metadata: e.Metadata, PrevHash: e.PrevHash, Hash: e.Hash})
-}
-
 // UnmarshalJSON reads the seed's shape back into the typed event (clients, remote
 // projectors). Amounts must be exact in the event's currency.
 func (e *Event) UnmarshalJSON(b []byte) error {

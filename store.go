@@ -42,3 +42,53 @@ type EventStore interface {
 	Events(ctx context.Context, q EventQuery) ([]Event, error)
 	Head(ctx context.Context) (Head, error)
 }
+
+// EncodedEvent is an event with its JSON form, Event.AppendJSON's bytes. The bytes may be
+// shared by every reader of the event: never modify them.
+type EncodedEvent struct {
+	Event Event
+	JSON  []byte
+}
+
+// EventReader reads the log; every EventStore is one.
+type EventReader interface {
+	Events(ctx context.Context, q EventQuery) ([]Event, error)
+}
+
+// EncodedEventReader is a store that keeps the JSON of the events it holds in memory
+// (raftstore: the newest ones), so that the readers following the log (the NATS
+// publisher, the SSE hub) share one encoding of each event. EncodedEvents answers as
+// Events does, each event with its JSON.
+type EncodedEventReader interface {
+	EncodedEvents(ctx context.Context, q EventQuery) ([]EncodedEvent, error)
+}
+
+// ReadEncodedEvents reads events with their JSON: from src.EncodedEvents when src is an
+// EncodedEventReader, else from src.Events, encoding the page here (into one buffer).
+func ReadEncodedEvents(ctx context.Context, src EventReader, q EventQuery) ([]EncodedEvent, error) {
+	if r, ok := src.(EncodedEventReader); ok {
+		return r.EncodedEvents(ctx, q)
+	}
+	evs, err := src.Events(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return EncodeEvents(evs), nil
+}
+
+// EncodeEvents pairs each event with its JSON, encoding them all into one buffer.
+func EncodeEvents(evs []Event) []EncodedEvent {
+	out := make([]EncodedEvent, len(evs))
+	ends := make([]int, len(evs))
+	buf := make([]byte, 0, 640*len(evs))
+	for i := range evs {
+		buf = evs[i].AppendJSON(buf)
+		ends[i] = len(buf)
+	}
+	start := 0
+	for i := range evs {
+		out[i] = EncodedEvent{Event: evs[i], JSON: buf[start:ends[i]:ends[i]]}
+		start = ends[i]
+	}
+	return out
+}

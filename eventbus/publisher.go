@@ -16,9 +16,9 @@ import (
 )
 
 // Source is where the publisher reads committed events (chronicle.EventStore has it).
-type Source interface {
-	Events(ctx context.Context, q chronicle.EventQuery) ([]chronicle.Event, error)
-}
+// A source that is also a chronicle.EncodedEventReader (raftstore) hands over the JSON it
+// keeps with its newest events, shared with the SSE hub; others' events are encoded here.
+type Source = chronicle.EventReader
 
 // Publisher bounds.
 const (
@@ -43,7 +43,7 @@ const (
 // stream (the loser's publishes are refused, it re-reads the stream's last sequence and
 // carries on from there). On start and after every failure the publisher resumes from
 // the stream's last sequence; the payload is the event exactly as chronicle.Event
-// marshals to JSON.
+// marshals to JSON (Event.AppendJSON).
 //
 // It reads the log (src.Events after the last published position, ascending, pages of
 // chronicle.MaxEventsPage) whenever wake signals and every second as a backstop; publishes
@@ -267,7 +267,7 @@ func (p *publisher) publishAll(ctx context.Context) error {
 	sent := p.next
 	err := func() error {
 		for {
-			evs, err := p.src.Events(ctx, chronicle.EventQuery{After: sent, Limit: pageSize})
+			evs, err := chronicle.ReadEncodedEvents(ctx, p.src, chronicle.EventQuery{After: sent, Limit: pageSize})
 			if err != nil {
 				return fmt.Errorf("read the log after position %d: %w", sent, err)
 			}
@@ -275,11 +275,11 @@ func (p *publisher) publishAll(ctx context.Context) error {
 				break
 			}
 			for i := range evs {
-				e := &evs[i]
+				e := &evs[i].Event
 				if e.Position != sent+1 {
 					return fmt.Errorf("log read after position %d returned position %d", sent, e.Position)
 				}
-				f, err := p.publish(e)
+				f, err := p.publish(e, evs[i].JSON)
 				if err != nil {
 					return err
 				}
@@ -315,11 +315,9 @@ func (p *publisher) publishAll(ctx context.Context) error {
 	return err
 }
 
-func (p *publisher) publish(e *chronicle.Event) (jetstream.PubAckFuture, error) {
-	data, err := json.Marshal(e)
-	if err != nil {
-		return nil, fmt.Errorf("encode event %d: %w", e.Position, err)
-	}
+// publish sends e with data, its JSON (shared with other readers of the event: NATS only
+// reads it).
+func (p *publisher) publish(e *chronicle.Event, data []byte) (jetstream.PubAckFuture, error) {
 	msg := &nats.Msg{Subject: Subject(p.b.cfg.SubjectPrefix, e.EventType), Data: data}
 	f, err := p.js.PublishMsgAsync(msg,
 		jetstream.WithMsgID(strconv.FormatUint(e.Position, 10)),

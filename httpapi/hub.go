@@ -2,9 +2,9 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,11 +19,23 @@ const hubFrames = 8192
 // hubBatch bounds how many frames one stream takes from the hub at a time.
 const hubBatch = 256
 
-// frame is one event encoded once as a Server-Sent Event, shared by every stream.
+// frame is one event with its JSON, encoded once and shared by every stream (and, from
+// a store that keeps it, by the NATS publisher): never modified.
 type frame struct {
 	pos      uint64
 	typ, agg string
-	data     []byte
+	json     []byte
+}
+
+// appendSSE appends f as a Server-Sent Event.
+func (f *frame) appendSSE(b []byte) []byte {
+	b = append(b, "id: "...)
+	b = strconv.AppendUint(b, f.pos, 10)
+	b = append(b, "\nevent: "...)
+	b = append(b, f.typ...)
+	b = append(b, "\ndata: "...)
+	b = append(b, f.json...)
+	return append(b, "\n\n"...)
 }
 
 // hub tails the log once for all /events/stream clients and keeps the last hubFrames
@@ -133,20 +145,12 @@ func (h *hub) fill(ctx context.Context) {
 		h.mu.Unlock()
 	}
 	for {
-		events, err := h.store.Events(ctx, chronicle.EventQuery{After: from, Limit: chronicle.MaxEventsPage})
+		events, err := chronicle.ReadEncodedEvents(ctx, h.store, chronicle.EventQuery{After: from, Limit: chronicle.MaxEventsPage})
 		if err != nil {
 			h.fail(ctx, fmt.Errorf("read the log: %w", err))
 			return
 		}
-		frames := make([]frame, 0, len(events))
-		for _, e := range events {
-			f, err := h.encode(e)
-			if err != nil {
-				h.fail(ctx, err)
-				return
-			}
-			frames = append(frames, f)
-		}
+		frames := h.makeFrames(events)
 		h.mu.Lock()
 		if len(frames) > 0 {
 			h.frames = append(h.frames, frames...)
@@ -185,16 +189,15 @@ func (h *hub) broadcastLocked() {
 	h.notify = make(chan struct{})
 }
 
-// encode renders e as an SSE frame.
-func (h *hub) encode(e chronicle.Event) (frame, error) {
-	data, err := json.Marshal(e)
-	if err != nil {
-		return frame{}, fmt.Errorf("encode event %d: %w", e.Position, err)
+// frames makes a frame of each event, sharing its JSON.
+func (h *hub) makeFrames(events []chronicle.EncodedEvent) []frame {
+	out := make([]frame, len(events))
+	for i := range events {
+		e := &events[i]
+		out[i] = frame{pos: e.Event.Position, typ: e.Event.EventType, agg: e.Event.AggregateID, json: e.JSON}
 	}
-	h.encoded.Add(1)
-	b := make([]byte, 0, len(data)+len(e.EventType)+40)
-	b = fmt.Appendf(b, "id: %d\nevent: %s\ndata: %s\n\n", e.Position, e.EventType, data)
-	return frame{pos: e.Position, typ: e.EventType, agg: e.AggregateID, data: b}, nil
+	h.encoded.Add(uint64(len(events)))
+	return out
 }
 
 // since returns up to hubBatch frames after position after, or behind when the ring no

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -283,14 +284,42 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	if !a.waitForPosition(w, r, false) {
 		return
 	}
-	events, err := a.cfg.Store.Events(r.Context(), eq)
+	// The newest events come with the JSON the store keeps (shared with the publisher and
+	// the stream hub); the page around them is written by hand, as writeJSON would.
+	events, err := chronicle.ReadEncodedEvents(r.Context(), a.cfg.Store, eq)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	body := api.Events{Events: events, Total: len(events)}
+	var next uint64
 	if len(events) == int(limit) {
-		body.NextAfter = events[len(events)-1].Position
+		next = events[len(events)-1].Event.Position
 	}
-	writeJSON(w, http.StatusOK, body)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(appendEventsPage(nil, events, next)) // the client went away; nothing to do
+}
+
+// appendEventsPage appends api.Events{Events: events, Total: len(events), NextAfter:
+// next} exactly as writeJSON encodes it (newline included), from each event's JSON.
+func appendEventsPage(b []byte, events []chronicle.EncodedEvent, next uint64) []byte {
+	n := 64
+	for i := range events {
+		n += len(events[i].JSON) + 1
+	}
+	b = slices.Grow(b, n)
+	b = append(b, `{"events":[`...)
+	for i := range events {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, events[i].JSON...)
+	}
+	b = append(b, `],"total":`...)
+	b = strconv.AppendInt(b, int64(len(events)), 10)
+	if next != 0 {
+		b = append(b, `,"next_after":`...)
+		b = strconv.AppendUint(b, next, 10)
+	}
+	return append(b, "}\n"...)
 }

@@ -103,6 +103,7 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 	// live is set once the stream is served from the hub: falling behind it after that
 	// means the client reads slower than the log grows, and it is told so.
 	live := false
+	var buf, scratch []byte // one frame at a time, written in one call
 	for {
 		select { // a busy stream never waits below, so it checks here
 		case <-recheck:
@@ -120,24 +121,41 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if behind {
-			// Catching up from before the hub's window: read the log directly.
-			events, err := a.cfg.Store.Events(ctx, chronicle.EventQuery{After: after, Limit: chronicle.MaxEventsPage})
-			if err != nil {
-				a.streamFailed(ctx, w, flusher, err)
+			// Catching up from before the hub's window: read the log directly, with the
+			// JSON the store keeps for its newest events; a filtered stream encodes only
+			// the events it sends.
+			q := chronicle.EventQuery{After: after, Limit: chronicle.MaxEventsPage}
+			var events []chronicle.EncodedEvent
+			var readErr error
+			if typ == "" && agg == "" {
+				events, readErr = chronicle.ReadEncodedEvents(ctx, a.cfg.Store, q)
+			} else {
+				var evs []chronicle.Event
+				evs, readErr = a.cfg.Store.Events(ctx, q)
+				events = make([]chronicle.EncodedEvent, len(evs))
+				for i := range evs {
+					events[i].Event = evs[i]
+				}
+			}
+			if readErr != nil {
+				a.streamFailed(ctx, w, flusher, readErr)
 				return
 			}
 			deadline()
-			for _, e := range events {
-				after = e.Position
-				if skip(e.EventType, e.AggregateID) {
+			for i := range events {
+				e := &events[i]
+				after = e.Event.Position
+				if skip(e.Event.EventType, e.Event.AggregateID) {
 					continue
 				}
-				f, err := a.hub.encode(e)
-				if err != nil {
-					a.streamFailed(ctx, w, flusher, err)
-					return
+				if e.JSON == nil { // a filtered read: encode just what is sent
+					scratch = e.Event.AppendJSON(scratch[:0])
+					e.JSON = scratch
 				}
-				if _, err := w.Write(f.data); err != nil {
+				a.hub.encoded.Add(1)
+				f := frame{pos: e.Event.Position, typ: e.Event.EventType, json: e.JSON}
+				buf = f.appendSSE(buf[:0])
+				if _, err := w.Write(buf); err != nil {
 					return
 				}
 			}
@@ -154,7 +172,8 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 				if skip(f.typ, f.agg) {
 					continue
 				}
-				if _, err := w.Write(f.data); err != nil {
+				buf = f.appendSSE(buf[:0])
+				if _, err := w.Write(buf); err != nil {
 					return
 				}
 			}

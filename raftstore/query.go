@@ -57,6 +57,25 @@ func (s *Store) BalanceAt(ctx context.Context, id string, t time.Time) (chronicl
 	return p, err
 }
 
+// EncodedEvents implements chronicle.EncodedEventReader: the newest events come from the
+// tail cache with the JSON its first reader encoded, others from the state DB, encoded
+// here.
+func (s *Store) EncodedEvents(ctx context.Context, q chronicle.EventQuery) ([]chronicle.EncodedEvent, error) {
+	if q.Limit <= 0 || q.Limit > chronicle.MaxEventsPage {
+		q.Limit = chronicle.MaxEventsPage
+	}
+	if !q.Descending && q.EventType == "" && q.AggregateID == "" {
+		if evs, ok := s.recent.afterEncoded(q.After, q.Limit); ok {
+			return evs, nil
+		}
+	}
+	evs, err := s.Events(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return chronicle.EncodeEvents(evs), nil
+}
+
 // Events implements chronicle.EventStore.
 func (s *Store) Events(ctx context.Context, q chronicle.EventQuery) ([]chronicle.Event, error) {
 	if q.Limit <= 0 || q.Limit > chronicle.MaxEventsPage {

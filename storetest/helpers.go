@@ -189,7 +189,31 @@ func mustEvents(t testing.TB, s chronicle.EventStore, q chronicle.EventQuery) []
 	if err != nil {
 		t.Fatalf("Events(%+v): %v", q, err)
 	}
+	checkEncodedEvents(t, ctx, s, q, evs)
 	return evs
+}
+
+// checkEncodedEvents reads q again with each event's JSON (the store's own when it keeps
+// it) and checks the JSON is the event's and the events are evs (of those positions
+// both reads returned: the log may have grown in between).
+func checkEncodedEvents(t testing.TB, ctx context.Context, s chronicle.EventStore, q chronicle.EventQuery, evs []chronicle.Event) {
+	t.Helper()
+	enc, err := chronicle.ReadEncodedEvents(ctx, s, q)
+	if err != nil {
+		t.Fatalf("ReadEncodedEvents(%+v): %v", q, err)
+	}
+	byPos := make(map[uint64]*chronicle.Event, len(evs))
+	for i := range evs {
+		byPos[evs[i].Position] = &evs[i]
+	}
+	for _, e := range enc {
+		if want := e.Event.AppendJSON(nil); !bytes.Equal(e.JSON, want) {
+			t.Fatalf("ReadEncodedEvents(%+v): position %d has JSON %s, want %s", q, e.Event.Position, e.JSON, want)
+		}
+		if o, ok := byPos[e.Event.Position]; ok && !bytes.Equal(o.AppendJSON(nil), e.JSON) {
+			t.Fatalf("ReadEncodedEvents(%+v): position %d differs from Events'", q, e.Event.Position)
+		}
+	}
 }
 
 // waitHead polls until s's head reaches pos. A store sees its own acknowledged writes at
