@@ -542,10 +542,6 @@ func BenchmarkStoreLog(b *testing.B) {
 	benchStore(b, func(b *testing.B, s *LogStore) { raftbench.StoreLog(b, s) })
 }
 
-func BenchmarkStoreLogs(b *testing.B) {
-	benchStore(b, func(b *testing.B, s *LogStore) { raftbench.StoreLogs(b, s) })
-}
-
 func BenchmarkDeleteRange(b *testing.B) {
 	benchStore(b, func(b *testing.B, s *LogStore) { raftbench.DeleteRange(b, s) })
 }

@@ -386,7 +386,7 @@ func (s *SegmentStore) tornTail(g *segment, off int64, reason string) (*segment,
 		_ = g.f.Close()
 		return nil, false, fmt.Errorf("raftlog: truncate torn segment: %w", err)
 	}
-	if err := g.f.Sync(); err != nil {
+	if err := datasync(g.f); err != nil {
 		_ = g.f.Close()
 		return nil, false, fmt.Errorf("raftlog: sync truncated segment: %w", err)
 	}
@@ -647,7 +647,7 @@ func (s *SegmentStore) appendSynced(g *segment, b []byte, off int64, newSeg bool
 		}
 		return err
 	}
-	if err := g.f.Sync(); err != nil {
+	if err := datasync(g.f); err != nil {
 		s.failed = fmt.Errorf("raftlog: a sync failed (%v): reopen the store", err)
 		return err
 	}
@@ -739,7 +739,7 @@ func (s *SegmentStore) deleteSuffix(minIdx uint64) error {
 		s.failed = fmt.Errorf("raftlog: truncating %s failed (%v): reopen the store", g.path, err)
 		return s.failed
 	}
-	if err := g.f.Sync(); err != nil {
+	if err := datasync(g.f); err != nil {
 		s.failed = fmt.Errorf("raftlog: sync of truncated %s failed (%v): reopen the store", g.path, err)
 		return s.failed
 	}
