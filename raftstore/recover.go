@@ -16,7 +16,7 @@ import (
 
 // PeersFile is the recovery file `chronicle cluster recover` writes at the top of a
 // data directory, beside FORMAT: hashicorp/raft's peers.json (raft.ReadConfigJSON). It
-// lives outside raft/, which is a Pebble directory that only Pebble should write to.
+// lives outside raft/, which only the Raft log store (raftlog) writes to.
 const PeersFile = "peers.json"
 
 // Peer is one server of a recovered configuration, as peers.json spells it.
@@ -41,7 +41,8 @@ func WritePeers(dataDir string, peers []Peer) error {
 	if entries, err := os.ReadDir(raftDir); err != nil || len(entries) == 0 {
 		return fmt.Errorf("data directory %s holds no Raft state (%s is missing or empty): nothing to recover", dataDir, raftDir)
 	}
-	// The Raft log's own Pebble lock: held by a running node, and kept here until the
+	// The Raft log store's lock (Pebble's LOCK, which raftlog.SegmentStore takes the
+	// same way): held by a running node, and kept here until the
 	// file is written so that no node starts meanwhile.
 	lock, err := vfs.Default.Lock(filepath.Join(raftDir, "LOCK"))
 	if err != nil {

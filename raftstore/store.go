@@ -59,14 +59,18 @@ type Config struct {
 	CatchUpTimeout time.Duration
 	// Pebble tunes the state DB (zero fields: pebbleutil's defaults).
 	Pebble pebbleutil.Tuning
-	Logger *slog.Logger
+	// LogStore forces the Raft log store of a new data directory (raftlog.KindPebble
+	// or raftlog.KindSegment); the default keeps what raft/ holds and gives a new
+	// directory a raftlog.SegmentStore.
+	LogStore raftlog.Kind
+	Logger   *slog.Logger
 }
 
 // Store is a chronicle.EventStore on hashicorp/raft with Pebble for the log and state.
 type Store struct {
 	cfg       Config
 	log       *slog.Logger
-	logs      *raftlog.LogStore
+	logs      raftlog.Store
 	fsm       *fsm
 	raft      *raft.Raft
 	transport *heartbeatGate
@@ -134,7 +138,8 @@ func Open(cfg Config) (*Store, error) {
 	s := &Store{cfg: cfg, log: log, queue: make(chan *request, queueSize),
 		inflight: make(chan inflight, maxInflight), stop: make(chan struct{}), joining: make(chan struct{}, 1)}
 	var err error
-	if s.logs, err = raftlog.OpenLogStore(filepath.Join(cfg.DataDir, "raft"), log); err != nil {
+	// A data dir whose raft/ holds a Pebble store keeps it; a new one gets segment files.
+	if s.logs, err = raftlog.Open(filepath.Join(cfg.DataDir, "raft"), cfg.LogStore, log); err != nil {
 		return nil, err
 	}
 	if err := cfg.Pebble.Validate(); err != nil {
