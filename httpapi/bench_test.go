@@ -37,3 +37,39 @@ func BenchmarkTransferHandler(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkBatchHandler is the HTTP layer's cost of one POST /commands/batch of 1,000
+// transfers (decoding 1,000 items, the response of 1,000 results) over the in-memory store.
+// go test -run '^$' -bench BatchHandler -benchmem ./httpapi
+func BenchmarkBatchHandler(b *testing.B) {
+	store := storetest.NewMemStore()
+	a := New(Config{Store: store})
+	ctx := context.Background()
+	for _, id := range []string{"a", "b"} {
+		res, err := store.Execute(ctx, []chronicle.Command{{Type: chronicle.CmdCreateAccount, AccountID: id, OwnerName: id,
+			Currency: "USD", InitialBalance: "1000000000", ID: chronicle.NewID()}})
+		if err != nil || res[0].Err != nil {
+			b.Fatal(err, res)
+		}
+	}
+	var sb strings.Builder
+	sb.WriteString(`{"commands":[`)
+	for i := range 1000 {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString(`{"type":"transfer","from_account_id":"a","to_account_id":"b","amount":"0.01","description":"bench"}`)
+	}
+	sb.WriteString(`]}`)
+	body := sb.String()
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, "/commands/batch", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		a.ServeHTTP(w, req)
+		if w.Code != http.StatusOK {
+			b.Fatalf("%d %s", w.Code, w.Body)
+		}
+	}
+}
