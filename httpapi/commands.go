@@ -338,7 +338,8 @@ func (a *API) command(t chronicle.CommandType) http.HandlerFunc {
 		if res.Replayed {
 			status = http.StatusOK
 		}
-		writeJSON(w, status, toResponse(res))
+		out := toResponse(res)
+		writeCommandResult(w, status, &out)
 	}
 }
 
@@ -393,7 +394,7 @@ func (a *API) batch(w http.ResponseWriter, r *http.Request) {
 		last = max(last, res.Position)
 	}
 	w.Header().Set("X-Chronicle-Position", strconv.FormatUint(last, 10))
-	writeJSON(w, http.StatusOK, api.BatchResponse{Results: out, Position: last})
+	writeBatchResponse(w, http.StatusOK, &api.BatchResponse{Results: out, Position: last})
 }
 
 // decodeBatch decodes a batch body into its commands. A batch of plain items is read in
