@@ -173,7 +173,15 @@ func decimalField(field string, raw json.RawMessage) (chronicle.Decimal, error) 
 		return "", nil
 	}
 	var d chronicle.Decimal
-	if err := d.UnmarshalJSON(raw); err != nil {
+	var err error
+	if s, ok := plainJSONString(raw); ok {
+		// What UnmarshalJSON does with a string, without unquoting it through
+		// encoding/json: it has nothing to unquote.
+		d, err = chronicle.ParseDecimal(s)
+	} else {
+		err = d.UnmarshalJSON(raw)
+	}
+	if err != nil {
 		e := *chronicle.AsError(err)
 		if e.Kind == chronicle.KindInternal {
 			e = chronicle.Error{Kind: chronicle.KindRejected, Code: chronicle.CodeInvalidAmount, Message: field + " is not a valid amount"}
@@ -182,6 +190,19 @@ func decimalField(field string, raw json.RawMessage) (chronicle.Decimal, error) 
 		return "", &e
 	}
 	return d, nil
+}
+
+// plainJSONString is the value of a JSON string of printable ASCII without escapes.
+func plainJSONString(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	for _, c := range raw[1 : len(raw)-1] {
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return "", false
+		}
+	}
+	return string(raw[1 : len(raw)-1]), true
 }
 
 // decodeStrict decodes exactly one JSON object into v, rejecting unknown fields and
