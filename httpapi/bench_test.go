@@ -73,3 +73,33 @@ func BenchmarkBatchHandler(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecodeBatch is decoding alone, a batch of 1,000 transfers: the decoder in use
+// against the reference one it replaced (decode_diff_test.go).
+func BenchmarkDecodeBatch(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString(`{"commands":[`)
+	for i := range 1000 {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString(`{"type":"transfer","from_account_id":"bench-1","to_account_id":"bench-2","amount":"1.00","description":"bench"}`)
+	}
+	sb.WriteString(`]}`)
+	body := []byte(sb.String())
+	def := New(Config{Store: storetest.NewMemStore()}).defaults()
+	for _, d := range []struct {
+		name   string
+		decode func([]byte, commandDefaults, bool) ([]chronicle.Command, bool, error)
+	}{{"onepass", decodeBatch}, {"reference", refDecodeBatch}} {
+		b.Run(d.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				if cmds, _, err := d.decode(body, def, true); err != nil || len(cmds) != 1000 {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

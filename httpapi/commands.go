@@ -48,12 +48,63 @@ type commandDefaults struct {
 	// MaxAmountText is how the limit is named in a refusal. Nil: no limit.
 	MaxAmount     *big.Rat
 	MaxAmountText chronicle.Decimal
+	// maxIntDigits is how many digits MaxAmount's integer part has (intDigits), for
+	// checkLimit's shortcut; 0 takes none.
+	maxIntDigits int
+}
+
+// intDigits is how many digits v's integer part has (0 for nil or below 1).
+func intDigits(v *big.Rat) int {
+	if v == nil || v.Sign() <= 0 {
+		return 0
+	}
+	i := new(big.Int).Quo(v.Num(), v.Denom())
+	if i.Sign() == 0 {
+		return 0
+	}
+	return len(i.String())
+}
+
+// belowIntDigits reports whether d is certainly below any limit whose integer part has n
+// digits: a negative amount, or a plain decimal ("007.50") whose integer part, leading
+// zeros dropped, has fewer than n digits (so it is below 10^(n-1), which the limit is not).
+// False means: compare exactly.
+func belowIntDigits(d string, n int) bool {
+	if n <= 0 || d == "" {
+		return false
+	}
+	if d[0] == '-' {
+		return true // negative, or not a decimal at all: never above a positive limit
+	}
+	i := 0
+	for i < len(d) && d[i] == '0' {
+		i++
+	}
+	j := i
+	for j < len(d) && '0' <= d[j] && d[j] <= '9' {
+		j++
+	}
+	if j-i >= n {
+		return false
+	}
+	if j == len(d) {
+		return j > 0
+	}
+	if d[j] != '.' || j == 0 || j+1 == len(d) {
+		return false
+	}
+	for _, c := range []byte(d[j+1:]) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // checkLimit refuses an amount above the node's limit (in major units: the decimal as
 // written, whatever the currency's exponent).
 func (def commandDefaults) checkLimit(field string, d chronicle.Decimal) error {
-	if def.MaxAmount == nil || d == "" {
+	if def.MaxAmount == nil || d == "" || belowIntDigits(string(d), def.maxIntDigits) {
 		return nil
 	}
 	v, ok := new(big.Rat).SetString(string(d))

@@ -136,8 +136,29 @@ var diffDefaults = func() commandDefaults {
 	if err != nil {
 		panic(err)
 	}
-	return commandDefaults{Currency: "EUR", MaxAmount: max, MaxAmountText: "1000000"}
+	return commandDefaults{Currency: "EUR", MaxAmount: max, MaxAmountText: "1000000", maxIntDigits: intDigits(max)}
 }()
+
+// checkLimit's shortcut never changes its answer.
+func TestCheckLimitShortcut(t *testing.T) {
+	amounts := []string{"0", "1", "-1", "-", "-abc", "00", "007.50", "999999", "999999.999", "1000000", "1000000.00", "1000000.01",
+		"0999999.5", "9999999", "10000000", ".5", "5.", "1e3", "1e7", "1.2.3", "12a", "abc", "0.0001", "999", "1000", "1001", "99.99"}
+	for _, limit := range []string{"1000000", "1000", "999.99", "1", "0.5", "1e3", "1/3", "12345678901234567890"} {
+		max, err := ParseMaxAmount(chronicle.Decimal(limit))
+		if err != nil {
+			t.Fatal(err)
+		}
+		exact := commandDefaults{MaxAmount: max, MaxAmountText: chronicle.Decimal(limit)}
+		fast := exact
+		fast.maxIntDigits = intDigits(max)
+		for _, a := range amounts {
+			e1, e2 := exact.checkLimit("amount", chronicle.Decimal(a)), fast.checkLimit("amount", chronicle.Decimal(a))
+			if (e1 == nil) != (e2 == nil) {
+				t.Errorf("limit %s, amount %s: exact %v, with the shortcut %v", limit, a, e1, e2)
+			}
+		}
+	}
+}
 
 // sameOutcome fails unless the two decodings agree: equal commands, or errors equal in
 // every part the API answers with (kind, code, field, message).

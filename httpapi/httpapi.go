@@ -257,7 +257,8 @@ const (
 
 // defaults are the settings resolved into every command this API accepts.
 func (a *API) defaults() commandDefaults {
-	return commandDefaults{Currency: a.cfg.DefaultCurrency, MaxAmount: a.maxAmount, MaxAmountText: a.cfg.MaxAmount}
+	return commandDefaults{Currency: a.cfg.DefaultCurrency, MaxAmount: a.maxAmount, MaxAmountText: a.cfg.MaxAmount,
+		maxIntDigits: intDigits(a.maxAmount)}
 }
 
 // ServeHTTP implements http.Handler.
