@@ -37,7 +37,6 @@ type transferRequest struct {
 	Amount json.RawMessage `json:"amount"`
 }
 
-// decodeCommand decodes one command body of type t strictly.
 // commandDefaults are node settings resolved into a command when it is accepted, never
 // read by the state machine, so that differently configured nodes cannot disagree.
 type commandDefaults struct {

@@ -14,8 +14,8 @@ import (
 // client sends: one JSON object whose keys are exactly the field names the command takes
 // (lower case, no escapes, each at most once), with strings, numbers, true, false or null
 // as values. Anything else (a syntax error, trailing data, an unknown, misspelled,
-// case-folded or repeated key, a nested value, a string where an amount's sibling wants
-// one) makes the scanner give up, and the body goes to the strict encoding/json decoder
+// case-folded or repeated key, a nested value, a number or boolean for a text field)
+// makes the scanner give up, and the body goes to the strict encoding/json decoder
 // (decodeCommandStrict, decodeBatchItemStrict), whose answer for such input is the API's
 // contract: the same error code, field and status as always. What the scanner accepts it
 // hands to buildCommand, the same code that builds the command from the strict decoder's
