@@ -37,7 +37,6 @@ type transferRequest struct {
 	Amount json.RawMessage `json:"amount"`
 }
 
-// decodeCommand decodes one command body of type t strictly.
 // commandDefaults are node settings resolved into a command when it is accepted, never
 // read by the state machine, so that differently configured nodes cannot disagree.
 type commandDefaults struct {
@@ -48,12 +47,63 @@ type commandDefaults struct {
 	// MaxAmountText is how the limit is named in a refusal. Nil: no limit.
 	MaxAmount     *big.Rat
 	MaxAmountText chronicle.Decimal
+	// maxIntDigits is how many digits MaxAmount's integer part has (intDigits), for
+	// checkLimit's shortcut; 0 takes none.
+	maxIntDigits int
+}
+
+// intDigits is how many digits v's integer part has (0 for nil or below 1).
+func intDigits(v *big.Rat) int {
+	if v == nil || v.Sign() <= 0 {
+		return 0
+	}
+	i := new(big.Int).Quo(v.Num(), v.Denom())
+	if i.Sign() == 0 {
+		return 0
+	}
+	return len(i.String())
+}
+
+// belowIntDigits reports whether d is certainly below any limit whose integer part has n
+// digits: a negative amount, or a plain decimal ("007.50") whose integer part, leading
+// zeros dropped, has fewer than n digits (so it is below 10^(n-1), which the limit is not).
+// False means: compare exactly.
+func belowIntDigits(d string, n int) bool {
+	if n <= 0 || d == "" {
+		return false
+	}
+	if d[0] == '-' {
+		return true // negative, or not a decimal at all: never above a positive limit
+	}
+	i := 0
+	for i < len(d) && d[i] == '0' {
+		i++
+	}
+	j := i
+	for j < len(d) && '0' <= d[j] && d[j] <= '9' {
+		j++
+	}
+	if j-i >= n {
+		return false
+	}
+	if j == len(d) {
+		return j > 0
+	}
+	if d[j] != '.' || j == 0 || j+1 == len(d) {
+		return false
+	}
+	for _, c := range []byte(d[j+1:]) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // checkLimit refuses an amount above the node's limit (in major units: the decimal as
 // written, whatever the currency's exponent).
 func (def commandDefaults) checkLimit(field string, d chronicle.Decimal) error {
-	if def.MaxAmount == nil || d == "" {
+	if def.MaxAmount == nil || d == "" || belowIntDigits(string(d), def.maxIntDigits) {
 		return nil
 	}
 	v, ok := new(big.Rat).SetString(string(d))
@@ -67,57 +117,94 @@ func (def commandDefaults) checkLimit(field string, d chronicle.Decimal) error {
 	return nil
 }
 
+// commandFields are a command body's fields as decoded, the amounts raw.
+type commandFields struct {
+	AccountID, OwnerName, Currency, Description, FromAccountID, ToAccountID string
+	InitialBalance, OverdraftLimit, Amount                                  json.RawMessage
+}
+
+// decodeCommand decodes one command body of type t strictly: in one pass when the body
+// has the plain shape clients send (fastCommand), else with encoding/json, whose answers
+// to anything unusual are the API's (decodeCommandStrict).
 func decodeCommand(t chronicle.CommandType, body []byte, def commandDefaults) (chronicle.Command, error) {
+	if f, ok := fastCommand(t, bytes.TrimSpace(body)); ok {
+		return buildCommand(t, &f, def)
+	}
+	return decodeCommandStrict(t, body, def)
+}
+
+// decodeCommandStrict decodes one command body of type t with encoding/json, refusing
+// unknown fields.
+func decodeCommandStrict(t chronicle.CommandType, body []byte, def commandDefaults) (chronicle.Command, error) {
+	var f commandFields
+	switch t {
+	case chronicle.CmdCreateAccount:
+		var req createAccountRequest
+		if err := decodeStrict(body, &req); err != nil {
+			return chronicle.Command{Type: t}, err
+		}
+		f = commandFields{AccountID: req.AccountID, OwnerName: req.OwnerName, Currency: req.Currency, Description: req.Description,
+			InitialBalance: req.InitialBalance, OverdraftLimit: req.OverdraftLimit}
+	case chronicle.CmdDeposit, chronicle.CmdWithdraw:
+		var req moneyRequest
+		if err := decodeStrict(body, &req); err != nil {
+			return chronicle.Command{Type: t}, err
+		}
+		f = commandFields{AccountID: req.AccountID, Currency: req.Currency, Description: req.Description, Amount: req.Amount}
+	case chronicle.CmdTransfer:
+		var req transferRequest
+		if err := decodeStrict(body, &req); err != nil {
+			return chronicle.Command{Type: t}, err
+		}
+		f = commandFields{FromAccountID: req.FromAccountID, ToAccountID: req.ToAccountID, Currency: req.Currency,
+			Description: req.Description, Amount: req.Amount}
+	default:
+		return chronicle.Command{Type: t}, chronicle.FieldErrorf(chronicle.KindMalformed, chronicle.CodeInvalidField, "type", "unknown command type %q", string(t))
+	}
+	return buildCommand(t, &f, def)
+}
+
+// buildCommand makes the command of type t (a known one) from its decoded fields: the
+// amounts decoded naming their field, the node's defaults resolved, Validate and the
+// node's amount limit applied.
+func buildCommand(t chronicle.CommandType, f *commandFields, def commandDefaults) (chronicle.Command, error) {
 	c := chronicle.Command{Type: t}
 	var err error
 	switch t {
 	case chronicle.CmdCreateAccount:
-		var req createAccountRequest
-		if err = decodeStrict(body, &req); err != nil {
-			return c, err
-		}
-		c.AccountID, c.OwnerName, c.Currency, c.Description = req.AccountID, req.OwnerName, req.Currency, req.Description
+		c.AccountID, c.OwnerName, c.Currency, c.Description = f.AccountID, f.OwnerName, f.Currency, f.Description
 		if c.Currency == "" {
 			c.Currency = def.Currency
 		}
 		// The original's clients send "initial_balance": null for an account opened empty.
-		if c.InitialBalance, err = decimalField("initial_balance", nullIsAbsent(req.InitialBalance)); err != nil {
+		if c.InitialBalance, err = decimalField("initial_balance", nullIsAbsent(f.InitialBalance)); err != nil {
 			return c, err
 		}
-		if c.OverdraftLimit, err = decimalField("overdraft_limit", nullIsAbsent(req.OverdraftLimit)); err != nil {
+		if c.OverdraftLimit, err = decimalField("overdraft_limit", nullIsAbsent(f.OverdraftLimit)); err != nil {
 			return c, err
 		}
 	case chronicle.CmdDeposit, chronicle.CmdWithdraw:
-		var req moneyRequest
-		if err = decodeStrict(body, &req); err != nil {
-			return c, err
-		}
-		c.AccountID, c.Currency, c.Description = req.AccountID, req.Currency, req.Description
-		if c.Amount, err = decimalField("amount", req.Amount); err != nil {
+		c.AccountID, c.Currency, c.Description = f.AccountID, f.Currency, f.Description
+		if c.Amount, err = decimalField("amount", f.Amount); err != nil {
 			return c, err
 		}
 	case chronicle.CmdTransfer:
-		var req transferRequest
-		if err = decodeStrict(body, &req); err != nil {
+		c.FromAccountID, c.ToAccountID, c.Currency, c.Description = f.FromAccountID, f.ToAccountID, f.Currency, f.Description
+		if c.Amount, err = decimalField("amount", f.Amount); err != nil {
 			return c, err
 		}
-		c.FromAccountID, c.ToAccountID, c.Currency, c.Description = req.FromAccountID, req.ToAccountID, req.Currency, req.Description
-		if c.Amount, err = decimalField("amount", req.Amount); err != nil {
-			return c, err
-		}
-	default:
-		return c, chronicle.FieldErrorf(chronicle.KindMalformed, chronicle.CodeInvalidField, "type", "unknown command type %q", string(t))
 	}
 	if err := c.Validate(); err != nil {
 		return c, err
 	}
-	for _, f := range []struct {
-		name string
-		d    chronicle.Decimal
-	}{{"amount", c.Amount}, {"initial_balance", c.InitialBalance}, {"overdraft_limit", c.OverdraftLimit}} {
-		if err := def.checkLimit(f.name, f.d); err != nil {
-			return c, err
-		}
+	if err := def.checkLimit("amount", c.Amount); err != nil {
+		return c, err
+	}
+	if err := def.checkLimit("initial_balance", c.InitialBalance); err != nil {
+		return c, err
+	}
+	if err := def.checkLimit("overdraft_limit", c.OverdraftLimit); err != nil {
+		return c, err
 	}
 	return c, nil
 }
@@ -136,7 +223,15 @@ func decimalField(field string, raw json.RawMessage) (chronicle.Decimal, error) 
 		return "", nil
 	}
 	var d chronicle.Decimal
-	if err := d.UnmarshalJSON(raw); err != nil {
+	var err error
+	if s, ok := plainJSONString(raw); ok {
+		// What UnmarshalJSON does with a string, without unquoting it through
+		// encoding/json: it has nothing to unquote.
+		d, err = chronicle.ParseDecimal(s)
+	} else {
+		err = d.UnmarshalJSON(raw)
+	}
+	if err != nil {
 		e := *chronicle.AsError(err)
 		if e.Kind == chronicle.KindInternal {
 			e = chronicle.Error{Kind: chronicle.KindRejected, Code: chronicle.CodeInvalidAmount, Message: field + " is not a valid amount"}
@@ -145,6 +240,19 @@ func decimalField(field string, raw json.RawMessage) (chronicle.Decimal, error) 
 		return "", &e
 	}
 	return d, nil
+}
+
+// plainJSONString is the value of a JSON string of printable ASCII without escapes.
+func plainJSONString(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	for _, c := range raw[1 : len(raw)-1] {
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return "", false
+		}
+	}
+	return string(raw[1 : len(raw)-1]), true
 }
 
 // decodeStrict decodes exactly one JSON object into v, rejecting unknown fields and
@@ -301,7 +409,8 @@ func (a *API) command(t chronicle.CommandType) http.HandlerFunc {
 		if res.Replayed {
 			status = http.StatusOK
 		}
-		writeJSON(w, status, toResponse(res))
+		out := toResponse(res)
+		writeCommandResult(w, status, &out)
 	}
 }
 
@@ -323,34 +432,17 @@ func (a *API) batch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	var req batchRequest
-	if err := decodeStrict(body, &req); err != nil {
-		writeError(w, err)
-		return
-	}
-	if len(req.Commands) == 0 {
-		writeError(w, chronicle.FieldErrorf(chronicle.KindMalformed, chronicle.CodeMissingField, "commands", "commands must list at least one command"))
-		return
-	}
-	if len(req.Commands) > chronicle.MaxBatchCommands {
-		writeError(w, chronicle.Errorf(chronicle.KindTooLarge, chronicle.CodeBatchTooLarge, "at most %d commands per batch", chronicle.MaxBatchCommands))
-		return
-	}
-	if a.cfg.Cluster != nil && !a.cfg.Cluster.IsLeader() {
+	cmds, forward, err := decodeBatch(body, a.defaults(), a.cfg.Cluster == nil || a.cfg.Cluster.IsLeader())
+	if forward {
 		a.toLeader(w, r, body)
 		return
 	}
-	cmds := make([]chronicle.Command, 0, len(req.Commands))
-	for i, raw := range req.Commands {
-		c, err := decodeBatchItem(raw, a.defaults())
-		if err != nil {
-			e := *chronicle.AsError(err)
-			e.Message = "commands[" + strconv.Itoa(i) + "]: " + e.Message
-			writeError(w, &e)
-			return
-		}
-		stamp(r, &c)
-		cmds = append(cmds, c)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	for i := range cmds {
+		stamp(r, &cmds[i])
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.RequestTimeout)
 	defer cancel()
@@ -373,10 +465,80 @@ func (a *API) batch(w http.ResponseWriter, r *http.Request) {
 		last = max(last, res.Position)
 	}
 	w.Header().Set("X-Chronicle-Position", strconv.FormatUint(last, 10))
-	writeJSON(w, http.StatusOK, api.BatchResponse{Results: out, Position: last})
+	writeBatchResponse(w, http.StatusOK, &api.BatchResponse{Results: out, Position: last})
 }
 
+// decodeBatch decodes a batch body into its commands. A batch of plain items is read in
+// one pass (fastBatch); anything else is decoded strictly, item by item, with the same
+// answers in the same order: the body's own errors, the batch's size, forward (a follower
+// forwards the body once it is known to be a batch of the right size), then the first item
+// at fault.
+func decodeBatch(body []byte, def commandDefaults, leading bool) (cmds []chronicle.Command, forward bool, err error) {
+	itemError := func(i int, err error) ([]chronicle.Command, bool, error) {
+		e := *chronicle.AsError(err)
+		e.Message = "commands[" + strconv.Itoa(i) + "]: " + e.Message
+		return nil, false, &e
+	}
+	if items, ok := fastBatch(body); ok {
+		if !leading {
+			return nil, true, nil
+		}
+		cmds := make([]chronicle.Command, len(items))
+		for i := range items {
+			if cmds[i], err = buildBatchItem(&items[i], def); err != nil {
+				return itemError(i, err)
+			}
+		}
+		return cmds, false, nil
+	}
+	var req batchRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return nil, false, err
+	}
+	if len(req.Commands) == 0 {
+		return nil, false, chronicle.FieldErrorf(chronicle.KindMalformed, chronicle.CodeMissingField, "commands", "commands must list at least one command")
+	}
+	if len(req.Commands) > chronicle.MaxBatchCommands {
+		return nil, false, chronicle.Errorf(chronicle.KindTooLarge, chronicle.CodeBatchTooLarge, "at most %d commands per batch", chronicle.MaxBatchCommands)
+	}
+	if !leading {
+		return nil, true, nil
+	}
+	cmds = make([]chronicle.Command, len(req.Commands))
+	for i, raw := range req.Commands {
+		if cmds[i], err = decodeBatchItem(raw, def); err != nil {
+			return itemError(i, err)
+		}
+	}
+	return cmds, false, nil
+}
+
+// buildBatchItem makes a scanned batch item's command.
+func buildBatchItem(it *fastBatchItem, def commandDefaults) (chronicle.Command, error) {
+	c, err := buildCommand(it.typ, &it.fields, def)
+	if err != nil {
+		return c, err
+	}
+	c.IdempotencyKey = it.key
+	return c, c.Validate()
+}
+
+// decodeBatchItem decodes one item of a batch: in one pass when it is a plain item, else
+// strictly (decodeBatchItemStrict).
 func decodeBatchItem(raw json.RawMessage, def commandDefaults) (chronicle.Command, error) {
+	var it rawItem
+	if end, ok := scanObject(raw, 0, &it, true); ok && end == len(raw) {
+		if item, ok := it.batchItem(raw); ok {
+			return buildBatchItem(&item, def)
+		}
+	}
+	return decodeBatchItemStrict(raw, def)
+}
+
+// decodeBatchItemStrict decodes a batch item with encoding/json: its type and key, then
+// the rest as that command's body, so that a field of another command (or a misspelled
+// one) is refused as unknown.
+func decodeBatchItemStrict(raw json.RawMessage, def commandDefaults) (chronicle.Command, error) {
 	var h batchItemHeader
 	if err := json.Unmarshal(raw, &h); err != nil {
 		return chronicle.Command{}, decodeError(err)

@@ -257,7 +257,8 @@ const (
 
 // defaults are the settings resolved into every command this API accepts.
 func (a *API) defaults() commandDefaults {
-	return commandDefaults{Currency: a.cfg.DefaultCurrency, MaxAmount: a.maxAmount, MaxAmountText: a.cfg.MaxAmount}
+	return commandDefaults{Currency: a.cfg.DefaultCurrency, MaxAmount: a.maxAmount, MaxAmountText: a.cfg.MaxAmount,
+		maxIntDigits: intDigits(a.maxAmount)}
 }
 
 // ServeHTTP implements http.Handler.
@@ -326,7 +327,7 @@ func writeErrorStatus(w http.ResponseWriter, status int, code, msg string) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(true)
@@ -357,6 +358,11 @@ func (a *API) logRequests(next http.Handler) http.Handler {
 		level := slog.LevelDebug
 		if ww.Status() >= 500 {
 			level = slog.LevelError
+		}
+		// Most requests log at debug, which is usually off: check before building the
+		// record's attributes (boxing them costs allocations per request).
+		if !a.log.Enabled(r.Context(), level) {
+			return
 		}
 		a.log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path, "status", ww.Status(),
 			"bytes", ww.BytesWritten(), "duration", time.Since(start), "request_id", middleware.GetReqID(r.Context()))
