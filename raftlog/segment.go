@@ -66,6 +66,10 @@ import (
 // Any other damage (in a sealed segment, with an intact record after it,
 // out-of-order indexes, a missing segment) fails Open with a *CorruptionError.
 //
+// Appends land in zeros written ahead of them (zeroAhead), so a segment ends in
+// a run of zero bytes; a zero run that reaches the end of the file is the clean
+// end of the records, not damage.
+//
 // What cannot be told from a torn append: damage confined to the final record
 // of the last segment (a flipped bit in it, or a length field that now points
 // past the end of the file) looks exactly like a write that did not finish, so
@@ -121,6 +125,12 @@ const (
 	frameHeaderLen = 16
 	segSuffix      = ".seg"
 	segNameDigits  = 20
+	// zeroAhead is how far past an append a segment is extended with zeros when the
+	// append outgrows the file. Appends inside the file do not change its length, so
+	// their fdatasync writes data only, not the inode: 0.19 against 0.32 ms at the
+	// median on the bench machine's disk (700-byte appends). One append in every
+	// megabyte pays for the extension.
+	zeroAhead = 1 << 20
 	minPayloadLen  = 3 // version, type, flags
 	maxPayloadLen  = math32Max - frameHeaderLen - segHeaderLen
 	math32Max      = 1<<32 - 1
@@ -138,6 +148,7 @@ type segment struct {
 	f       *os.File
 	offsets []uint32 // start of each record in the file
 	size    int64    // end of the last record
+	alloc   int64    // the file's length: size plus the zeroed tail written ahead
 }
 
 func (g *segment) last() uint64 { return g.first + uint64(len(g.offsets)) - 1 }
@@ -329,6 +340,9 @@ func (s *SegmentStore) openSegment(path string, first uint64, isLast bool, buf *
 	}
 	off := int64(segHeaderLen)
 	for off < size {
+		if b[off] == 0 && allZero(b[off:]) {
+			break // the zeroed tail written ahead of appends (zeroAhead)
+		}
 		index := first + uint64(len(g.offsets))
 		if size-off < frameHeaderLen {
 			return bad(off, index, "short record header")
@@ -354,7 +368,7 @@ func (s *SegmentStore) openSegment(path string, first uint64, isLast bool, buf *
 		g.offsets = append(g.offsets, uint32(off))
 		off = end
 	}
-	g.size = off
+	g.size, g.alloc = off, size
 	if len(g.offsets) == 0 {
 		if !isLast {
 			_ = f.Close()
@@ -390,7 +404,7 @@ func (s *SegmentStore) tornTail(g *segment, off int64, reason string) (*segment,
 		_ = g.f.Close()
 		return nil, false, fmt.Errorf("raftlog: sync truncated segment: %w", err)
 	}
-	g.size = off
+	g.size, g.alloc = off, off
 	return g, true, nil
 }
 
@@ -415,6 +429,22 @@ func intactFrameAfter(b []byte, from int64, expected uint64) (int64, uint64, boo
 		}
 	}
 	return 0, 0, false
+}
+
+// allZero reports whether b holds only zero bytes.
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b) != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // frameCRC is the CRC of a whole frame (header and payload): index, length, payload.
@@ -615,6 +645,17 @@ func (s *SegmentStore) StoreLogs(logs []*raft.Log) error {
 		}
 		g = &segment{first: lo, path: path, f: f}
 	}
+	// Past the file's end, write zeros ahead too (zeroAhead), in the same write.
+	if end := base + int64(size); end > g.alloc && end < s.opts.SegmentSize {
+		alloc := min(end+zeroAhead, s.opts.SegmentSize)
+		if cap(b) >= int(alloc-base) {
+			b = b[:alloc-base]
+			clear(b[size:])
+		} else {
+			b = append(b, make([]byte, int(alloc-base)-size)...)
+			s.buf = b
+		}
+	}
 	if err := s.appendSynced(g, b, base, newSeg); err != nil {
 		if newSeg {
 			_ = g.f.Close()
@@ -632,6 +673,7 @@ func (s *SegmentStore) StoreLogs(logs []*raft.Log) error {
 	}
 	g.offsets = append(g.offsets, offsets...)
 	g.size = base + int64(size)
+	g.alloc = max(g.alloc, base+int64(len(b)))
 	s.mu.Unlock()
 	return nil
 }
@@ -642,6 +684,7 @@ func (s *SegmentStore) StoreLogs(logs []*raft.Log) error {
 // Open verifies what is really there.
 func (s *SegmentStore) appendSynced(g *segment, b []byte, off int64, newSeg bool) error {
 	if _, err := g.f.WriteAt(b, off); err != nil {
+		g.alloc = off
 		if terr := g.f.Truncate(off); terr != nil {
 			s.failed = fmt.Errorf("raftlog: a failed append could not be undone (%v): reopen the store", terr)
 		}
@@ -744,7 +787,7 @@ func (s *SegmentStore) deleteSuffix(minIdx uint64) error {
 		return s.failed
 	}
 	g.offsets = g.offsets[:minIdx-g.first]
-	g.size = off
+	g.size, g.alloc = off, off
 	return nil
 }
 

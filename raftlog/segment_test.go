@@ -3,6 +3,7 @@ package raftlog
 import (
 	"bytes"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -490,4 +491,87 @@ func appendBytes(t *testing.T, path string, b []byte) {
 	if _, err := f.Write(b); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Appends are written into zeros laid down ahead of them, so most appends leave the
+// file's length alone; the zeroed tail reads as the clean end of the log (no warning,
+// nothing truncated), and a record larger than the zeroed tail extends the file again.
+func TestSegmentZeroedAhead(t *testing.T) {
+	dir := t.TempDir()
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	s, err := OpenSegmentStore(dir, SegmentOptions{}, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := func() int64 {
+		t.Helper()
+		files := segFiles(t, dir)
+		if len(files) != 1 {
+			t.Fatalf("%d segment files, want 1", len(files))
+		}
+		fi, err := os.Stat(files[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	storeBatches(t, s, 1, 1, 1)
+	first := size()
+	if first < zeroAhead {
+		t.Fatalf("segment is %d bytes after one small append, want at least %d zeroed ahead", first, zeroAhead)
+	}
+	storeBatches(t, s, 2, 200, 1)
+	if got := size(); got != first {
+		t.Fatalf("segment grew from %d to %d bytes over small appends inside its zeroed tail", first, got)
+	}
+	big := testLog(201)
+	big.Data = bytes.Repeat([]byte{7}, 3*zeroAhead/2)
+	if err := s.StoreLogs([]*raft.Log{big}); err != nil {
+		t.Fatal(err)
+	}
+	grown := size()
+	if grown <= first+int64(len(big.Data)) {
+		t.Fatalf("segment is %d bytes after a record of %d past a %d-byte file", grown, len(big.Data), first)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = OpenSegmentStore(dir, SegmentOptions{}, logger)
+	if err != nil {
+		t.Fatalf("reopen with a zeroed tail: %v", err)
+	}
+	defer s.Close()
+	if strings.Contains(logs.String(), "torn") || size() != grown {
+		t.Fatalf("reopen treated the zeroed tail as damage (size %d, was %d): %s", size(), grown, logs.String())
+	}
+	checkBounds(t, s, 1, 201)
+	for i := uint64(1); i <= 200; i++ {
+		checkLog(t, s, testLog(i))
+	}
+	checkLog(t, s, big)
+	storeBatches(t, s, 202, 220, 1)
+	if got := size(); got != grown {
+		t.Fatalf("appends after reopen changed the length from %d to %d", grown, got)
+	}
+	checkLog(t, s, testLog(220))
+}
+
+// A non-zero byte in the zeroed tail of the last segment is beyond every record: it is
+// cut off as a torn append, and nothing stored is lost.
+func TestSegmentGarbageInZeroedTail(t *testing.T) {
+	dir := t.TempDir()
+	s := openSegTest(t, dir, SegmentOptions{})
+	storeBatches(t, s, 1, 50, 1)
+	path, _, end := segRecord(t, s, 50)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	flipByte(t, path, end+100)
+	s = openSegTest(t, dir, SegmentOptions{})
+	defer s.Close()
+	checkAll(t, s, 1, 50)
+	storeBatches(t, s, 51, 60, 1)
+	checkAll(t, s, 1, 60)
 }
