@@ -130,10 +130,10 @@ const (
 	// their fdatasync writes data only, not the inode: 0.19 against 0.32 ms at the
 	// median on the bench machine's disk (700-byte appends). One append in every
 	// megabyte pays for the extension.
-	zeroAhead = 1 << 20
-	minPayloadLen  = 3 // version, type, flags
-	maxPayloadLen  = math32Max - frameHeaderLen - segHeaderLen
-	math32Max      = 1<<32 - 1
+	zeroAhead     = 1 << 20
+	minPayloadLen = 3 // version, type, flags
+	maxPayloadLen = math32Max - frameHeaderLen - segHeaderLen
+	math32Max     = 1<<32 - 1
 
 	stateFileName = "state"
 	stateMagic    = "CHRLSTA1"
