@@ -432,9 +432,9 @@ func BenchmarkPublish(b *testing.B) {
 func TestStreamLimits(t *testing.T) {
 	t.Parallel()
 	log, _ := testLogger(t)
-	b := openBus(t, Config{DataDir: t.TempDir(), MaxAge: time.Minute, MaxBytes: 1 << 20, Logger: log})
+	b := openBus(t, Config{DataDir: t.TempDir(), MaxAge: 5 * time.Second, MaxBytes: 1 << 20, Logger: log})
 	cfg := streamConfigOf(t, b)
-	if cfg.MaxAge != time.Minute || cfg.MaxBytes != 1<<20 || cfg.Duplicates != time.Minute || cfg.Discard != jetstream.DiscardOld {
+	if cfg.MaxAge != 5*time.Second || cfg.MaxBytes != 1<<20 || cfg.Duplicates != 5*time.Second || cfg.Discard != jetstream.DiscardOld {
 		t.Fatalf("stream config %+v", cfg)
 	}
 }
