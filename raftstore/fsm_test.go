@@ -56,12 +56,12 @@ func newBareFSM(t *testing.T) *fsm {
 // straight from its Pebble snapshot, and its header.
 func persist(t *testing.T, f *fsm) ([]byte, []kv, snapshotHeader) {
 	t.Helper()
-	fs, err := f.fullSnapshot()
+	snap, err := f.Snapshot()
 	if err != nil {
-		t.Fatalf("fullSnapshot: %v", err)
+		t.Fatalf("Snapshot: %v", err)
 	}
-	defer fs.Release()
-	snap := fs
+	defer snap.Release()
+	fs := snap.(*fsmSnapshot)
 	contents := dumpReader(t, fs.snap)
 	sink := &bufferSink{}
 	if err := snap.Persist(sink); err != nil {

@@ -37,18 +37,9 @@ func (s *Store) startRaft() error {
 	if cfg.TrailingLogs > 0 {
 		rc.TrailingLogs = cfg.TrailingLogs
 	}
-	// The state DB is the state: Raft need not restore a snapshot into it at start, and
-	// checkSnapshot makes sure it covers the latest one.
-	rc.NoSnapshotRestoreOnStart = true
-	snapDir := filepath.Join(cfg.DataDir, "snapshots")
-	files, err := raft.NewFileSnapshotStoreWithLogger(snapDir, 2, rc.Logger)
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.DataDir, "snapshots"), 2, rc.Logger)
 	if err != nil {
 		return fmt.Errorf("raftstore: snapshot store: %w", err)
-	}
-	snaps := &snapStore{files: files, fsm: s.fsm, dir: snapDir}
-	s.snaps = snaps
-	if err := snaps.checkSnapshot(); err != nil {
-		return fmt.Errorf("raftstore: %w", err)
 	}
 	addr, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
 	if err != nil {

@@ -59,11 +59,7 @@ func (h *snapshotHeader) unmarshal(b []byte) error {
 	return h.Head.UnmarshalBinary(b[9:])
 }
 
-// Snapshot implements raft.FSM. The state DB is durable on its own and holds its
-// applied index, so the snapshot Raft keeps is a stub naming that index and the head
-// (see snapStore): it costs a sync and a few bytes, where streaming the whole state DB
-// cost time and disk in proportion to the ledger's size every few thousand entries. The
-// full stream is produced only when a follower needs it (snapStore.Open).
+// Snapshot implements raft.FSM: a Pebble snapshot, streamed out later by Persist.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -72,22 +68,6 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if err := f.db.LogData(nil, pebble.Sync); err != nil {
 		return nil, fmt.Errorf("sync state before snapshot: %w", err)
 	}
-	rd := reader{f.db}
-	applied, err := rd.applied()
-	if err != nil {
-		return nil, err
-	}
-	head, err := rd.head()
-	if err != nil {
-		return nil, err
-	}
-	return stubSnapshot{snapshotHeader{Format: snapshotFormat, Applied: applied, Head: head}}, nil
-}
-
-// fullSnapshot is a Pebble snapshot of the whole state DB, to be streamed by Persist.
-func (f *fsm) fullSnapshot() (*fsmSnapshot, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
 	snap := f.db.NewSnapshot()
 	rd := reader{snap}
 	applied, err := rd.applied()

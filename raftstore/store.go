@@ -98,7 +98,6 @@ type Store struct {
 	joining  chan struct{}
 	ready    atomic.Bool
 	hadState bool // Raft state existed at open: this node was already in a cluster
-	snaps    *snapStore
 
 	closeOnce sync.Once
 	closeErr  error
@@ -156,8 +155,8 @@ func Open(cfg Config) (*Store, error) {
 		_ = s.logs.Close()
 		return nil, fmt.Errorf("raftstore: open state db: %w", err)
 	}
-	// The working state is loaded before Raft starts; the snapshot check may install an
-	// interrupted full snapshot (reloading it), and Raft replays the log tail on top.
+	// The working state is loaded before Raft starts: Raft then restores a newer snapshot
+	// (reloading it) or replays the log tail on top of it.
 	if s.fsm, err = newFSM(log, db, s.noteApplied); err != nil {
 		_ = db.Close()
 		_ = s.logs.Close()
