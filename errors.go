@@ -32,6 +32,9 @@ const (
 	KindForbidden
 	// KindTooMany is a request refused by a rate or concurrency limit; retry later (429).
 	KindTooMany
+	// KindInsufficientStorage means the node refuses writes because its disk is below
+	// the free-space reserve; reads still work and writes resume once space is freed (507).
+	KindInsufficientStorage
 )
 
 // Stable error codes. Clients branch on these, so they never change once released.
@@ -81,6 +84,9 @@ const (
 	CodeInvalidRole      = "invalid_role"
 	CodeTokenExists      = "token_exists"
 	CodeTokenNotFound    = "token_not_found"
+	// CodeInsufficientStorage: the data dir's filesystem is below the free-space reserve
+	// (--disk-reserve); nothing was proposed.
+	CodeInsufficientStorage = "insufficient_storage"
 )
 
 // Error is the domain's error: a kind, a stable code and a message safe to show a client.

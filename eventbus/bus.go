@@ -496,3 +496,34 @@ func (s serverLogger) Fatalf(format string, v ...any)  { s.l.Error(fmt.Sprintf(f
 func (s serverLogger) Errorf(format string, v ...any)  { s.l.Error(fmt.Sprintf(format, v...)) }
 func (s serverLogger) Debugf(string, ...any)           {}
 func (s serverLogger) Tracef(string, ...any)           {}
+
+// JetStreamEnabled reports whether JetStream runs on the embedded server (always true
+// with an external server: its JetStream is that server's business).
+func (b *Bus) JetStreamEnabled() bool { return b.ns == nil || b.ns.JetStreamEnabled() }
+
+// ReviveJetStream re-enables the embedded server's JetStream after the server disabled
+// it, which it does when a write of a stream hits a full disk ("JetStream out of file
+// resources, will be DISABLED"). The server keeps running (the node's connection stays
+// up); JetStream recovers the stream from its files, and the publisher, which retries
+// with backoff, resumes from the stream's last sequence. Call it only once the disk has
+// room again. It reports whether it re-enabled JetStream; a no-op while JetStream runs,
+// while its shutdown is still in progress, with an external server, or once closed.
+func (b *Bus) ReviveJetStream(ctx context.Context) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	// JetStreamConfig is nil only once the shutdown has finished.
+	if b.closed || b.ns == nil || b.ns.JetStreamEnabled() || b.ns.JetStreamConfig() != nil {
+		return false, nil
+	}
+	b.log.Warn("re-enabling JetStream, which the embedded server disabled (its disk was full)")
+	if err := b.ns.EnableJetStream(&server.JetStreamConfig{StoreDir: b.cfg.DataDir}); err != nil {
+		return false, fmt.Errorf("eventbus: re-enable jetstream: %w", err)
+	}
+	ectx, cancel := context.WithTimeout(ctx, 2*requestTimeout)
+	defer cancel()
+	if _, err := b.ensureStream(ectx, b.js); err != nil {
+		return true, err
+	}
+	b.log.Info("JetStream re-enabled; the publisher resumes from the stream's last sequence")
+	return true, nil
+}

@@ -288,14 +288,15 @@ func TestDecimalField(t *testing.T) {
 
 func TestKindHTTPStatus(t *testing.T) {
 	for kind, status := range map[chronicle.Kind]int{
-		chronicle.KindInternal:    http.StatusInternalServerError,
-		chronicle.KindMalformed:   http.StatusBadRequest,
-		chronicle.KindNotFound:    http.StatusNotFound,
-		chronicle.KindConflict:    http.StatusConflict,
-		chronicle.KindRejected:    http.StatusUnprocessableEntity,
-		chronicle.KindTooLarge:    http.StatusRequestEntityTooLarge,
-		chronicle.KindUnavailable: http.StatusServiceUnavailable,
-		chronicle.KindTimeout:     http.StatusGatewayTimeout,
+		chronicle.KindInternal:            http.StatusInternalServerError,
+		chronicle.KindMalformed:           http.StatusBadRequest,
+		chronicle.KindNotFound:            http.StatusNotFound,
+		chronicle.KindConflict:            http.StatusConflict,
+		chronicle.KindRejected:            http.StatusUnprocessableEntity,
+		chronicle.KindTooLarge:            http.StatusRequestEntityTooLarge,
+		chronicle.KindUnavailable:         http.StatusServiceUnavailable,
+		chronicle.KindTimeout:             http.StatusGatewayTimeout,
+		chronicle.KindInsufficientStorage: http.StatusInsufficientStorage,
 	} {
 		if got := httpStatus(kind); got != status {
 			t.Errorf("Kind %d: status %d, want %d", kind, got, status)

@@ -317,6 +317,8 @@ func httpStatus(k chronicle.Kind) int {
 		return http.StatusForbidden
 	case chronicle.KindTooMany:
 		return http.StatusTooManyRequests
+	case chronicle.KindInsufficientStorage:
+		return http.StatusInsufficientStorage
 	default:
 		return http.StatusInternalServerError
 	}

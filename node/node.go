@@ -21,6 +21,7 @@ import (
 	"github.com/chronicle-ledger/chronicle"
 	"github.com/chronicle-ledger/chronicle/eventbus"
 	"github.com/chronicle-ledger/chronicle/httpapi"
+	"github.com/chronicle-ledger/chronicle/internal/diskguard"
 	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
 	"github.com/chronicle-ledger/chronicle/internal/pki"
 	"github.com/chronicle-ledger/chronicle/projector"
@@ -128,6 +129,11 @@ type Config struct {
 	TLSCAFile   string
 	TLSCertFile string
 	TLSKeyFile  string
+	// DiskReserve is the free space kept on the data dir's filesystems: a percentage
+	// ("1%") or a size ("256MiB"); "" is diskguard.DefaultReserve, the smaller of 1 % and
+	// 256 MiB; "0" turns the guard off. Below it writes get 507 insufficient_storage and
+	// the node reports not ready; reads go on (Raft store only).
+	DiskReserve string
 	// RaftFaults injects network partitions into Raft traffic (tests only).
 	RaftFaults *raftstore.Faults
 	// WrapHandler wraps the HTTP handler, to inject faults (tests only).
@@ -211,6 +217,8 @@ type Node struct {
 	srv    *http.Server
 	peers  *http.Client
 	tls    *pki.Peer // nil: plain HTTP and TCP
+	// disk refuses writes below the free-space reserve (nil: off, or the SQL store).
+	disk *diskguard.Guard
 	// bootSecret is the bootstrap admin token ("" without one); the node also presents
 	// it on its own calls to peers (to join a cluster without a client certificate).
 	bootSecret string
@@ -255,12 +263,15 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if n.tls != nil {
 		n.peers.Transport = &http.Transport{TLSClientConfig: n.tls.HTTPClient(), IdleConnTimeout: time.Minute}
 	}
+	if n.disk, err = newDiskGuard(cfg, n.log); err != nil {
+		return nil, err
+	}
 	store, err := raftstore.Open(raftstore.Config{
 		DataDir: filepath.Join(cfg.DataDir), NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr,
 		Bootstrap: len(cfg.Join) == 0, IdempotencyWindow: cfg.IdempotencyWindow,
 		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs, Pebble: cfg.Pebble, Faults: cfg.RaftFaults, Logger: cfg.Logger,
 		Progress: n.joinProgress, CatchUpTimeout: cfg.JoinCatchUpTimeout,
-		TLS: n.raftTLS(),
+		TLS: n.raftTLS(), WriteGuard: n.disk.Check,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: open store: %w", err)
@@ -458,6 +469,11 @@ func (n *Node) Run(ctx context.Context) error {
 	pubDone := make(chan error, 1)
 	pubWake, stopPubWake := n.events.Changes()
 	go func() { pubDone <- n.publish(projCtx, pubWake) }()
+	diskDone := make(chan struct{})
+	go func() {
+		defer close(diskDone)
+		n.disk.Run(projCtx, func(st diskguard.State) { n.afterDiskCheck(projCtx, st) })
+	}()
 	clusterDone := make(chan struct{})
 	go func() {
 		defer close(clusterDone)
@@ -493,6 +509,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	stopProj()
 	<-clusterDone
+	<-diskDone
 	<-sqlDone
 	stopWake()
 	stopPubWake()
@@ -521,6 +538,9 @@ func (n *Node) Ready(ctx context.Context) error {
 	if st.Fatal != "" {
 		return errors.New("state machine stopped: " + st.Fatal)
 	}
+	if ds := n.disk.State(); ds.Low {
+		return errors.New(ds.Message())
+	}
 	if st.Leader == "" {
 		return errors.New("no raft leader")
 	}
@@ -536,6 +556,9 @@ func (n *Node) Status() any {
 		"nats": n.natsStatus()}
 	if n.store != nil {
 		out["raft"] = n.store.Status()
+		if n.disk != nil {
+			out["disk"] = n.disk.State()
+		}
 	} else {
 		out["store"] = "sql"
 		out["event_store"] = n.sql.status()
@@ -580,7 +603,8 @@ func (n *Node) Changes() (<-chan struct{}, func()) { return n.events.Changes() }
 // natsStatus is the bus's part of Status; "problem" is set while the publisher
 // publishes nothing because the stream diverged from (or is ahead of) the log.
 func (n *Node) natsStatus() map[string]any {
-	st := map[string]any{"connected": n.bus.Connected(), "stream": n.bus.Stream(), "published": n.bus.Published(), "url": n.bus.ClientURL()}
+	st := map[string]any{"connected": n.bus.Connected(), "stream": n.bus.Stream(), "published": n.bus.Published(), "url": n.bus.ClientURL(),
+		"jetstream": n.bus.JetStreamEnabled()}
 	if p := n.bus.Problem(); p != "" {
 		st["problem"] = p
 	}
@@ -713,5 +737,34 @@ func (n *Node) publishWhile(ctx context.Context, wake <-chan struct{}, src event
 		if ctx.Err() != nil {
 			return nil
 		}
+	}
+}
+
+// newDiskGuard builds the free-space guard of a Raft node's data dir (nil when
+// --disk-reserve is 0 or the platform cannot measure free space). raft/, state/ and nats/
+// may be on one filesystem or on several (mounts); each is watched.
+func newDiskGuard(cfg Config, log *slog.Logger) (*diskguard.Guard, error) {
+	reserve, err := diskguard.ParseReserve(cfg.DiskReserve)
+	if err != nil {
+		return nil, fmt.Errorf("node: --disk-reserve: %w", err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("node: create data dir: %w", err)
+	}
+	dirs := []string{cfg.DataDir}
+	for _, sub := range []string{"raft", "state", "nats"} {
+		dirs = append(dirs, filepath.Join(cfg.DataDir, sub))
+	}
+	return diskguard.New(diskguard.Config{Dirs: dirs, Reserve: reserve, Logger: log}), nil
+}
+
+// afterDiskCheck runs after each free-space measurement: once the disk has room again,
+// it re-enables the embedded JetStream if a full disk made the server disable it.
+func (n *Node) afterDiskCheck(ctx context.Context, st diskguard.State) {
+	if st.Low || n.bus.JetStreamEnabled() {
+		return
+	}
+	if _, err := n.bus.ReviveJetStream(ctx); err != nil {
+		n.log.Warn("JetStream could not be re-enabled yet; retrying", "err", err)
 	}
 }

@@ -72,12 +72,15 @@ func (s *Store) Register(ctx context.Context, m NodeMeta) error {
 	if s.raft.State() != raft.Leader {
 		return s.notLeader()
 	}
+	if err := s.writeGuard(); err != nil {
+		return err
+	}
 	data, err := m.MarshalBinary()
 	if err != nil {
 		return err
 	}
 	f := s.raft.Apply(chronicle.EncodeEntry(chronicle.EntryNodeMeta, data), timeoutOf(ctx, s.cfg.ApplyTimeout))
-	if err := f.Error(); err != nil {
+	if err := s.await(f); err != nil {
 		return s.applyError(err)
 	}
 	return nil

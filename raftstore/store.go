@@ -63,7 +63,11 @@ type Config struct {
 	// or raftlog.KindSegment); the default keeps what raft/ holds and gives a new
 	// directory a raftlog.SegmentStore.
 	LogStore raftlog.Kind
-	Logger   *slog.Logger
+	// WriteGuard, when set, is asked before anything is proposed to Raft (commands,
+	// tokens, node metadata); a non-nil error (the disk guard's 507
+	// insufficient_storage) is returned as is and nothing is proposed.
+	WriteGuard func() error
+	Logger     *slog.Logger
 }
 
 // Store is a chronicle.EventStore on hashicorp/raft with Pebble for the log and state.
@@ -95,8 +99,11 @@ type Store struct {
 	proposedEntries, proposedCommands atomic.Uint64
 	// joining admits one node at a time: two joins of the same node (its own retry and
 	// the operator's) must not interleave their add, wait and promote steps.
-	joining  chan struct{}
-	ready    atomic.Bool
+	joining chan struct{}
+	ready   atomic.Bool
+	// dbFatal receives the state DB's fatal errors (a failed WAL write, e.g. on a full
+	// disk) instead of a panic; see pebbleutil.Fatal and Status.Fatal.
+	dbFatal  *pebbleutil.Fatal
 	hadState bool // Raft state existed at open: this node was already in a cluster
 
 	closeOnce sync.Once
@@ -136,6 +143,10 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s := &Store{cfg: cfg, log: log, queue: make(chan *request, queueSize),
 		inflight: make(chan inflight, maxInflight), stop: make(chan struct{}), joining: make(chan struct{}, 1)}
+	s.dbFatal = pebbleutil.NewFatal(func(err error) {
+		log.Error("state DB failed: this node stops applying and reports not ready; commands in flight are answered with an unknown outcome; "+
+			"restart it once the cause (e.g. a full disk) is fixed: the Raft log holds every acknowledged command", "err", err)
+	})
 	var err error
 	// A data dir whose raft/ holds a Pebble store keeps it; a new one gets segment files.
 	if s.logs, err = raftlog.Open(filepath.Join(cfg.DataDir, "raft"), cfg.LogStore, log); err != nil {
@@ -147,7 +158,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 	stateOpts := &pebble.Options{
 		FormatMajorVersion: pebbleutil.FormatMajorVersion,
-		Logger:             pebbleutil.Logger(log, "pebble"),
+		Logger:             pebbleutil.LoggerWithFatal(log, "pebble", s.dbFatal),
 	}
 	cfg.Pebble.Apply(stateOpts)
 	db, err := pebble.Open(filepath.Join(cfg.DataDir, "state"), stateOpts)
@@ -201,6 +212,9 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		s.wg.Wait()
+		// Goroutines parked in the state DB's Fatalf (Raft's FSM among them) end now, so
+		// that Raft's shutdown does not wait for them forever.
+		s.dbFatal.Release()
 		var errs []error
 		if s.raft != nil {
 			if err := s.raft.Shutdown().Error(); err != nil {
@@ -221,7 +235,11 @@ func (s *Store) Close() error {
 
 func (s *Store) closeStores() error {
 	var errs []error
-	if s.fsm != nil {
+	if err := s.dbFatal.Err(); err != nil {
+		// Pebble's commit pipeline is unusable after a fatal error and Close could hang
+		// in it: leave the DB to the OS; the next start replays its WAL and the Raft log.
+		s.log.Error("state DB not closed after its fatal error; restart the node once the cause (e.g. a full disk) is fixed", "err", err)
+	} else if s.fsm != nil {
 		s.fsm.mu.Lock()
 		if err := s.fsm.db.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close state db: %w", err))
@@ -324,6 +342,9 @@ func (s *Store) Status() Status {
 		LastContact: st["last_contact"], ProposedEntries: s.proposedEntries.Load(), ProposedCommands: s.proposedCommands.Load()}
 	if err := s.fsm.failed(); err != nil {
 		out.Fatal = err.Error()
+	}
+	if err := s.dbFatal.Err(); err != nil && out.Fatal == "" {
+		out.Fatal = "state DB write failed, restart the node once the cause is fixed: " + err.Error()
 	}
 	return out
 }

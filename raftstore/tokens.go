@@ -19,12 +19,15 @@ func (s *Store) ApplyToken(ctx context.Context, op chronicle.TokenOp) (chronicle
 	if s.raft.State() != raft.Leader {
 		return chronicle.Token{}, s.notLeader()
 	}
+	if err := s.writeGuard(); err != nil {
+		return chronicle.Token{}, err
+	}
 	data, err := op.MarshalBinary()
 	if err != nil {
 		return chronicle.Token{}, err
 	}
 	f := s.raft.Apply(chronicle.EncodeEntry(chronicle.EntryToken, data), timeoutOf(ctx, s.cfg.ApplyTimeout))
-	if err := f.Error(); err != nil {
+	if err := s.await(f); err != nil {
 		return chronicle.Token{}, s.applyError(err)
 	}
 	r, ok := f.Response().(applyResponse)

@@ -51,8 +51,15 @@ func (s *Store) Execute(ctx context.Context, cmds []chronicle.Command) ([]chroni
 	if err := s.fsm.failed(); err != nil {
 		return nil, chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "node stopped applying: %v", err)
 	}
+	if err := s.dbFatal.Err(); err != nil {
+		return nil, chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "node stopped applying: %v", err)
+	}
 	if s.raft.State() != raft.Leader {
 		return nil, s.notLeader()
+	}
+	// After the leader check: a follower forwards to the leader, whose disk decides.
+	if err := s.writeGuard(); err != nil {
+		return nil, err
 	}
 	req := &request{cmds: cmds, done: make(chan requestResult, 1)}
 	// Once the batcher and the completer have returned, every request they took has its
@@ -75,6 +82,14 @@ func ctxError(ctx context.Context) error {
 
 func errStopping() error {
 	return chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "node is shutting down")
+}
+
+// writeGuard asks Config.WriteGuard (the disk guard) whether anything may be proposed.
+func (s *Store) writeGuard() error {
+	if s.cfg.WriteGuard == nil {
+		return nil
+	}
+	return s.cfg.WriteGuard()
 }
 
 func (s *Store) notLeader() error {
@@ -117,6 +132,11 @@ func (s *Store) drainQueue() {
 }
 
 func (s *Store) propose(reqs []*request, n int) {
+	// Checked again here: the disk may have crossed the reserve while these waited.
+	if err := s.writeGuard(); err != nil {
+		failAll(reqs, err)
+		return
+	}
 	batch := chronicle.Batch{Time: time.Now().UTC(), IdempotencyWindow: s.cfg.IdempotencyWindow,
 		Commands: make([]chronicle.Command, 0, n)}
 	for _, r := range reqs {
@@ -176,6 +196,9 @@ func (s *Store) completer() {
 // in its apply queue, where nothing will ever answer it.
 var errRaftGone = errors.New("raft shut down before the entry was answered")
 
+// errStateDBFailed: the state DB reported a fatal error while the entry waited.
+var errStateDBFailed = errors.New("the state DB failed before the entry was applied")
+
 // await waits for f like f.Error(), but gives up once Raft has shut down: hashicorp/raft
 // leaves entries still in its apply queue unanswered then, and Close would wait forever.
 func (s *Store) await(f raft.ApplyFuture) error {
@@ -188,6 +211,16 @@ func (s *Store) await(f raft.ApplyFuture) error {
 		case err := <-done:
 			return err
 		case <-tick.C:
+			if s.dbFatal.Err() != nil {
+				// The state DB failed and the FSM is parked: this entry will not be
+				// answered until a restart applies it from the log.
+				select {
+				case err := <-done:
+					return err
+				default:
+					return errStateDBFailed
+				}
+			}
 			if s.raft.State() == raft.Shutdown {
 				// One last look: the answer may have raced the shutdown.
 				select {
@@ -214,6 +247,9 @@ func (s *Store) applyError(err error) error {
 		return chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeNotLeader, "leadership changed before the command was acknowledged (%v); its outcome is unknown", err)
 	case errors.Is(err, raft.ErrRaftShutdown):
 		return errStopping()
+	case errors.Is(err, errStateDBFailed):
+		return chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable,
+			"the state DB failed (%v) before the command was applied; its outcome is unknown: it applies when the node restarts if it reached the Raft log", s.dbFatal.Err())
 	case errors.Is(err, errRaftGone):
 		return chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "raft shut down before the command was acknowledged; its outcome is unknown")
 	case errors.Is(err, raft.ErrEnqueueTimeout):

@@ -67,6 +67,7 @@ func newServeFlags() (*flag.FlagSet, *serveOptions) {
 	fs.IntVar(&cfg.Pebble.L0CompactionThreshold, "pebble-l0-compaction-threshold", pebbleutil.DefaultL0CompactionThreshold, "L0 files (read amplification) that start a compaction of the state DB")
 	fs.IntVar(&cfg.Pebble.L0StopWritesThreshold, "pebble-l0-stop-writes-threshold", pebbleutil.DefaultL0StopWritesThreshold, "L0 files at which the state DB stalls writes until compactions catch up")
 	fs.StringVar(&cfg.Pebble.Compression, "pebble-compression", pebbleutil.DefaultCompression, "state DB block compression: snappy, minlz or none")
+	fs.StringVar(&cfg.DiskReserve, "disk-reserve", "", "free space kept on the data dir's filesystems: a percentage (1%) or a size (256MiB, 1GiB); below it writes get 507 insufficient_storage and /ready says not ready, reads go on, writes resume once space is freed; 0 turns it off. Default: the smaller of 1% and 256MiB, which holds a memtable flush, a compaction and the writes in flight on any disk while keeping small volumes usable")
 	fs.StringVar(&cfg.ReadModel, "read-model", "pebble", "query-side view: pebble (embedded) or a postgres:// URL")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "", "open the embedded NATS server to outside consumers on host:port")
 	fs.DurationVar(&cfg.NATSMaxAge, "nats-max-age", node.DefaultNATSMaxAge, "drop JetStream messages older than this from a stream this node creates (negative: keep all); the log stays whole")

@@ -11,6 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -27,6 +30,7 @@ func Logger(l *slog.Logger, component string) pebble.Logger {
 type logger struct {
 	l         *slog.Logger
 	component string
+	fatal     *Fatal // nil: Fatalf panics
 }
 
 func (p logger) Infof(format string, args ...any) {
@@ -40,12 +44,67 @@ func (p logger) Errorf(format string, args ...any) {
 	p.l.Error(fmt.Sprintf(format, args...), "component", p.component)
 }
 
-// Fatalf is called when Pebble cannot continue; panic rather than os.Exit so deferred
-// cleanup runs and the caller's process policy decides.
+// Fatalf is called when Pebble cannot continue. With a Fatal handler (LoggerWithFatal)
+// it reports to it and parks the calling goroutine; without one it panics rather than
+// os.Exit so deferred cleanup runs and the caller's process policy decides.
 func (p logger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	p.l.Error(msg, "component", p.component, "fatal", true)
+	if p.fatal != nil {
+		p.fatal.park(fmt.Errorf("%s: pebble fatal: %s", p.component, msg))
+		return // unreachable: park ends the goroutine
+	}
 	panic(p.component + ": pebble fatal: " + msg)
+}
+
+// Fatal handles Pebble's fatal errors without a panic. Pebble calls Logger.Fatalf where
+// it cannot go on (a failed WAL write leaves its commit pipeline unusable: "fatal commit
+// error"), and carries on as if the operation succeeded if Fatalf returns, so Fatalf
+// must not return. Panicking kills the process from a goroutine nobody can recover in
+// (Raft's FSM goroutine, Pebble's own); instead Fatalf reports the error to OnFatal (the
+// owner marks itself failed: not ready, refusing writes, still serving what it holds in
+// memory) and parks the goroutine until Release, which ends it with runtime.Goexit
+// (deferred calls run, nothing after Fatalf does). A DB that reported a fatal error must
+// not be used for writes again nor closed: its state on disk is recovered from its WAL
+// (and, in raftstore, the Raft log) on the next start.
+type Fatal struct {
+	onFatal func(error)
+	release chan struct{}
+	once    sync.Once
+	err     atomic.Pointer[error]
+}
+
+// NewFatal makes a fatal handler calling onFatal (may be nil) with each fatal error.
+func NewFatal(onFatal func(error)) *Fatal {
+	return &Fatal{onFatal: onFatal, release: make(chan struct{})}
+}
+
+// Err is the first fatal error reported, nil if none.
+func (f *Fatal) Err() error {
+	if p := f.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Release ends every goroutine parked in Fatalf (and any that parks later), so that a
+// shutdown waiting for them completes.
+func (f *Fatal) Release() { f.once.Do(func() { close(f.release) }) }
+
+func (f *Fatal) park(err error) {
+	f.err.CompareAndSwap(nil, &err)
+	if f.onFatal != nil {
+		f.onFatal(err)
+	}
+	<-f.release
+	runtime.Goexit()
+}
+
+// LoggerWithFatal is Logger whose Fatalf reports to f instead of panicking (see Fatal).
+func LoggerWithFatal(l *slog.Logger, component string, f *Fatal) pebble.Logger {
+	lg := Logger(l, component).(logger)
+	lg.fatal = f
+	return lg
 }
 
 // PrefixEnd is the first key after every key that starts with p (nil when there is none:

@@ -3,6 +3,7 @@ package pebbleutil
 import (
 	"bytes"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -99,5 +100,37 @@ func TestFormatMajorVersionPinned(t *testing.T) {
 	defer db.Close()
 	if got := db.FormatMajorVersion(); got != FormatMajorVersion {
 		t.Fatalf("new database at format %s, want %s", got, FormatMajorVersion)
+	}
+}
+
+// With a Fatal handler, Pebble's Fatalf reports the error, never panics and never
+// returns to Pebble (which would carry on as if the failed operation succeeded): the
+// goroutine parks until Release and then ends.
+func TestLoggerWithFatal(t *testing.T) {
+	reported := make(chan error, 1)
+	f := NewFatal(func(err error) { reported <- err })
+	lg := LoggerWithFatal(slog.New(slog.DiscardHandler), "state", f)
+	returned := make(chan bool, 1)
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended) // deferred calls run when the goroutine ends
+		lg.Fatalf("pebble: fatal commit error: %s", "no space left on device")
+		returned <- true
+	}()
+	err := <-reported
+	if err == nil || !strings.Contains(err.Error(), "no space left on device") || f.Err() == nil {
+		t.Fatalf("reported %v, Err %v", err, f.Err())
+	}
+	select {
+	case <-ended:
+		t.Fatal("Fatalf returned before Release")
+	default:
+	}
+	f.Release()
+	<-ended
+	select {
+	case <-returned:
+		t.Fatal("Fatalf returned to its caller")
+	default:
 	}
 }
