@@ -156,6 +156,7 @@ func (n *Node) form(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		if n.store.Suffrage(n.cfg.NodeID) == "Voter" {
+			n.clearRepair()
 			return // admitted (or founded) meanwhile
 		}
 		var err error
@@ -165,6 +166,7 @@ func (n *Node) form(ctx context.Context) {
 			err = n.tryJoin(ctx, cfg.Join)
 		}
 		if err == nil {
+			n.clearRepair()
 			return
 		}
 		n.log.Info("waiting to form or join the cluster", "err", err, "retry", backoff)

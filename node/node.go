@@ -222,6 +222,8 @@ type Node struct {
 	// bootSecret is the bootstrap admin token ("" without one); the node also presents
 	// it on its own calls to peers (to join a cluster without a client certificate).
 	bootSecret string
+	// repairing: the data directory holds chronicle repair's marker (RepairFile).
+	repairing bool
 }
 
 // New opens the node's store and binds its HTTP listener; Run serves.
@@ -252,6 +254,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		if err := checkRaftProtected(cfg); err != nil {
 			return nil, err
 		}
+		if n.repairing, err = checkRepair(&cfg); err != nil {
+			return nil, err
+		}
+		n.cfg = cfg
 	case StoreSQL:
 		return newSQL(ctx, n)
 	default:
@@ -277,6 +283,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: open store: %w", err)
 	}
 	n.store, n.events = store, store
+	if store.HasState() {
+		n.clearRepair()
+	}
 	if err := checkProtected(cfg, func() (bool, error) {
 		list, err := store.Tokens(ctx)
 		return len(list) > 0, err

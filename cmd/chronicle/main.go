@@ -17,11 +17,14 @@ Usage:
   chronicle bench [flags]    load-test a running node with transfers
   chronicle bench batch|balance-at|disk|http|suite [flags]
                              other benches, the ceilings, and all of them (make bench)
-  chronicle verify [flags]   prove the ledger consistent: hash chain, postings, views
+  chronicle verify [flags]   prove the ledger consistent: hash chain, postings, views,
+                             and in a cluster every member's own log and state
   chronicle projector [flags] [rebuild]
                              keep a PostgreSQL read model current from a node's log
   chronicle cluster status|join|remove|recover [flags]
                              show a cluster's members and roles; admit or remove a node
+  chronicle repair --data-dir DIR --node-id ID --join URL
+                             rebuild a damaged cluster member from the cluster (stopped node)
   chronicle token create|list|revoke [flags]
                              manage API tokens (admin)
   chronicle certs ca|node|cluster [flags]
@@ -55,6 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = projectorCmd(ctx, args[1:], stdout, stderr)
 	case "cluster":
 		err = clusterCmd(ctx, args[1:], stdout, stderr)
+	case "repair":
+		err = repairCmd(ctx, args[1:], stdout, stderr)
 	case "token":
 		err = tokenCmd(ctx, args[1:], stdout, stderr)
 	case "health":

@@ -36,9 +36,11 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	readModel := fs.String("read-model", "", "also verify this PostgreSQL read model (postgres://...)")
 	eventStore := fs.String("event-store", "", "read the log straight from this SQL event store's events table (postgres://...); the node at --url is then checked only when --url is given")
 	wait := fs.Duration("wait", 30*time.Second, "how long a view may take to reach the log's head")
+	clusterMode := fs.Bool("cluster", false, "also check every cluster member's own log and state (consistency=local) and compare them; the default when the node at --url names more than one member")
+	allowUnreachable := fs.Bool("allow-unreachable", false, "with the cluster check: a member that cannot be read is reported but does not fail the result")
 	tlsOpts := addClientTLSFlags(fs, false)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: chronicle verify [flags]\n\nChecks the hash chain, that every balance is the sum of its postings, that every currency\nsums to zero, and that each view agrees with the log. Exit status 1 on any failure.\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: chronicle verify [flags]\n\nChecks the hash chain, that every balance is the sum of its postings, that every currency\nsums to zero, and that each view agrees with the log. In a cluster it then reads every\nmember's own log and state and names any member that disagrees (see --cluster).\nExit status 1 on any failure.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args, stderr); err != nil {
@@ -80,6 +82,15 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer cancel()
 	if *eventStore == "" || urlGiven {
 		rep.checkView("node view", &httpView{c: c, minPosition: head}, state)
+	}
+	if *eventStore == "" || urlGiven {
+		members, err := readMembers(ctx, c)
+		switch {
+		case err != nil && *clusterMode:
+			rep.fail("cluster", "%v", err)
+		case err == nil && (*clusterMode || len(members) > 1):
+			verifyCluster(ctx, rep, tf, members, *allowUnreachable)
+		}
 	}
 	if *readModel != "" {
 		v, err := projector.OpenPostgresView(ctx, *readModel, nil)
