@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -27,6 +28,10 @@ type fsm struct {
 	// mem mirrors the state DB's accounts, idempotency records, head and applied index;
 	// it has its own lock (see working).
 	mem *working
+
+	// running is set once Raft has started (its start-up restore is over): from then on
+	// a snapshot arrives only from a leader, and one the state already covers is refused.
+	running atomic.Bool
 
 	// fatal is set when the state machine reported a broken invariant; from then on the
 	// node refuses to apply anything rather than diverge.

@@ -82,6 +82,7 @@ func (s *Store) startRaft() error {
 		_ = s.transport.Close()
 		return fmt.Errorf("raftstore: start raft: %w", err)
 	}
+	s.fsm.running.Store(true)
 	if !existing && cfg.Bootstrap {
 		f := s.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
 			ID: rc.LocalID, Address: s.transport.LocalAddr(),

@@ -189,6 +189,14 @@ func (f *fsm) Restore(rc io.ReadCloser) (err error) {
 	if err != nil {
 		return err
 	}
+	if applied >= h.Applied && h.Applied > 0 && f.running.Load() {
+		// A leader sent a snapshot this node has already applied past: a replication
+		// goroutine of a removed incarnation of this node, flushing its last send, does
+		// that. hashicorp/raft would install it anyway, drop the log, move its applied
+		// index back and then panic looking for the entries it dropped ("log not found"
+		// in processLogs). Refusing fails only that send.
+		return fmt.Errorf("refusing a snapshot at applied index %d: this node has applied up to %d", h.Applied, applied)
+	}
 	if applied >= h.Applied {
 		local, ok, err := rd.event(h.Head.Position)
 		if err != nil {

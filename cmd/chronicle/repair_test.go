@@ -83,7 +83,7 @@ func repairUnderLoad(t *testing.T, bySnapshot bool) {
 	load.down(f)
 	c.Stop(t, f)
 
-	// Damage: flip bytes in the middle of its largest Raft log segment.
+	// Damage: flip bytes in the middle of the records of its largest Raft log segment.
 	segs, err := filepath.Glob(filepath.Join(fcfg.DataDir, "raft", "*.seg"))
 	if err != nil || len(segs) == 0 {
 		t.Fatalf("no Raft log segments in %s (%v)", fcfg.DataDir, err)
@@ -99,7 +99,9 @@ func repairUnderLoad(t *testing.T, bySnapshot bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := len(b) / 2; i < len(b)/2+8; i++ {
+	// The segment ends in zeros written ahead of appends: damage the records.
+	used := len(bytes.TrimRight(b, "\x00"))
+	for i := used / 2; i < used/2+8; i++ {
 		b[i] ^= 0xff
 	}
 	if err := os.WriteFile(seg, b, 0o644); err != nil {
