@@ -394,3 +394,26 @@ func TestFSMSnapshotCompressedAndLegacy(t *testing.T) {
 		requireSameState(t, contents, dumpReader(t, fresh.db))
 	}
 }
+
+// Once Raft runs, a snapshot the state has applied past is refused, and the state is left
+// as it was (hashicorp/raft would otherwise drop the log and move the applied index back).
+func TestFSMRefusesStaleSnapshotWhileRunning(t *testing.T) {
+	t.Parallel()
+	env := newLedgerEnv(t, nil)
+	s := env.open()
+	mustOK(t, s, cmdCreate("a", "USD", "300.00", ""), cmdCreate("b", "USD", "", ""))
+	waitAllApplied(t, s)
+	stale, _, hdr := persist(t, s.fsm)
+	for range 5 {
+		mustOK(t, s, cmdTransfer("a", "b", "1.00"))
+	}
+	waitAllApplied(t, s)
+	before := dumpState(t, s)
+	err := restore(s.fsm, stale)
+	if err == nil || !strings.Contains(err.Error(), "refusing a snapshot") {
+		t.Fatalf("restore of a snapshot at applied index %d into a running node past it: %v, want a refusal", hdr.Applied, err)
+	}
+	requireSameState(t, before, dumpState(t, s))
+	mustOK(t, s, cmdTransfer("b", "a", "2.00"))
+	verifyAgainstReplay(t, s)
+}
