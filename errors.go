@@ -81,6 +81,9 @@ const (
 	CodeInvalidRole      = "invalid_role"
 	CodeTokenExists      = "token_exists"
 	CodeTokenNotFound    = "token_not_found"
+	// CodeStorageFault: this node's own storage failed a checksum or a read; it serves
+	// nothing until repaired (503, retry on another node).
+	CodeStorageFault = "storage_fault"
 )
 
 // Error is the domain's error: a kind, a stable code and a message safe to show a client.

@@ -518,6 +518,9 @@ func (n *Node) Ready(ctx context.Context) error {
 		return n.sql.health()
 	}
 	st := n.store.Status()
+	if st.StorageFault != "" {
+		return errors.New(st.StorageFault)
+	}
 	if st.Fatal != "" {
 		return errors.New("state machine stopped: " + st.Fatal)
 	}

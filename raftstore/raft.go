@@ -47,7 +47,11 @@ func (s *Store) startRaft() error {
 	}
 	snaps := &snapStore{files: files, fsm: s.fsm, dir: snapDir}
 	s.snaps = snaps
-	if err := snaps.checkSnapshot(); err != nil {
+	snapIndex, err := snaps.checkSnapshot()
+	if err != nil {
+		return fmt.Errorf("raftstore: %w", err)
+	}
+	if err := s.checkAppliedCovered(snapIndex); err != nil {
 		return fmt.Errorf("raftstore: %w", err)
 	}
 	addr, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)

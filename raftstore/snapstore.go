@@ -167,40 +167,52 @@ func coversStub(state, stub snapshotHeader, r pebble.Reader) error {
 
 // checkSnapshot runs before Raft starts: the state DB must cover the latest snapshot.
 // A full snapshot (received from a leader) whose install a crash interrupted is
-// installed now; a stub the state DB does not cover is refused, by name.
-func (s *snapStore) checkSnapshot() error {
+// installed now; a stub the state DB does not cover is refused, by name. It returns the
+// highest Raft index the snapshot accounts for (0 without one), which the state DB's
+// applied index may legitimately reach with no log behind it.
+func (s *snapStore) checkSnapshot() (uint64, error) {
 	metas, err := s.files.List()
 	if err != nil || len(metas) == 0 {
-		return err
+		return 0, err
 	}
 	meta, rc, err := s.files.Open(metas[0].ID)
 	if err != nil {
-		return fmt.Errorf("open the latest snapshot %s: %w", metas[0].ID, err)
+		return 0, fmt.Errorf("open the latest snapshot %s: %w", metas[0].ID, err)
 	}
 	defer rc.Close()
 	br := bufio.NewReaderSize(rc, 1<<16)
 	stub, isStub, err := parseStub(br)
 	if err != nil {
-		return fmt.Errorf("snapshot %s: %w", meta.ID, err)
+		return 0, fmt.Errorf("snapshot %s: %w", meta.ID, err)
 	}
 	if !isStub {
+		// A full snapshot is the leader's state DB when it was streamed, which may be
+		// past the index raft filed it under: its header says how far.
+		h, _, err := readFullHeader(br)
+		if err != nil {
+			return 0, fmt.Errorf("snapshot %s: %w", meta.ID, err)
+		}
+		_, rc2, err := s.files.Open(meta.ID)
+		if err != nil {
+			return 0, fmt.Errorf("open the latest snapshot %s: %w", meta.ID, err)
+		}
 		// Restore skips a snapshot the state DB already covers.
-		return s.fsm.Restore(io.NopCloser(br))
+		return max(meta.Index, h.Applied), s.fsm.Restore(rc2)
 	}
 	s.fsm.mu.RLock()
 	defer s.fsm.mu.RUnlock()
 	rd := reader{s.fsm.db}
 	applied, err := rd.applied()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	head, err := rd.head()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if err := coversStub(snapshotHeader{Applied: applied, Head: head}, stub, s.fsm.db); err != nil {
-		return fmt.Errorf("snapshot %s in %s: %w; this node cannot start from its own files: restore it from a backup, or remove its data directory and join it to its cluster again", meta.ID, s.dir, err)
+		return 0, fmt.Errorf("snapshot %s in %s: %w; this node cannot start from its own files: restore it from a backup, or remove its data directory and join it to its cluster again", meta.ID, s.dir, err)
 	}
 	s.fsm.log.Info("state DB covers the latest snapshot", "snapshot", meta.ID, "snapshot_index", stub.Applied, "applied", applied)
-	return nil
+	return max(meta.Index, stub.Applied), nil
 }

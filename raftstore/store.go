@@ -63,7 +63,10 @@ type Config struct {
 	// or raftlog.KindSegment); the default keeps what raft/ holds and gives a new
 	// directory a raftlog.SegmentStore.
 	LogStore raftlog.Kind
-	Logger   *slog.Logger
+	// ScrubInterval is how often the background scrub re-reads the Raft log and the
+	// state DB (0: DefaultScrubInterval; negative: never, though Scrub still runs a pass).
+	ScrubInterval time.Duration
+	Logger        *slog.Logger
 }
 
 // Store is a chronicle.EventStore on hashicorp/raft with Pebble for the log and state.
@@ -99,6 +102,10 @@ type Store struct {
 	ready    atomic.Bool
 	hadState bool // Raft state existed at open: this node was already in a cluster
 	snaps    *snapStore
+
+	// fault is the first storage fault met at run time (nil: none); see integrity.go.
+	fault atomic.Pointer[storageFault]
+	scrub scrubber
 
 	closeOnce sync.Once
 	closeErr  error
@@ -137,11 +144,12 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s := &Store{cfg: cfg, log: log, queue: make(chan *request, queueSize),
 		inflight: make(chan inflight, maxInflight), stop: make(chan struct{}), joining: make(chan struct{}, 1)}
-	var err error
 	// A data dir whose raft/ holds a Pebble store keeps it; a new one gets segment files.
-	if s.logs, err = raftlog.Open(filepath.Join(cfg.DataDir, "raft"), cfg.LogStore, log); err != nil {
+	logs, err := raftlog.Open(filepath.Join(cfg.DataDir, "raft"), cfg.LogStore, log)
+	if err != nil {
 		return nil, err
 	}
+	s.logs = &guardedLogs{Store: logs, onFault: func(err error) { s.noteFault(storeRaftLog, err) }}
 	if err := cfg.Pebble.Validate(); err != nil {
 		_ = s.logs.Close()
 		return nil, fmt.Errorf("raftstore: %w", err)
@@ -149,11 +157,16 @@ func Open(cfg Config) (*Store, error) {
 	stateOpts := &pebble.Options{
 		FormatMajorVersion: pebbleutil.FormatMajorVersion,
 		Logger:             pebbleutil.Logger(log, "pebble"),
+		EventListener:      pebbleutil.Events(log, "pebble"),
 	}
 	cfg.Pebble.Apply(stateOpts)
 	db, err := pebble.Open(filepath.Join(cfg.DataDir, "state"), stateOpts)
 	if err != nil {
 		_ = s.logs.Close()
+		if isStorageFault(err) {
+			return nil, fmt.Errorf("raftstore: open the state DB in %s: %w; this node cannot start from its own files: %s",
+				filepath.Join(cfg.DataDir, "state"), err, recoverAdvice)
+		}
 		return nil, fmt.Errorf("raftstore: open state db: %w", err)
 	}
 	// The working state is loaded before Raft starts; the snapshot check may install an
@@ -161,6 +174,15 @@ func Open(cfg Config) (*Store, error) {
 	if s.fsm, err = newFSM(log, db, s.noteApplied); err != nil {
 		_ = db.Close()
 		_ = s.logs.Close()
+		if isStorageFault(err) {
+			return nil, fmt.Errorf("raftstore: the state DB in %s is damaged: %w; this node cannot start from its own files: %s",
+				filepath.Join(cfg.DataDir, "state"), err, recoverAdvice)
+		}
+		return nil, fmt.Errorf("raftstore: %w", err)
+	}
+	s.fsm.onFault = func(err error) { s.noteFault(storeStateDB, err) }
+	if err := checkHead(reader{db}, s.fsm.mem.head, filepath.Join(cfg.DataDir, "state")); err != nil {
+		s.closeStores()
 		return nil, fmt.Errorf("raftstore: %w", err)
 	}
 	s.head, s.appliedIdx = s.fsm.mem.head, s.fsm.mem.applied
@@ -170,9 +192,10 @@ func Open(cfg Config) (*Store, error) {
 		s.closeStores()
 		return nil, err
 	}
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.batcher()
 	go s.completer()
+	go s.scrubLoop()
 
 	return s, nil
 }
@@ -307,6 +330,11 @@ type Status struct {
 	// LastContact is how long ago a follower last heard from the leader ("0" on the leader).
 	LastContact string `json:"last_contact"`
 	Fatal       string `json:"fatal,omitempty"`
+	// StorageFault is the first storage fault met at run time: which store, where, the
+	// error and the way out. A node with one serves nothing and has left Raft.
+	StorageFault string `json:"storage_fault,omitempty"`
+	// Scrub is the background scrub's last pass.
+	Scrub ScrubStatus `json:"scrub"`
 	// ProposedEntries and ProposedCommands count the command entries this node proposed
 	// (as leader) and the commands they carried, since it started.
 	ProposedEntries  uint64 `json:"proposed_entries"`
@@ -326,6 +354,8 @@ func (s *Store) Status() Status {
 	if err := s.fsm.failed(); err != nil {
 		out.Fatal = err.Error()
 	}
+	out.StorageFault = s.StorageFault()
+	out.Scrub = s.scrub.status()
 	return out
 }
 
