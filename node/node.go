@@ -65,6 +65,9 @@ type Config struct {
 	DefaultCurrency string
 	// SnapshotThreshold overrides the entries between Raft snapshots (0: default).
 	SnapshotThreshold uint64
+	// ScrubInterval is how often the background scrub re-reads the Raft log and the
+	// state DB (0: raftstore.DefaultScrubInterval; negative: never).
+	ScrubInterval time.Duration
 	// TrailingLogs overrides the entries kept behind a snapshot (0: default).
 	TrailingLogs uint64
 	// Pebble tunes the state DB of the Raft store (zero fields: defaults).
@@ -258,7 +261,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	store, err := raftstore.Open(raftstore.Config{
 		DataDir: filepath.Join(cfg.DataDir), NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr,
 		Bootstrap: len(cfg.Join) == 0, IdempotencyWindow: cfg.IdempotencyWindow,
-		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs, Pebble: cfg.Pebble, Faults: cfg.RaftFaults, Logger: cfg.Logger,
+		SnapshotThreshold: cfg.SnapshotThreshold, ScrubInterval: cfg.ScrubInterval, TrailingLogs: cfg.TrailingLogs, Pebble: cfg.Pebble, Faults: cfg.RaftFaults, Logger: cfg.Logger,
 		Progress: n.joinProgress, CatchUpTimeout: cfg.JoinCatchUpTimeout,
 		TLS: n.raftTLS(),
 	})

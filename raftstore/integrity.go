@@ -42,8 +42,11 @@ type storageFault struct {
 
 // detail is what /ready and the log say: the store, where it is, the error and the way out.
 func (f *storageFault) detail() string {
-	return fmt.Sprintf("storage fault in the %s (%s) at %s: %v; this node serves no reads or writes until it is repaired: %s",
-		f.store, f.dir, f.at.UTC().Format(time.RFC3339), f.err, recoverAdvice)
+	advice := "; this node serves no reads or writes until it is repaired: " + recoverAdvice
+	if strings.Contains(f.err.Error(), "from a backup") {
+		advice = "; this node serves no reads or writes until it is repaired" // the error already says how
+	}
+	return fmt.Sprintf("storage fault in the %s (%s) at %s: %v%s", f.store, f.dir, f.at.UTC().Format(time.RFC3339), f.err, advice)
 }
 
 // apiError is what a request is told: stable code, no file names (those go to /ready and
@@ -102,6 +105,10 @@ func (s *Store) noteFault(store string, err error) error {
 	}
 	return s.fault.Load().apiError()
 }
+
+// Fault is the error (503 storage_fault) every request gets once a storage fault was
+// recorded, nil before.
+func (s *Store) Fault() error { return s.faultErr() }
 
 // StorageFault returns the first storage fault seen at run time, or "".
 func (s *Store) StorageFault() string {
