@@ -87,6 +87,9 @@ const (
 	// CodeInsufficientStorage: the data dir's filesystem is below the free-space reserve
 	// (--disk-reserve); nothing was proposed.
 	CodeInsufficientStorage = "insufficient_storage"
+	// CodeStorageFault: this node's own storage failed a checksum or a read; it serves
+	// nothing until repaired (503, retry on another node).
+	CodeStorageFault = "storage_fault"
 )
 
 // Error is the domain's error: a kind, a stable code and a message safe to show a client.

@@ -27,6 +27,11 @@ func (n *Node) IsLeader() bool { return n.store.IsLeader() }
 
 // LeaderURL implements httpapi.Cluster: the leader's registered API URL.
 func (n *Node) LeaderURL(ctx context.Context) (string, error) {
+	// A node with damaged storage has left Raft and knows no leader: tell the client why,
+	// not that there is no leader.
+	if err := n.store.Fault(); err != nil {
+		return "", err
+	}
 	id := n.store.LeaderID()
 	if id == "" {
 		return "", chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeNoLeader, "no leader is elected; retry shortly")

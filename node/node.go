@@ -66,6 +66,9 @@ type Config struct {
 	DefaultCurrency string
 	// SnapshotThreshold overrides the entries between Raft snapshots (0: default).
 	SnapshotThreshold uint64
+	// ScrubInterval is how often the background scrub re-reads the Raft log and the
+	// state DB (0: raftstore.DefaultScrubInterval; negative: never).
+	ScrubInterval time.Duration
 	// TrailingLogs overrides the entries kept behind a snapshot (0: default).
 	TrailingLogs uint64
 	// Pebble tunes the state DB of the Raft store (zero fields: defaults).
@@ -275,7 +278,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	store, err := raftstore.Open(raftstore.Config{
 		DataDir: filepath.Join(cfg.DataDir), NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr,
 		Bootstrap: len(cfg.Join) == 0, IdempotencyWindow: cfg.IdempotencyWindow,
-		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs, Pebble: cfg.Pebble, Faults: cfg.RaftFaults, Logger: cfg.Logger,
+		SnapshotThreshold: cfg.SnapshotThreshold, ScrubInterval: cfg.ScrubInterval, TrailingLogs: cfg.TrailingLogs, Pebble: cfg.Pebble, Faults: cfg.RaftFaults, Logger: cfg.Logger,
 		Progress: n.joinProgress, CatchUpTimeout: cfg.JoinCatchUpTimeout,
 		TLS: n.raftTLS(), WriteGuard: n.disk.Check,
 	})
@@ -544,6 +547,9 @@ func (n *Node) Ready(ctx context.Context) error {
 		return n.sql.health()
 	}
 	st := n.store.Status()
+	if st.StorageFault != "" {
+		return errors.New(st.StorageFault)
+	}
 	if st.Fatal != "" {
 		return errors.New("state machine stopped: " + st.Fatal)
 	}

@@ -31,7 +31,8 @@ func OpenPebbleView(dir string, logger *slog.Logger) (*PebbleView, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebbleutil.FormatMajorVersion, Logger: pebbleutil.Logger(logger, "pebble-view")})
+	db, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebbleutil.FormatMajorVersion, Logger: pebbleutil.Logger(logger, "pebble-view"),
+		EventListener: pebbleutil.Events(logger, "pebble-view")})
 	if err != nil {
 		return nil, fmt.Errorf("projector: open pebble view at %s: %w", dir, err)
 	}

@@ -83,6 +83,7 @@ func OpenLogStore(dir string, logger *slog.Logger) (*LogStore, error) {
 		CacheSize:          8 << 20,
 		FormatMajorVersion: pebbleutil.FormatMajorVersion,
 		Logger:             pebbleutil.Logger(logger, "pebble"),
+		EventListener:      pebbleutil.Events(logger, "pebble"),
 	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {

@@ -41,6 +41,9 @@ type fsm struct {
 	// onApply is called after each applied batch with the new head, applied index and
 	// the events the batch appended (nil after a restore: the log was replaced).
 	onApply func(chronicle.Head, uint64, []chronicle.Event)
+	// onFault, when set, is told of a storage fault that stopped the state machine, so
+	// the node reports it and stops serving (see integrity.go).
+	onFault func(error)
 }
 
 // newFSM builds the state machine over an open state DB, loading its working state.
@@ -251,6 +254,9 @@ func anyKey(r pebble.Reader, p byte) (bool, error) {
 func (f *fsm) fail(resp []any, err error) []any {
 	f.log.Error("state machine stopped: refusing to apply further entries", "err", err)
 	f.setFatal(err)
+	if f.onFault != nil && isStorageFault(err) {
+		f.onFault(err)
+	}
 	for i := range resp {
 		resp[i] = applyResponse{err: err}
 	}

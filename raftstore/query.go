@@ -12,11 +12,16 @@ import (
 	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
 )
 
-// read runs fn against the state DB under the restore lock.
+// read runs fn against the state DB under the restore lock. After a storage fault it
+// reads nothing; an error fn meets that is not a domain answer is one (readFault).
 func (s *Store) read(fn func(rd reader) error) error {
+	if err := s.faultErr(); err != nil {
+		return err
+	}
 	s.fsm.mu.RLock()
-	defer s.fsm.mu.RUnlock()
-	return fn(reader{s.fsm.db})
+	err := fn(reader{s.fsm.db})
+	s.fsm.mu.RUnlock()
+	return s.readFault(err)
 }
 
 // Head implements chronicle.EventStore.
@@ -29,6 +34,11 @@ func (s *Store) Head(ctx context.Context) (chronicle.Head, error) {
 // Account implements chronicle.EventStore. It reads the working state in memory, which
 // the state machine updates once each batch has committed to the state DB.
 func (s *Store) Account(ctx context.Context, id string) (chronicle.Account, error) {
+	// Memory mirrors the state DB, but a node with damaged storage answers nothing: its
+	// clients belong on a healthy node.
+	if err := s.faultErr(); err != nil {
+		return chronicle.Account{}, err
+	}
 	a, ok := s.fsm.mem.account(id)
 	if !ok || a.External() {
 		return chronicle.Account{}, chronicle.Errorf(chronicle.KindNotFound, chronicle.CodeAccountNotFound, "account %q not found", id)
@@ -64,6 +74,9 @@ func (s *Store) EncodedEvents(ctx context.Context, q chronicle.EventQuery) ([]ch
 	if q.Limit <= 0 || q.Limit > chronicle.MaxEventsPage {
 		q.Limit = chronicle.MaxEventsPage
 	}
+	if err := s.faultErr(); err != nil {
+		return nil, err
+	}
 	if !q.Descending && q.EventType == "" && q.AggregateID == "" {
 		if evs, ok := s.recent.afterEncoded(q.After, q.Limit); ok {
 			return evs, nil
@@ -80,6 +93,9 @@ func (s *Store) EncodedEvents(ctx context.Context, q chronicle.EventQuery) ([]ch
 func (s *Store) Events(ctx context.Context, q chronicle.EventQuery) ([]chronicle.Event, error) {
 	if q.Limit <= 0 || q.Limit > chronicle.MaxEventsPage {
 		q.Limit = chronicle.MaxEventsPage
+	}
+	if err := s.faultErr(); err != nil {
+		return nil, err
 	}
 	if !q.Descending && q.EventType == "" && q.AggregateID == "" {
 		// The projector, the publisher and live streams all read just behind the head.

@@ -41,6 +41,18 @@ func (s *Store) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("raftstore: snapshot store: %w", err)
 	}
+	// The state must not be ahead of what the log and the latest snapshot hold.
+	var snapIndex uint64
+	metas, err := snaps.List()
+	if err != nil {
+		return fmt.Errorf("raftstore: list snapshots: %w", err)
+	}
+	if len(metas) > 0 {
+		snapIndex = metas[0].Index
+	}
+	if err := s.checkAppliedCovered(snapIndex); err != nil {
+		return fmt.Errorf("raftstore: %w", err)
+	}
 	addr, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
 	if err != nil {
 		return fmt.Errorf("raftstore: raft address %q: %w", cfg.RaftAddr, err)

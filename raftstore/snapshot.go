@@ -61,6 +61,11 @@ func (h *snapshotHeader) unmarshal(b []byte) error {
 
 // Snapshot implements raft.FSM: a Pebble snapshot, streamed out later by Persist.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	// A stopped state machine is behind Raft's applied index, which the snapshot would be
+	// filed under: the log behind it would be truncated while the state never got it.
+	if err := f.failed(); err != nil {
+		return nil, fmt.Errorf("no snapshot: the state machine stopped: %w", err)
+	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	// Make the state durable up to here: raft truncates the log behind a snapshot, and
@@ -168,19 +173,9 @@ func readChunk(r *bufio.Reader) ([]byte, error) {
 // replaced with the snapshot's contents.
 func (f *fsm) Restore(rc io.ReadCloser) (err error) {
 	defer rc.Close()
-	br := bufio.NewReaderSize(rc, 1<<20)
-	// A snappy frame stream starts with its 0xff stream identifier; an uncompressed
-	// snapshot (format 1 as first written) starts with the header's small length.
-	if first, err := br.Peek(1); err == nil && first[0] == 0xff {
-		br = bufio.NewReaderSize(snappy.NewReader(br), 1<<20)
-	}
-	hb, err := readChunk(br)
+	h, br, err := readFullHeader(rc)
 	if err != nil {
-		return fmt.Errorf("read snapshot header: %w", err)
-	}
-	var h snapshotHeader
-	if err := h.unmarshal(hb); err != nil {
-		return fmt.Errorf("decode snapshot header: %w", err)
+		return err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -269,6 +264,26 @@ func (f *fsm) Restore(rc io.ReadCloser) (err error) {
 		f.onApply(h.Head, h.Applied, nil)
 	}
 	return nil
+}
+
+// readFullHeader reads the header of a full snapshot stream and returns the reader
+// positioned at its first record.
+func readFullHeader(r io.Reader) (snapshotHeader, *bufio.Reader, error) {
+	br := bufio.NewReaderSize(r, 1<<20)
+	// A snappy frame stream starts with its 0xff stream identifier; an uncompressed
+	// snapshot (format 1 as first written) starts with the header's small length.
+	if first, err := br.Peek(1); err == nil && first[0] == 0xff {
+		br = bufio.NewReaderSize(snappy.NewReader(br), 1<<20)
+	}
+	var h snapshotHeader
+	hb, err := readChunk(br)
+	if err != nil {
+		return h, nil, fmt.Errorf("read snapshot header: %w", err)
+	}
+	if err := h.unmarshal(hb); err != nil {
+		return h, nil, fmt.Errorf("decode snapshot header: %w", err)
+	}
+	return h, br, nil
 }
 
 // reloadWorking loads the working state again from the state DB, after a restore replaced

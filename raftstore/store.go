@@ -67,7 +67,10 @@ type Config struct {
 	// tokens, node metadata); a non-nil error (the disk guard's 507
 	// insufficient_storage) is returned as is and nothing is proposed.
 	WriteGuard func() error
-	Logger     *slog.Logger
+	// ScrubInterval is how often the background scrub re-reads the Raft log and the
+	// state DB (0: DefaultScrubInterval; negative: never, though Scrub still runs a pass).
+	ScrubInterval time.Duration
+	Logger        *slog.Logger
 }
 
 // Store is a chronicle.EventStore on hashicorp/raft with Pebble for the log and state.
@@ -105,6 +108,10 @@ type Store struct {
 	// disk) instead of a panic; see pebbleutil.Fatal and Status.Fatal.
 	dbFatal  *pebbleutil.Fatal
 	hadState bool // Raft state existed at open: this node was already in a cluster
+
+	// fault is the first storage fault met at run time (nil: none); see integrity.go.
+	fault atomic.Pointer[storageFault]
+	scrub scrubber
 
 	closeOnce sync.Once
 	closeErr  error
@@ -147,11 +154,12 @@ func Open(cfg Config) (*Store, error) {
 		log.Error("state DB failed: this node stops applying and reports not ready; commands in flight are answered with an unknown outcome; "+
 			"restart it once the cause (e.g. a full disk) is fixed: the Raft log holds every acknowledged command", "err", err)
 	})
-	var err error
 	// A data dir whose raft/ holds a Pebble store keeps it; a new one gets segment files.
-	if s.logs, err = raftlog.Open(filepath.Join(cfg.DataDir, "raft"), cfg.LogStore, log); err != nil {
+	logs, err := raftlog.Open(filepath.Join(cfg.DataDir, "raft"), cfg.LogStore, log)
+	if err != nil {
 		return nil, err
 	}
+	s.logs = &guardedLogs{Store: logs, onFault: func(err error) { s.noteFault(storeRaftLog, err) }}
 	if err := cfg.Pebble.Validate(); err != nil {
 		_ = s.logs.Close()
 		return nil, fmt.Errorf("raftstore: %w", err)
@@ -159,11 +167,16 @@ func Open(cfg Config) (*Store, error) {
 	stateOpts := &pebble.Options{
 		FormatMajorVersion: pebbleutil.FormatMajorVersion,
 		Logger:             pebbleutil.LoggerWithFatal(log, "pebble", s.dbFatal),
+		EventListener:      pebbleutil.Events(log, "pebble"),
 	}
 	cfg.Pebble.Apply(stateOpts)
 	db, err := pebble.Open(filepath.Join(cfg.DataDir, "state"), stateOpts)
 	if err != nil {
 		_ = s.logs.Close()
+		if isStorageFault(err) {
+			return nil, fmt.Errorf("raftstore: open the state DB in %s: %w; this node cannot start from its own files: %s",
+				filepath.Join(cfg.DataDir, "state"), err, recoverAdvice)
+		}
 		return nil, fmt.Errorf("raftstore: open state db: %w", err)
 	}
 	// The working state is loaded before Raft starts: Raft then restores a newer snapshot
@@ -171,6 +184,15 @@ func Open(cfg Config) (*Store, error) {
 	if s.fsm, err = newFSM(log, db, s.noteApplied); err != nil {
 		_ = db.Close()
 		_ = s.logs.Close()
+		if isStorageFault(err) {
+			return nil, fmt.Errorf("raftstore: the state DB in %s is damaged: %w; this node cannot start from its own files: %s",
+				filepath.Join(cfg.DataDir, "state"), err, recoverAdvice)
+		}
+		return nil, fmt.Errorf("raftstore: %w", err)
+	}
+	s.fsm.onFault = func(err error) { s.noteFault(storeStateDB, err) }
+	if err := checkHead(reader{db}, s.fsm.mem.head, filepath.Join(cfg.DataDir, "state")); err != nil {
+		s.closeStores()
 		return nil, fmt.Errorf("raftstore: %w", err)
 	}
 	s.head, s.appliedIdx = s.fsm.mem.head, s.fsm.mem.applied
@@ -180,9 +202,10 @@ func Open(cfg Config) (*Store, error) {
 		s.closeStores()
 		return nil, err
 	}
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.batcher()
 	go s.completer()
+	go s.scrubLoop()
 
 	return s, nil
 }
@@ -324,6 +347,11 @@ type Status struct {
 	// LastContact is how long ago a follower last heard from the leader ("0" on the leader).
 	LastContact string `json:"last_contact"`
 	Fatal       string `json:"fatal,omitempty"`
+	// StorageFault is the first storage fault met at run time: which store, where, the
+	// error and the way out. A node with one serves nothing and has left Raft.
+	StorageFault string `json:"storage_fault,omitempty"`
+	// Scrub is the background scrub's last pass.
+	Scrub ScrubStatus `json:"scrub"`
 	// ProposedEntries and ProposedCommands count the command entries this node proposed
 	// (as leader) and the commands they carried, since it started.
 	ProposedEntries  uint64 `json:"proposed_entries"`
@@ -346,6 +374,8 @@ func (s *Store) Status() Status {
 	if err := s.dbFatal.Err(); err != nil && out.Fatal == "" {
 		out.Fatal = "state DB write failed, restart the node once the cause is fixed: " + err.Error()
 	}
+	out.StorageFault = s.StorageFault()
+	out.Scrub = s.scrub.status()
 	return out
 }
 

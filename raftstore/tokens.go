@@ -16,6 +16,9 @@ func (s *Store) ApplyToken(ctx context.Context, op chronicle.TokenOp) (chronicle
 	if err := op.Validate(); err != nil {
 		return chronicle.Token{}, err
 	}
+	if err := s.faultErr(); err != nil {
+		return chronicle.Token{}, err
+	}
 	if s.raft.State() != raft.Leader {
 		return chronicle.Token{}, s.notLeader()
 	}

@@ -48,6 +48,9 @@ func (s *Store) Execute(ctx context.Context, cmds []chronicle.Command) ([]chroni
 	if len(cmds) > chronicle.MaxBatchCommands {
 		return nil, chronicle.Errorf(chronicle.KindTooLarge, chronicle.CodeBatchTooLarge, "at most %d commands per batch", chronicle.MaxBatchCommands)
 	}
+	if err := s.faultErr(); err != nil {
+		return nil, err
+	}
 	if err := s.fsm.failed(); err != nil {
 		return nil, chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "node stopped applying: %v", err)
 	}
@@ -167,7 +170,13 @@ func (s *Store) completer() {
 	defer s.wg.Done()
 	for in := range s.inflight {
 		if err := s.await(in.future); err != nil {
-			failAll(in.reqs, s.applyError(err))
+			if ferr := s.faultErr(); ferr != nil {
+				// Raft left because of the fault: say why, not just that it stopped.
+				err = ferr
+			} else {
+				err = s.applyError(err)
+			}
+			failAll(in.reqs, err)
 			continue
 		}
 		resp, ok := in.future.Response().(applyResponse)
@@ -175,6 +184,10 @@ func (s *Store) completer() {
 			err := resp.err
 			if err == nil {
 				err = errors.New("unexpected apply response")
+			}
+			if ferr := s.faultErr(); ferr != nil {
+				failAll(in.reqs, ferr)
+				continue
 			}
 			failAll(in.reqs, chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "apply failed: %v", err))
 			continue
@@ -184,6 +197,10 @@ func (s *Store) completer() {
 			res := resp.results[i : i+len(r.cmds)]
 			i += len(r.cmds)
 			if err := s.fillReplayed(res); err != nil {
+				if ferr := s.faultErr(); ferr != nil {
+					r.done <- requestResult{err: ferr}
+					continue
+				}
 				r.done <- requestResult{err: chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "read back the events of a replayed command: %v", err)}
 				continue
 			}

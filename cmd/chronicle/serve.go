@@ -61,6 +61,7 @@ func newServeFlags() (*flag.FlagSet, *serveOptions) {
 	fs.DurationVar(&cfg.IdempotencyWindow, "idempotency-window", 0, "how long idempotency keys are remembered (default 24h)")
 	fs.StringVar(&cfg.DefaultCurrency, "default-currency", "USD", "ISO 4217 currency of a create-account that names none (the original system assumed USD)")
 	fs.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", 0, "Raft entries between snapshots (default 8192)")
+	fs.DurationVar(&cfg.ScrubInterval, "scrub-interval", raftstore.DefaultScrubInterval, "how often a low-priority pass re-reads the Raft log and the state DB for damage (negative: never)")
 	fs.Uint64Var(&cfg.TrailingLogs, "trailing-logs", 0, "Raft entries kept behind a snapshot for slow followers (default 10240)")
 	fs.Uint64Var(&cfg.Pebble.MemTableSize, "pebble-memtable-size", pebbleutil.DefaultMemTableSize, "bytes of one memtable of the state DB (Pebble holds up to 4)")
 	fs.Int64Var(&cfg.Pebble.CacheSize, "pebble-cache-size", pebbleutil.DefaultCacheSize, "bytes of the state DB's block cache (reads of statements, balance-at and the event log)")

@@ -107,6 +107,20 @@ func LoggerWithFatal(l *slog.Logger, component string, f *Fatal) pebble.Logger {
 	return lg
 }
 
+// Events is an event listener for a store whose reads report damage as errors: Pebble's
+// default for a corrupt block is Logger.Fatalf, which would panic the process on the
+// request or the apply that read it. Here damage is logged (with the file) and the read
+// fails with an error wrapping pebble.ErrCorruption, which the caller turns into a
+// refusal.
+func Events(l *slog.Logger, component string) *pebble.EventListener {
+	if l == nil {
+		l = slog.New(slog.DiscardHandler)
+	}
+	return &pebble.EventListener{DataCorruption: func(info pebble.DataCorruptionInfo) {
+		l.Error("pebble found damaged data", "component", component, "path", info.Path, "err", info.Details)
+	}}
+}
+
 // PrefixEnd is the first key after every key that starts with p (nil when there is none:
 // p is all 0xff bytes).
 func PrefixEnd(p []byte) []byte {
