@@ -50,6 +50,30 @@ func segments(t *testing.T, dataDir string) []string {
 	return segs
 }
 
+// recordsEnd is where a segment's records end: segments end in zeros written ahead of
+// appends, and damage there is past every record.
+func recordsEnd(t *testing.T, path string) int64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Walk the frames (16-byte segment header; frames of a 16-byte header whose first
+	// four bytes are the payload length): a record may itself end in zero bytes.
+	off := 16
+	for off+16 <= len(b) {
+		n := int(binary.LittleEndian.Uint32(b[off:]))
+		if n == 0 || off+16+n > len(b) {
+			break
+		}
+		off += 16 + n
+	}
+	return int64(off)
+}
+
+// recordsMiddle is the middle of a segment's records.
+func recordsMiddle(t *testing.T, path string) int64 { return recordsEnd(t, path) / 2 }
+
 // flipAt inverts n bytes of path starting at off.
 func flipAt(t *testing.T, path string, off int64, n int) {
 	t.Helper()
@@ -229,24 +253,24 @@ func TestStartLogDamage(t *testing.T) {
 	t.Run("flip in the middle", func(t *testing.T) {
 		t.Parallel()
 		env, _, seg := setup(t)
-		flipAt(t, seg, fileSize(t, seg)/2, 1)
+		flipAt(t, seg, recordsMiddle(t, seg), 1)
 		requireOpenRefused(t, env.cfg, seg, "the Raft log is damaged")
 	})
 	t.Run("torn final append", func(t *testing.T) {
 		t.Parallel()
 		env, want, seg := setup(t)
-		size := fileSize(t, seg)
+		size := recordsEnd(t, seg)
 		// The start of a record whose write never finished: a header promising 200
-		// bytes, 10 of them there.
+		// bytes, 10 of them there, in the zeros after the last record.
 		torn := make([]byte, 26)
 		binary.LittleEndian.PutUint32(torn, 200)
 		binary.LittleEndian.PutUint32(torn[4:], 0xdeadbeef)
 		binary.LittleEndian.PutUint64(torn[8:], 1<<40)
-		f, err := os.OpenFile(seg, os.O_WRONLY|os.O_APPEND, 0)
+		f, err := os.OpenFile(seg, os.O_WRONLY, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.Write(torn); err != nil {
+		if _, err := f.WriteAt(torn, size); err != nil {
 			t.Fatal(err)
 		}
 		_ = f.Close()
@@ -266,7 +290,7 @@ func TestStartLogDamage(t *testing.T) {
 	t.Run("last acknowledged record cut", func(t *testing.T) {
 		t.Parallel()
 		env, _, seg := setup(t)
-		if err := os.Truncate(seg, fileSize(t, seg)-5); err != nil {
+		if err := os.Truncate(seg, recordsEnd(t, seg)-5); err != nil {
 			t.Fatal(err)
 		}
 		requireOpenRefused(t, env.cfg, "has applied Raft index", filepath.Join(env.cfg.DataDir, "raft"))
@@ -398,7 +422,7 @@ func TestScrubFindsDamage(t *testing.T) {
 		s := env.open()
 		fillLedger(t, s, 3, 60)
 		segs := segments(t, env.cfg.DataDir)
-		flipAt(t, segs[0], fileSize(t, segs[0])/2, 1)
+		flipAt(t, segs[0], recordsMiddle(t, segs[0]), 1)
 		st, err := s.Scrub(context.Background())
 		if err == nil || st.OK || !strings.Contains(st.Problem, "the Raft log's entry") {
 			t.Fatalf("scrub after damaging the log: %+v, %v", st, err)
