@@ -154,15 +154,31 @@ func Open(cfg Config) (*Store, error) {
 		log.Error("state DB failed: this node stops applying and reports not ready; commands in flight are answered with an unknown outcome; "+
 			"restart it once the cause (e.g. a full disk) is fixed: the Raft log holds every acknowledged command", "err", err)
 	})
-	// A data dir whose raft/ holds a Pebble store keeps it; a new one gets segment files.
-	logs, err := raftlog.Open(filepath.Join(cfg.DataDir, "raft"), cfg.LogStore, log)
-	if err != nil {
-		return nil, err
+	// The Raft log and the state DB are independent until Raft starts, and each open
+	// reads a lot (the log's checks every record; the state DB's loads the working
+	// state): open them side by side. A data dir whose raft/ holds a Pebble store keeps
+	// it; a new one gets segment files.
+	type opened struct {
+		logs raftlog.Store
+		err  error
 	}
-	s.logs = &guardedLogs{Store: logs, onFault: func(err error) { s.noteFault(storeRaftLog, err) }}
+	logsc := make(chan opened, 1)
+	go func() {
+		logs, err := raftlog.Open(filepath.Join(cfg.DataDir, "raft"), cfg.LogStore, log)
+		logsc <- opened{logs, err}
+	}()
+	// stateFailed reports a failure to open the state DB, after the log's own failure if
+	// it has one (the log is the truth, its damage the first thing to fix).
+	stateFailed := func(err error) error {
+		r := <-logsc
+		if r.err != nil {
+			return r.err
+		}
+		_ = r.logs.Close()
+		return err
+	}
 	if err := cfg.Pebble.Validate(); err != nil {
-		_ = s.logs.Close()
-		return nil, fmt.Errorf("raftstore: %w", err)
+		return nil, stateFailed(fmt.Errorf("raftstore: %w", err))
 	}
 	stateOpts := &pebble.Options{
 		FormatMajorVersion: pebbleutil.FormatMajorVersion,
@@ -172,24 +188,28 @@ func Open(cfg Config) (*Store, error) {
 	cfg.Pebble.Apply(stateOpts)
 	db, err := pebble.Open(filepath.Join(cfg.DataDir, "state"), stateOpts)
 	if err != nil {
-		_ = s.logs.Close()
 		if isStorageFault(err) {
-			return nil, fmt.Errorf("raftstore: open the state DB in %s: %w; this node cannot start from its own files: %s",
-				filepath.Join(cfg.DataDir, "state"), err, recoverAdvice)
+			return nil, stateFailed(fmt.Errorf("raftstore: open the state DB in %s: %w; this node cannot start from its own files: %s",
+				filepath.Join(cfg.DataDir, "state"), err, recoverAdvice))
 		}
-		return nil, fmt.Errorf("raftstore: open state db: %w", err)
+		return nil, stateFailed(fmt.Errorf("raftstore: open state db: %w", err))
 	}
 	// The working state is loaded before Raft starts: Raft then restores a newer snapshot
 	// (reloading it) or replays the log tail on top of it.
 	if s.fsm, err = newFSM(log, db, s.noteApplied); err != nil {
 		_ = db.Close()
-		_ = s.logs.Close()
 		if isStorageFault(err) {
-			return nil, fmt.Errorf("raftstore: the state DB in %s is damaged: %w; this node cannot start from its own files: %s",
-				filepath.Join(cfg.DataDir, "state"), err, recoverAdvice)
+			return nil, stateFailed(fmt.Errorf("raftstore: the state DB in %s is damaged: %w; this node cannot start from its own files: %s",
+				filepath.Join(cfg.DataDir, "state"), err, recoverAdvice))
 		}
-		return nil, fmt.Errorf("raftstore: %w", err)
+		return nil, stateFailed(fmt.Errorf("raftstore: %w", err))
 	}
+	r := <-logsc
+	if r.err != nil {
+		_ = db.Close()
+		return nil, r.err
+	}
+	s.logs = &guardedLogs{Store: r.logs, onFault: func(err error) { s.noteFault(storeRaftLog, err) }}
 	s.fsm.onFault = func(err error) { s.noteFault(storeStateDB, err) }
 	if err := checkHead(reader{db}, s.fsm.mem.head, filepath.Join(cfg.DataDir, "state")); err != nil {
 		s.closeStores()
