@@ -1110,7 +1110,7 @@ func (l *cfLoad) check(t *testing.T, events []chronicle.Event) {
 		}
 	}
 	for code := range l.fails {
-		if !slices.Contains([]string{chronicle.CodeNotLeader, chronicle.CodeNoLeader, chronicle.CodeUnavailable, chronicle.CodeTimeout, "no_answer"}, code) {
+		if !slices.Contains([]string{chronicle.CodeNotLeader, chronicle.CodeNoLeader, chronicle.CodeUnavailable, chronicle.CodeTimeout, chronicle.CodeStorageFault, "no_answer"}, code) {
 			t.Errorf("transfers failed with %s (%d times): not a failure a client retries", code, l.fails[code])
 		}
 	}

@@ -179,6 +179,10 @@ func (s *Store) LeaderChanges() <-chan bool { return s.raft.LeaderCh() }
 // follower-era value, and reads would miss writes the previous leader acknowledged. The
 // barrier runs once per term; later calls return at once.
 func (s *Store) LeaderBarrier(ctx context.Context) error {
+	// A damaged node says so, whatever its Raft (which it is shutting down) says.
+	if err := s.faultErr(); err != nil {
+		return err
+	}
 	if s.raft.State() != raft.Leader {
 		return s.notLeader()
 	}
