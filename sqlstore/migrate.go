@@ -104,7 +104,8 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // bootstrapMigrations creates the migrations table and its lock row. Two PostgreSQL
 // sessions creating the same table at once can fail on the catalog (23505 on pg_type,
-// or 42P07) even with IF NOT EXISTS: the loser retries and finds the table.
+// 42P07, or 42710 "type already exists") even with IF NOT EXISTS: the loser retries and
+// finds the table.
 func (s *Store) bootstrapMigrations(ctx context.Context) error {
 	var err error
 	for range 5 {
@@ -117,7 +118,7 @@ func (s *Store) bootstrapMigrations(ctx context.Context) error {
 				ON CONFLICT (version) DO NOTHING`)
 		}
 		var pg *pgconn.PgError
-		if err == nil || !errors.As(err, &pg) || (pg.Code != "23505" && pg.Code != "42P07" && !retryable(err)) {
+		if err == nil || !errors.As(err, &pg) || (pg.Code != "23505" && pg.Code != "42P07" && pg.Code != "42710" && !retryable(err)) {
 			return err
 		}
 	}
