@@ -192,6 +192,20 @@ func repairUnderLoad(t *testing.T, bySnapshot bool) {
 
 	// Every node agrees: verify --cluster, then each node's own state read here.
 	L = c.Leader(t)
+	// A member registers its API URL through Raft after it starts; verify rightly fails
+	// on one it cannot reach, so wait until every member has registered.
+	waitUntil(t, 30*time.Second, "every member's API URL registered", func() error {
+		members, err := readMembers(ctx, c.Nodes[L].Client)
+		if err != nil {
+			return err
+		}
+		for _, m := range members {
+			if m.apiURL == "" {
+				return fmt.Errorf("%s has no API URL yet", m.id)
+			}
+		}
+		return nil
+	})
 	head := localHeadOf(t, ctx, c.Nodes[L].Client)
 	out.Reset()
 	errOut.Reset()
