@@ -37,6 +37,13 @@ func genEvent(t *rapid.T) chronicle.Event {
 			BalanceAfter: rapid.Int64().Draw(t, "balance_after"), Description: genText(t, "description"), TransferID: genText(t, "transfer_id"),
 			FromAccountID: genText(t, "from"), ToAccountID: genText(t, "to"), Counterparty: genText(t, "counterparty")},
 	}
+	if rapid.Bool().Draw(t, "v2") { // the fields only canonical version 2 holds
+		e.Data.Reason = genText(t, "reason")
+		if rapid.Bool().Draw(t, "expires") {
+			e.Data.ExpiresAt = genTime(t, "expires_at")
+		}
+		e.Data.HeldAfter = rapid.Int64().Draw(t, "held_after")
+	}
 	if md := rapid.MapOfN(rapid.StringN(0, 8, 20), rapid.StringN(0, 8, 20), 0, 4).Draw(t, "metadata"); len(md) > 0 {
 		e.Metadata = md
 	}

@@ -59,25 +59,49 @@ type EventData struct {
 	// Counterparty is the other side of the posting: an account or a currency's
 	// external account such as "@world:USD".
 	Counterparty string
+	// Reason says why an account's status changed (freeze, unfreeze, close) or why a
+	// pending transfer ended.
+	Reason string
+	// ExpiresAt is the commit-time deadline of a pending transfer (zero: none).
+	ExpiresAt time.Time
+	// HeldAfter is the account's total held (reserved, not yet posted) amount after the
+	// event, as BalanceAfter is its posted balance: available = balance - held.
+	HeldAfter int64
 }
 
-// canonicalVersion is the first byte of every canonical event encoding. A new layout
-// gets a new version; old events keep hashing under the old one.
-const canonicalVersion = 1
+// extended reports whether d carries any field that only canonical version 2 holds.
+func (d *EventData) extended() bool {
+	return d.Reason != "" || !d.ExpiresAt.IsZero() || d.HeldAfter != 0
+}
+
+// Canonical versions: the first byte of every canonical event encoding. A new layout
+// gets a new version; old events keep hashing under the old one. An event is encoded in
+// version 2 only when it carries one of version 2's fields, so every event that version 1
+// can hold keeps its version-1 bytes and hash.
+const (
+	canonicalVersion1 = 1
+	canonicalVersion2 = 2
+)
 
 // AppendCanonical appends the canonical encoding of e to b: every field but Hash, in a
 // fixed order (envelope, then payload, then prev_hash), metadata sorted by key.
 //
-//	version u8 = 1
+//	version u8 = 1, or 2 when reason, expires_at or held_after is set
 //	position u64 | event_id str | aggregate_id str | aggregate_type str | event_type str |
 //	event_version u64 | created_at i64 (Unix ns) | created_by str |
 //	metadata: count u32, then (key str, value str) sorted by key |
 //	account_id str | owner_name str | currency str | amount i64 | initial_balance i64 |
 //	overdraft_limit i64 | balance_after i64 | description str | transfer_id str |
 //	from_account_id str | to_account_id str | counterparty str |
+//	(version 2 only:) reason str | expires_at i64 (Unix ns) | held_after i64 |
 //	prev_hash str
 func (e *Event) AppendCanonical(b []byte) []byte {
-	b = appendU8(b, canonicalVersion)
+	v2 := e.Data.extended()
+	if v2 {
+		b = appendU8(b, canonicalVersion2)
+	} else {
+		b = appendU8(b, canonicalVersion1)
+	}
 	b = appendU64(b, e.Position)
 	b = appendStr(b, e.EventID)
 	b = appendStr(b, e.AggregateID)
@@ -109,12 +133,20 @@ func (e *Event) AppendCanonical(b []byte) []byte {
 	b = appendStr(b, d.FromAccountID)
 	b = appendStr(b, d.ToAccountID)
 	b = appendStr(b, d.Counterparty)
+	if v2 {
+		b = appendStr(b, d.Reason)
+		b = appendTime(b, d.ExpiresAt)
+		b = appendI64(b, d.HeldAfter)
+	}
 	return appendStr(b, e.PrevHash)
 }
 
 // decodeCanonical reads what AppendCanonical wrote (Hash is not part of it).
 func (d *decoder) canonicalEvent(e *Event) {
-	d.version(canonicalVersion)
+	v := d.u8()
+	if d.err == nil && v != canonicalVersion1 && v != canonicalVersion2 {
+		d.fail("event format version %d, this build reads versions %d and %d", v, canonicalVersion1, canonicalVersion2)
+	}
 	e.Position = d.u64()
 	e.EventID = d.str()
 	e.AggregateID = d.str()
@@ -152,6 +184,16 @@ func (d *decoder) canonicalEvent(e *Event) {
 	p.FromAccountID = d.str()
 	p.ToAccountID = d.str()
 	p.Counterparty = d.str()
+	if v == canonicalVersion2 {
+		p.Reason = d.str()
+		p.ExpiresAt = d.time()
+		p.HeldAfter = d.i64()
+		if d.err == nil && !p.extended() {
+			// Version 2 is written only for an event that needs it; anything else would
+			// give one event two encodings and two hashes.
+			d.fail("version 2 event without version 2 fields")
+		}
+	}
 	e.PrevHash = d.str()
 }
 
@@ -216,18 +258,21 @@ type eventJSON struct {
 
 // eventDataJSON is the seed's JSON shape of a payload: amounts as decimal strings.
 type eventDataJSON struct {
-	AccountID      string `json:"account_id"`
-	OwnerName      string `json:"owner_name,omitempty"`
-	Currency       string `json:"currency"`
-	Amount         string `json:"amount,omitempty"`
-	InitialBalance string `json:"initial_balance,omitempty"`
-	OverdraftLimit string `json:"overdraft_limit,omitempty"`
-	BalanceAfter   string `json:"balance_after"`
-	Description    string `json:"description,omitempty"`
-	TransferID     string `json:"transfer_id,omitempty"`
-	FromAccountID  string `json:"from_account_id,omitempty"`
-	ToAccountID    string `json:"to_account_id,omitempty"`
-	Counterparty   string `json:"counterparty,omitempty"`
+	AccountID      string    `json:"account_id"`
+	OwnerName      string    `json:"owner_name,omitempty"`
+	Currency       string    `json:"currency"`
+	Amount         string    `json:"amount,omitempty"`
+	InitialBalance string    `json:"initial_balance,omitempty"`
+	OverdraftLimit string    `json:"overdraft_limit,omitempty"`
+	BalanceAfter   string    `json:"balance_after"`
+	Description    string    `json:"description,omitempty"`
+	TransferID     string    `json:"transfer_id,omitempty"`
+	FromAccountID  string    `json:"from_account_id,omitempty"`
+	ToAccountID    string    `json:"to_account_id,omitempty"`
+	Counterparty   string    `json:"counterparty,omitempty"`
+	Reason         string    `json:"reason,omitempty"`
+	ExpiresAt      time.Time `json:"expires_at,omitzero"`
+	HeldAfter      string    `json:"held_after,omitempty"`
 	// Recipient (on a transfer's MoneyWithdrawn leg) and Sender (on its MoneyDeposited
 	// leg) are the original system's names for to_account_id and from_account_id, kept
 	// so its read processor and scripts work unchanged. Derived, never hashed.
@@ -252,13 +297,14 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 		Metadata: j.Metadata, PrevHash: j.PrevHash, Hash: j.Hash,
 		Data: EventData{AccountID: d.AccountID, OwnerName: d.OwnerName, Currency: d.Currency,
 			Description: d.Description, TransferID: d.TransferID, FromAccountID: d.FromAccountID,
-			ToAccountID: d.ToAccountID, Counterparty: d.Counterparty}}
+			ToAccountID: d.ToAccountID, Counterparty: d.Counterparty, Reason: d.Reason, ExpiresAt: d.ExpiresAt}}
 	for _, f := range []struct {
 		name string
 		text string
 		dst  *int64
 	}{{"amount", d.Amount, &out.Data.Amount}, {"initial_balance", d.InitialBalance, &out.Data.InitialBalance},
-		{"overdraft_limit", d.OverdraftLimit, &out.Data.OverdraftLimit}, {"balance_after", d.BalanceAfter, &out.Data.BalanceAfter}} {
+		{"overdraft_limit", d.OverdraftLimit, &out.Data.OverdraftLimit}, {"balance_after", d.BalanceAfter, &out.Data.BalanceAfter},
+		{"held_after", d.HeldAfter, &out.Data.HeldAfter}} {
 		if f.text == "" {
 			continue
 		}

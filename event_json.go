@@ -68,6 +68,17 @@ func (e Event) AppendJSON(dst []byte) []byte {
 	dst = appendOptionalJSON(dst, `,"from_account_id":`, d.FromAccountID)
 	dst = appendOptionalJSON(dst, `,"to_account_id":`, d.ToAccountID)
 	dst = appendOptionalJSON(dst, `,"counterparty":`, d.Counterparty)
+	dst = appendOptionalJSON(dst, `,"reason":`, d.Reason)
+	if !d.ExpiresAt.IsZero() {
+		dst = append(dst, `,"expires_at":"`...)
+		dst = d.ExpiresAt.AppendFormat(dst, time.RFC3339Nano)
+		dst = append(dst, '"')
+	}
+	if d.HeldAfter != 0 {
+		dst = append(dst, `,"held_after":"`...)
+		dst = appendMinor(dst, d.HeldAfter, exp)
+		dst = append(dst, '"')
+	}
 	if d.TransferID != "" {
 		switch e.EventType {
 		case EventMoneyWithdrawn:

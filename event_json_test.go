@@ -21,7 +21,11 @@ func referenceMarshalJSON(e Event) ([]byte, error) {
 	cur.Code = d.Currency
 	j := eventDataJSON{AccountID: d.AccountID, OwnerName: d.OwnerName, Currency: d.Currency,
 		BalanceAfter: FormatMinor(d.BalanceAfter, cur), Description: d.Description, TransferID: d.TransferID,
-		FromAccountID: d.FromAccountID, ToAccountID: d.ToAccountID, Counterparty: d.Counterparty}
+		FromAccountID: d.FromAccountID, ToAccountID: d.ToAccountID, Counterparty: d.Counterparty,
+		Reason: d.Reason, ExpiresAt: d.ExpiresAt}
+	if d.HeldAfter != 0 {
+		j.HeldAfter = FormatMinor(d.HeldAfter, cur)
+	}
 	if e.EventType == EventAccountCreated {
 		j.InitialBalance = FormatMinor(d.InitialBalance, cur)
 		if d.OverdraftLimit != 0 {
@@ -207,6 +211,13 @@ func genEvent(t *rapid.T) Event {
 		FromAccountID: genJSONString(t, "from"), ToAccountID: genJSONString(t, "to"),
 		Counterparty: genJSONString(t, "counterparty"),
 	}
+	if rapid.Bool().Draw(t, "v2") {
+		e.Data.Reason = genJSONString(t, "reason")
+		if rapid.Bool().Draw(t, "expires") {
+			e.Data.ExpiresAt = time.Unix(rapid.Int64Range(0, 1<<33).Draw(t, "expires_s"), rapid.Int64Range(0, 999999999).Draw(t, "expires_ns")).UTC()
+		}
+		e.Data.HeldAfter = genAmountMinor(t, "held_after")
+	}
 	return e
 }
 
@@ -327,4 +338,78 @@ func BenchmarkEventMarshalJSON(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestCanonicalVersions: an event that version 1 can hold keeps its version-1 bytes (so
+// every hash already in a log stays valid); one with a version-2 field is written as
+// version 2 and reads back whole, in binary and in JSON; a version-2 record without any
+// version-2 field (a second encoding of a version-1 event) and an unknown version are
+// refused.
+func TestCanonicalVersions(t *testing.T) {
+	e := Event{Position: 7, EventID: "e7", AggregateID: "acc-1", AggregateType: AggregateAccount, EventType: "AccountFrozen",
+		EventVersion: 3, CreatedAt: time.Unix(1_700_000_000, 5).UTC(), PrevHash: GenesisHash,
+		Data: EventData{AccountID: "acc-1", Currency: "USD", BalanceAfter: 1250}}
+	v1 := e.AppendCanonical(nil)
+	if v1[0] != canonicalVersion1 {
+		t.Fatalf("event without version-2 fields encoded as version %d", v1[0])
+	}
+	for name, set := range map[string]func(*EventData){
+		"reason":     func(d *EventData) { d.Reason = "court order" },
+		"expires_at": func(d *EventData) { d.ExpiresAt = time.Unix(1_700_000_600, 0).UTC() },
+		"held_after": func(d *EventData) { d.HeldAfter = 500 },
+	} {
+		x := e
+		set(&x.Data)
+		x.Hash = x.ComputeHash()
+		b, err := x.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b[1] != canonicalVersion2 {
+			t.Fatalf("%s: encoded as version %d", name, b[1])
+		}
+		var back Event
+		if err := back.UnmarshalBinary(b); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if back.Data != x.Data || back.Hash != x.Hash {
+			t.Fatalf("%s: binary round trip gave %+v, want %+v", name, back.Data, x.Data)
+		}
+		j, err := x.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fromJSON Event
+		if err := fromJSON.UnmarshalJSON(j); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if fromJSON.Data != x.Data || fromJSON.ComputeHash() != x.Hash {
+			t.Fatalf("%s: JSON round trip %s gave %+v", name, j, fromJSON.Data)
+		}
+		if x.Hash == e.ComputeHash() {
+			t.Fatalf("%s: the hash does not cover the field", name)
+		}
+	}
+
+	// Version 2 bytes for an event with no version-2 field.
+	tail := len(appendStr(nil, e.PrevHash))
+	forged := append([]byte{}, v1[:len(v1)-tail]...)
+	forged[0] = canonicalVersion2
+	forged = appendStr(forged, "")
+	forged = appendTime(forged, time.Time{})
+	forged = appendI64(forged, 0)
+	forged = append(forged, v1[len(v1)-tail:]...)
+	e.Hash = e.ComputeHash()
+	stored, err := e.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, canon := range map[string][]byte{"empty version 2": forged, "version 3": append([]byte{3}, v1[1:]...)} {
+		b := append([]byte{stored[0]}, canon...)
+		b = append(b, stored[len(stored)-32:]...)
+		var back Event
+		if err := back.UnmarshalBinary(b); err == nil {
+			t.Fatalf("%s: decoded without error", name)
+		}
+	}
 }

@@ -143,6 +143,12 @@ func TestChainVerifierDetectsTampering(t *testing.T) {
 		{"from_account_id", func(t *testing.T, e *chronicle.Event) bool { e.Data.FromAccountID += "x"; return true }},
 		{"to_account_id", func(t *testing.T, e *chronicle.Event) bool { e.Data.ToAccountID += "x"; return true }},
 		{"counterparty", func(t *testing.T, e *chronicle.Event) bool { e.Data.Counterparty += "x"; return true }},
+		{"reason", func(t *testing.T, e *chronicle.Event) bool { e.Data.Reason += "x"; return true }},
+		{"expires_at", func(t *testing.T, e *chronicle.Event) bool {
+			e.Data.ExpiresAt = e.Data.ExpiresAt.Add(time.Nanosecond)
+			return true
+		}},
+		{"held_after", func(t *testing.T, e *chronicle.Event) bool { e.Data.HeldAfter++; return true }},
 		{"text moved between two fields", func(t *testing.T, e *chronicle.Event) bool {
 			// Length prefixes keep "ab"+"" apart from "a"+"b".
 			if e.Data.Description != "" || e.Data.AccountID == "" {
