@@ -53,12 +53,18 @@ func genEvent(t *rapid.T) chronicle.Event {
 
 func genCommandAny(t *rapid.T) chronicle.Command {
 	return chronicle.Command{
-		Type:      chronicle.CommandType(rapid.SampledFrom([]string{"create-account", "deposit", "withdraw", "transfer", "", "freeze-account"}).Draw(t, "type")),
+		Type: chronicle.CommandType(rapid.SampledFrom([]string{"create-account", "deposit", "withdraw", "transfer", "", "freeze-account",
+			"unfreeze-account", "close-account", "capture-transfer", "void-transfer", "expire-transfers", "hold"}).Draw(t, "type")),
 		AccountID: genText(t, "account_id"), OwnerName: genText(t, "owner_name"), Currency: genText(t, "currency"),
 		InitialBalance: chronicle.Decimal(genText(t, "initial")), OverdraftLimit: chronicle.Decimal(genText(t, "overdraft")),
 		Amount: chronicle.Decimal(genText(t, "amount")), Description: genText(t, "description"), FromAccountID: genText(t, "from"),
 		ToAccountID: genText(t, "to"), ID: genText(t, "id"), IdempotencyKey: genText(t, "key"), RequestID: genText(t, "request_id"),
 		CreatedBy: genText(t, "created_by"),
+		// Version-2 fields, often absent so version-1 batches are drawn too.
+		Reason:         rapid.SampledFrom([]string{"", "", "fraud review"}).Draw(t, "reason"),
+		TransferID:     rapid.SampledFrom([]string{"", "", "t-1"}).Draw(t, "transfer_id"),
+		Pending:        rapid.Bool().Draw(t, "pending") && rapid.Bool().Draw(t, "pending2"),
+		TimeoutSeconds: rapid.SampledFrom([]int64{0, 0, 60, -1}).Draw(t, "timeout"),
 	}
 }
 
@@ -340,4 +346,44 @@ func BenchmarkBatchEntry(b *testing.B) {
 			_ = d.UnmarshalBinary(enc)
 		}
 	})
+}
+
+// TestBatchVersions: a batch of version-1 commands keeps its version-1 bytes and its
+// commands their fingerprints (logs and idempotency records written before version 2
+// read and match as they did); a batch with a lifecycle or two-phase command is written
+// as version 2 and reads back whole.
+func TestBatchVersions(t *testing.T) {
+	old := chronicle.Command{Type: chronicle.CmdTransfer, FromAccountID: "a", ToAccountID: "b", Amount: "1.00", ID: "c1"}
+	b1, err := chronicle.Batch{Time: time.Unix(1, 0), Commands: []chronicle.Command{old}}.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b1[0] != 1 {
+		t.Fatalf("version-1 batch written as version %d", b1[0])
+	}
+	// The fingerprint of this command as the build before version 2 computed it.
+	if got, want := old.Fingerprint(), "14312e7723571d3b5ff94372148749d9778737dcc823d81674d05ba1d603ab9c"; got != want {
+		t.Fatalf("fingerprint %s, before version 2 it was %s", got, want)
+	}
+	held := chronicle.Command{Type: chronicle.CmdTransfer, FromAccountID: "a", ToAccountID: "b", Amount: "1.00", ID: "c2",
+		Pending: true, TimeoutSeconds: 600}
+	voided := chronicle.Command{Type: chronicle.CmdVoidTransfer, TransferID: "t-1", Reason: "customer cancelled", ID: "c3"}
+	in := chronicle.Batch{Time: time.Unix(2, 0).UTC(), Commands: []chronicle.Command{old, held, voided}}
+	b2, err := in.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b2[0] != 2 {
+		t.Fatalf("batch with two-phase commands written as version %d", b2[0])
+	}
+	var out chronicle.Batch
+	if err := out.UnmarshalBinary(b2); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(out.Commands, in.Commands) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", out.Commands, in.Commands)
+	}
+	if held.Fingerprint() == (chronicle.Command{Type: chronicle.CmdTransfer, FromAccountID: "a", ToAccountID: "b", Amount: "1.00"}).Fingerprint() {
+		t.Fatal("pending does not change the fingerprint: a reused key could turn a hold into a posted transfer")
+	}
 }

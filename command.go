@@ -17,6 +17,17 @@ const (
 	CmdDeposit       CommandType = "deposit"
 	CmdWithdraw      CommandType = "withdraw"
 	CmdTransfer      CommandType = "transfer"
+
+	// Account lifecycle.
+	CmdFreezeAccount   CommandType = "freeze-account"
+	CmdUnfreezeAccount CommandType = "unfreeze-account"
+	CmdCloseAccount    CommandType = "close-account"
+
+	// Two-phase transfers: a transfer with Pending set holds the amount; these finish it.
+	// CmdExpireTransfers is proposed by the node itself, never by a client.
+	CmdCaptureTransfer CommandType = "capture-transfer"
+	CmdVoidTransfer    CommandType = "void-transfer"
+	CmdExpireTransfers CommandType = "expire-transfers"
 )
 
 // Command is one request to change the ledger. The request fields keep the seed's JSON
@@ -33,6 +44,14 @@ type Command struct {
 	Description    string  `json:"description,omitempty"`
 	FromAccountID  string  `json:"from_account_id,omitempty"`
 	ToAccountID    string  `json:"to_account_id,omitempty"`
+	// Reason says why (freeze, unfreeze, close, void).
+	Reason string `json:"reason,omitempty"`
+	// TransferID names the pending transfer a capture or void finishes.
+	TransferID string `json:"transfer_id,omitempty"`
+	// Pending makes a transfer a hold on the debit account until captured, voided or
+	// expired; TimeoutSeconds is its lifetime in commit time.
+	Pending        bool  `json:"pending,omitempty"`
+	TimeoutSeconds int64 `json:"timeout_seconds,omitempty"`
 
 	// ID is a random id given when the command is accepted; event ids and the transfer id
 	// derive from it, so replaying the log yields the same ids on every replica.
@@ -84,7 +103,7 @@ func (c Command) Fingerprint() string {
 	body := c
 	body.ID, body.IdempotencyKey, body.RequestID, body.CreatedBy = "", "", "", ""
 	var buf [256]byte
-	sum := sha256.Sum256(body.appendBinary(buf[:0]))
+	sum := sha256.Sum256(body.appendBinary(buf[:0], body.extended())) // version-1 commands keep their fingerprints
 	return hex.EncodeToString(sum[:])
 }
 

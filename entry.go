@@ -2,6 +2,7 @@ package chronicle
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -55,7 +56,9 @@ func DecodeEntry(b []byte) (EntryKind, []byte, error) {
 }
 
 // Command type codes in the binary layout. Values are never reused.
-var commandCodes = [...]CommandType{1: CmdCreateAccount, 2: CmdDeposit, 3: CmdWithdraw, 4: CmdTransfer}
+var commandCodes = [...]CommandType{1: CmdCreateAccount, 2: CmdDeposit, 3: CmdWithdraw, 4: CmdTransfer,
+	5: CmdFreezeAccount, 6: CmdUnfreezeAccount, 7: CmdCloseAccount,
+	8: CmdCaptureTransfer, 9: CmdVoidTransfer, 10: CmdExpireTransfers}
 
 func commandCode(t CommandType) (uint8, bool) {
 	for i, c := range commandCodes {
@@ -66,19 +69,27 @@ func commandCode(t CommandType) (uint8, bool) {
 	return 0, false
 }
 
-// batchVersion is the first byte of a Batch's binary layout.
-const batchVersion = 1
+// Batch layout versions, the first byte of a Batch's binary layout. Version 2 adds the
+// lifecycle and two-phase fields to every command; it is written only for a batch with a
+// command that uses them, so a batch version 1 can hold keeps its version-1 bytes.
+const (
+	batchVersion1 = 1
+	batchVersion2 = 2
+)
 
 // MarshalBinary encodes the batch for the log:
 //
-//	version u8 = 1 | time i64 (Unix ns) | idempotency_window i64 (ns) | count u32 | commands
+//	version u8 = 1 or 2 | time i64 (Unix ns) | idempotency_window i64 (ns) | count u32 | commands
 //
 // and each command as
 //
-//	type u8 (1 create-account, 2 deposit, 3 withdraw, 4 transfer) |
+//	type u8 (1 create-account, 2 deposit, 3 withdraw, 4 transfer, 5 freeze-account,
+//	  6 unfreeze-account, 7 close-account, 8 capture-transfer, 9 void-transfer,
+//	  10 expire-transfers) |
 //	account_id str | owner_name str | currency str | initial_balance str |
 //	overdraft_limit str | amount str | description str | from_account_id str |
-//	to_account_id str | id str | idempotency_key str | request_id str | created_by str
+//	to_account_id str | id str | idempotency_key str | request_id str | created_by str |
+//	(version 2 only:) reason str | transfer_id str | pending u8 (0 or 1) | timeout_seconds i64
 //
 // Amounts stay the decimal text the client sent: their scale is known only once the
 // state machine has looked up the account's currency. A command type without a code
@@ -89,17 +100,32 @@ func (b Batch) MarshalBinary() ([]byte, error) {
 		return nil, fmt.Errorf("batch of %d commands exceeds %d", len(b.Commands), MaxBatchCommands)
 	}
 	out := make([]byte, 0, 21+len(b.Commands)*160)
-	out = appendU8(out, batchVersion)
+	v2 := false
+	for i := range b.Commands {
+		v2 = v2 || b.Commands[i].extended()
+	}
+	if v2 {
+		out = appendU8(out, batchVersion2)
+	} else {
+		out = appendU8(out, batchVersion1)
+	}
 	out = appendTime(out, b.Time)
 	out = appendI64(out, int64(b.IdempotencyWindow))
 	out = appendU32(out, uint32(len(b.Commands)))
 	for i := range b.Commands {
-		out = b.Commands[i].appendBinary(out)
+		out = b.Commands[i].appendBinary(out, v2)
 	}
 	return out, nil
 }
 
-func (c *Command) appendBinary(b []byte) []byte {
+// extended reports whether c uses a field only batch version 2 holds, or a command type
+// version 1 did not know.
+func (c *Command) extended() bool {
+	code, _ := commandCode(c.Type)
+	return c.Reason != "" || c.TransferID != "" || c.Pending || c.TimeoutSeconds != 0 || code > 4
+}
+
+func (c *Command) appendBinary(b []byte, v2 bool) []byte {
 	code, ok := commandCode(c.Type)
 	b = appendU8(b, code)
 	if !ok {
@@ -110,10 +136,20 @@ func (c *Command) appendBinary(b []byte) []byte {
 		c.ID, c.IdempotencyKey, c.RequestID, c.CreatedBy} {
 		b = appendStr(b, s)
 	}
+	if v2 {
+		b = appendStr(b, c.Reason)
+		b = appendStr(b, c.TransferID)
+		var pending uint8
+		if c.Pending {
+			pending = 1
+		}
+		b = appendU8(b, pending)
+		b = appendI64(b, c.TimeoutSeconds)
+	}
 	return b
 }
 
-func (d *decoder) command(c *Command) {
+func (d *decoder) command(c *Command, v2 bool) {
 	code := d.u8()
 	switch {
 	case code == 0:
@@ -137,6 +173,19 @@ func (d *decoder) command(c *Command) {
 	c.IdempotencyKey = d.str()
 	c.RequestID = d.str()
 	c.CreatedBy = d.str()
+	if v2 {
+		c.Reason = d.str()
+		c.TransferID = d.str()
+		switch p := d.u8(); p {
+		case 0, 1:
+			c.Pending = p == 1
+		default:
+			d.fail("pending flag %d is neither 0 nor 1", p)
+		}
+		c.TimeoutSeconds = d.i64()
+	} else if code > 4 {
+		d.fail("command type code %d in a version 1 batch", code)
+	}
 }
 
 // minCommandBytes is the smallest encoded command: a type byte and 13 empty strings.
@@ -145,7 +194,10 @@ const minCommandBytes = 1 + 13*4
 // UnmarshalBinary decodes what MarshalBinary wrote.
 func (b *Batch) UnmarshalBinary(data []byte) error {
 	d := decoder{b: data, what: "command batch"}
-	d.version(batchVersion)
+	v := d.u8()
+	if d.err == nil && v != batchVersion1 && v != batchVersion2 {
+		d.fail("command batch format version %d, this build reads versions %d and %d", v, batchVersion1, batchVersion2)
+	}
 	var out Batch
 	out.Time = d.time()
 	out.IdempotencyWindow = time.Duration(d.i64())
@@ -156,8 +208,12 @@ func (b *Batch) UnmarshalBinary(data []byte) error {
 	if d.err == nil {
 		out.Commands = make([]Command, n)
 		for i := range out.Commands {
-			d.command(&out.Commands[i])
+			d.command(&out.Commands[i], v == batchVersion2)
 		}
+	}
+	if d.err == nil && v == batchVersion2 && !slices.ContainsFunc(out.Commands, func(c Command) bool { return c.extended() }) {
+		// A second encoding of a version-1 batch would make one entry two byte strings.
+		d.fail("version 2 batch without a version 2 command")
 	}
 	if err := d.done(); err != nil {
 		return err

@@ -15,6 +15,15 @@ const (
 	EventAccountCreated = "AccountCreated"
 	EventMoneyDeposited = "MoneyDeposited"
 	EventMoneyWithdrawn = "MoneyWithdrawn"
+
+	EventAccountFrozen   = "AccountFrozen"
+	EventAccountUnfrozen = "AccountUnfrozen"
+	EventAccountClosed   = "AccountClosed"
+
+	EventTransferPending  = "TransferPending"
+	EventTransferCaptured = "TransferCaptured"
+	EventTransferVoided   = "TransferVoided"
+	EventTransferExpired  = "TransferExpired"
 )
 
 // GenesisHash is the prev_hash of the first event.

@@ -108,7 +108,7 @@ func Script() []chronicle.Batch {
 		{Type: chronicle.CmdTransfer, FromAccountID: "USD-1", ToAccountID: "USD-1", Amount: "1"},                       // same
 		{Type: chronicle.CmdDeposit, AccountID: "USD-0", Amount: "92233720368547758.07"},                               // fits
 		{Type: chronicle.CmdDeposit, AccountID: "USD-0", Amount: "1"},                                                  // overflows
-		{Type: "freeze-account", AccountID: "USD-0"},                                                                   // no such type
+		{Type: "suspend-account", AccountID: "USD-0"},                                                                  // no such type
 	} {
 		s.add(c)
 	}
