@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -391,5 +392,61 @@ func TestMetricsSQL(t *testing.T) {
 	}
 	if _, ok := value(fams, "chronicle_nats_published_position"); ok {
 		t.Error("a query process reports a NATS publisher")
+	}
+}
+
+// TestMetricsCluster: in a three-node cluster each node reports its own Raft state (one
+// leader, the others followers, one term); a command sent to a follower is counted once,
+// by the node that executed it (the leader), while the follower counts the HTTP request
+// it forwarded.
+func TestMetricsCluster(t *testing.T) {
+	t.Parallel()
+	c := nodetest.StartCluster(t, 3)
+	fi := (c.Leader(t) + 1) % 3
+	ctx := context.Background()
+	follower := c.Nodes[fi].Client
+	if _, err := follower.CreateAccount(ctx, client.CreateAccount{AccountID: "A", OwnerName: "A", InitialBalance: "5", Currency: "USD"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := follower.Withdraw(ctx, client.Money{AccountID: "A", Amount: "9"}, ""); client.CodeOf(err) != chronicle.CodeInsufficientFunds {
+		t.Fatalf("overdrawing withdraw through a follower: %v", err)
+	}
+	// Counted once across the cluster, whichever node led at the time (an election on a
+	// busy machine may move the leader, never double a count).
+	var created, refused float64
+	for _, n := range c.Nodes {
+		fams := scrape(t, n.Client)
+		v, _ := value(fams, "chronicle_commands_total", "type", "create-account", "code", "ok")
+		created += v
+		v, _ = value(fams, "chronicle_commands_total", "type", "withdraw", "code", chronicle.CodeInsufficientFunds)
+		refused += v
+	}
+	if created != 1 || refused != 1 {
+		t.Errorf("across the cluster: create-account ok %v, withdraw insufficient_funds %v, want 1 each", created, refused)
+	}
+	if got, _ := value(scrape(t, follower), "chronicle_http_requests_total", "route", "/commands/create-account", "code", "201"); got != 1 {
+		t.Errorf("the follower's forwarded create-account: %v HTTP 201s, want 1", got)
+	}
+	// Raft state per node: one leader, the others followers, all in one term. Polled: a
+	// scrape may fall in an election.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		leaders, states, terms := 0, 0, map[float64]bool{}
+		for _, n := range c.Nodes {
+			fams := scrape(t, n.Client)
+			lead, _ := value(fams, "chronicle_raft_state", "state", "leader")
+			follow, _ := value(fams, "chronicle_raft_state", "state", "follower")
+			leaders += int(lead)
+			states += int(lead + follow)
+			term, _ := value(fams, "chronicle_raft_term")
+			terms[term] = true
+		}
+		if leaders == 1 && states == 3 && len(terms) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d leaders, %d nodes leader or follower, terms %v: want 1, 3 and one term", leaders, states, terms)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
