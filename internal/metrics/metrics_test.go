@@ -187,3 +187,21 @@ func TestRaftMetricsOnlyWhereRaftRuns(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkRecordCommand is what one single-command request adds on the write path:
+// its count, latency, HTTP request and the Raft entry it rides in.
+func BenchmarkRecordCommand(b *testing.B) {
+	s := New("bench")
+	patterns := []string{"/commands/*", "/transfer"}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			s.Commands.Count("transfer", CodeOK)
+			s.Commands.Observe("transfer", time.Millisecond)
+			s.HTTP.Observe(patterns, 201, time.Millisecond)
+			s.Raft.EntryProposed(1)
+			s.Raft.EntryApplied(time.Millisecond)
+			s.Raft.LogStored(time.Millisecond)
+		}
+	})
+}
