@@ -334,6 +334,21 @@ func TestMetricsAuth(t *testing.T) {
 	if _, ok := fams["chronicle_commands_total"]; !ok {
 		t.Fatal("a reader's scrape has no chronicle_commands_total")
 	}
+	// DNS rebinding: another Host is refused, as on every route but /health.
+	req, err := http.NewRequest(http.MethodGet, n.URL()+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = "attacker.example"
+	req.Header.Set("Authorization", "Bearer "+reader.Secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMisdirectedRequest {
+		t.Errorf("GET /metrics with Host attacker.example: %d, want 421", resp.StatusCode)
+	}
 	// The scrape itself is counted under its route, and the refusal under 401.
 	fams = scrapeWith(t, n.Client, reader.Secret)
 	if got, _ := value(fams, "chronicle_http_requests_total", "route", "/metrics", "code", "401"); got != 1 {
