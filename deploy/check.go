@@ -22,10 +22,11 @@ import (
 	"time"
 )
 
-//go:embed Dockerfile compose/*.yml
+//go:embed Dockerfile compose/*.yml prometheus/*.yml grafana
 var files embed.FS
 
-// Files is the deployment files: "Dockerfile" and "compose/*.yml".
+// Files is the deployment files: "Dockerfile", "compose/*.yml", and what the compose
+// files mount from the repository: "prometheus/*.yml" and "grafana/...".
 func Files() fs.FS { return files }
 
 // ComposeFiles lists the compose files in Files.
@@ -470,7 +471,11 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // CheckCompose checks one compose file against the binary; the error joins every
 // problem found.
-func CheckCompose(data []byte, b Binary) error {
+func CheckCompose(data []byte, b Binary) error { return CheckComposeFS(data, b, files) }
+
+// CheckComposeFS is CheckCompose with the deployment files (what the compose file's bind
+// mounts name, relative to compose/) taken from repo instead of Files().
+func CheckComposeFS(data []byte, b Binary, repo fs.FS) error {
 	f, err := parseCompose(data)
 	if err != nil {
 		return err
@@ -578,6 +583,7 @@ func CheckCompose(data []byte, b Binary) error {
 	errs = append(errs, checkAuth(f, nodes, tokens)...)
 	errs = append(errs, checkClients(f, nodes, names, tokens, clients)...)
 	errs = append(errs, checkSQLTopology(f, nodes, names)...)
+	errs = append(errs, checkMonitoring(f, repo, nodes, names)...)
 	return errors.Join(errs...)
 }
 

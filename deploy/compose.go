@@ -48,6 +48,7 @@ type service struct {
 	Environment     environment    `yaml:"environment"`
 	Ports           []port         `yaml:"ports"`
 	Volumes         []mount        `yaml:"volumes"`
+	Tmpfs           stringList     `yaml:"tmpfs"`
 	DependsOn       dependsOn      `yaml:"depends_on"`
 	Healthcheck     *healthcheck   `yaml:"healthcheck"`
 	Networks        serviceNetwork `yaml:"networks"`

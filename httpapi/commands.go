@@ -16,6 +16,7 @@ import (
 
 	"github.com/chronicle-ledger/chronicle"
 	"github.com/chronicle-ledger/chronicle/api"
+	"github.com/chronicle-ledger/chronicle/internal/metrics"
 )
 
 // Request bodies: the api types, with the amounts kept raw (they may be JSON strings or
@@ -371,7 +372,9 @@ func stamp(r *http.Request, c *chronicle.Command) {
 func (a *API) command(t chronicle.CommandType) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		body, err := a.readBody(w, r)
+		m := a.startCommand(string(t))
 		if err != nil {
+			m.done(err)
 			writeError(w, err)
 			return
 		}
@@ -381,6 +384,7 @@ func (a *API) command(t chronicle.CommandType) http.HandlerFunc {
 			err = c.Validate()
 		}
 		if err != nil {
+			m.done(err)
 			writeError(w, err)
 			return
 		}
@@ -396,14 +400,17 @@ func (a *API) command(t chronicle.CommandType) http.HandlerFunc {
 			if a.notLeaderRetry(w, r, body, err) {
 				return
 			}
+			m.done(err)
 			writeError(w, err)
 			return
 		}
 		res := results[0]
 		if res.Err != nil {
+			m.done(res.Err)
 			writeError(w, res.Err)
 			return
 		}
+		m.done(nil)
 		w.Header().Set("X-Chronicle-Position", strconv.FormatUint(res.Position, 10))
 		status := http.StatusCreated
 		if res.Replayed {
@@ -428,7 +435,9 @@ type batchItemHeader struct {
 // batch executes many commands in one Raft entry; each succeeds or fails on its own.
 func (a *API) batch(w http.ResponseWriter, r *http.Request) {
 	body, err := a.readBody(w, r)
+	m := a.startCommand(metrics.TypeBatch)
 	if err != nil {
+		m.done(err)
 		writeError(w, err)
 		return
 	}
@@ -438,6 +447,7 @@ func (a *API) batch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
+		m.done(err) // refused as a whole: its items are not known to be commands
 		writeError(w, err)
 		return
 	}
@@ -451,9 +461,11 @@ func (a *API) batch(w http.ResponseWriter, r *http.Request) {
 		if a.notLeaderRetry(w, r, body, err) {
 			return
 		}
+		m.batchDone(cmds, nil, err)
 		writeError(w, err)
 		return
 	}
+	m.batchDone(cmds, results, nil)
 	out := make([]api.BatchResult, len(results))
 	var last uint64
 	for i, res := range results {

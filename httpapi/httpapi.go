@@ -18,6 +18,7 @@ import (
 
 	"github.com/chronicle-ledger/chronicle"
 	"github.com/chronicle-ledger/chronicle/api"
+	"github.com/chronicle-ledger/chronicle/internal/metrics"
 )
 
 // Node is what the API needs of the node beyond its event store.
@@ -101,6 +102,9 @@ type Config struct {
 	// roots, this node's certificate): forwarding to the leader uses it, and membership
 	// changes need a verified peer certificate (PeerVerified). nil: plain HTTP.
 	PeerTLS *tls.Config
+	// Metrics, when set, serves GET /metrics (role reader) and records commands and
+	// requests into it; nil: no /metrics and nothing recorded.
+	Metrics *metrics.Set
 	Logger  *slog.Logger
 	Version string
 }
@@ -122,6 +126,9 @@ type API struct {
 	maxAmount *big.Rat
 	// auth judges tokens; nil when the node has no token table.
 	auth *authenticator
+	// cmdMetrics and httpMetrics record commands and requests (nil: metrics off).
+	cmdMetrics  *metrics.Commands
+	httpMetrics *metrics.HTTP
 }
 
 // StreamStats describes the event streams, for tests and status.
@@ -193,6 +200,9 @@ func New(cfg Config) *API {
 	if cfg.Tokens != nil {
 		a.auth = newAuthenticator(cfg.Tokens, cfg.AuthRequired, cfg.RateLimit, cfg.RateBurst, a.log)
 	}
+	if cfg.Metrics != nil {
+		a.cmdMetrics, a.httpMetrics = cfg.Metrics.Commands, cfg.Metrics.HTTP
+	}
 	r := chi.NewRouter()
 	r.Use(a.deadlines, middleware.RequestID, a.recoverer, a.logRequests, a.hostGuard, a.cors, a.browserGuard, a.servedBy)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
@@ -204,6 +214,10 @@ func New(cfg Config) *API {
 	r.Get("/health", a.health)
 	r.Get("/openapi.json", a.openAPI)
 	r.Get("/ready", a.ready)
+	if cfg.Metrics != nil {
+		// Every role: a command process's commands and a query process's reads alike.
+		r.With(a.require(chronicle.RoleReader, false)).Get("/metrics", cfg.Metrics.Handler(a.log).ServeHTTP)
+	}
 	// /health, /ready, /openapi.json and the dashboard's files are public: they hold no
 	// ledger data, and the dashboard must load to ask for a token.
 	if cfg.Role != RoleQuery {
@@ -357,6 +371,9 @@ func (a *API) logRequests(next http.Handler) http.Handler {
 		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 		start := time.Now()
 		next.ServeHTTP(ww, r)
+		if a.httpMetrics != nil {
+			a.observeRequest(r, ww.Status(), time.Since(start))
+		}
 		level := slog.LevelDebug
 		if ww.Status() >= 500 {
 			level = slog.LevelError

@@ -22,6 +22,7 @@ import (
 	"github.com/chronicle-ledger/chronicle/eventbus"
 	"github.com/chronicle-ledger/chronicle/httpapi"
 	"github.com/chronicle-ledger/chronicle/internal/diskguard"
+	"github.com/chronicle-ledger/chronicle/internal/metrics"
 	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
 	"github.com/chronicle-ledger/chronicle/internal/pki"
 	"github.com/chronicle-ledger/chronicle/projector"
@@ -137,6 +138,9 @@ type Config struct {
 	// 256 MiB; "0" turns the guard off. Below it writes get 507 insufficient_storage and
 	// the node reports not ready; reads go on (Raft store only).
 	DiskReserve string
+	// DisableMetrics turns off GET /metrics and everything recorded for it (serve
+	// --metrics=false); by default a node keeps Prometheus metrics in its own registry.
+	DisableMetrics bool
 	// RaftFaults injects network partitions into Raft traffic (tests only).
 	RaftFaults *raftstore.Faults
 	// WrapHandler wraps the HTTP handler, to inject faults (tests only).
@@ -227,6 +231,8 @@ type Node struct {
 	bootSecret string
 	// repairing: the data directory holds chronicle repair's marker (RepairFile).
 	repairing bool
+	// metrics is the node's Prometheus registry and recorders (nil: --metrics=false).
+	metrics *metrics.Set
 }
 
 // New opens the node's store and binds its HTTP listener; Run serves.
@@ -241,6 +247,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID)}
+	if !cfg.DisableMetrics {
+		n.metrics = metrics.New(Version)
+	}
 	if n.tls, err = loadTLS(cfg); err != nil {
 		return nil, err
 	}
@@ -280,7 +289,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		Bootstrap: len(cfg.Join) == 0, IdempotencyWindow: cfg.IdempotencyWindow,
 		SnapshotThreshold: cfg.SnapshotThreshold, ScrubInterval: cfg.ScrubInterval, TrailingLogs: cfg.TrailingLogs, Pebble: cfg.Pebble, Faults: cfg.RaftFaults, Logger: cfg.Logger,
 		Progress: n.joinProgress, CatchUpTimeout: cfg.JoinCatchUpTimeout,
-		TLS: n.raftTLS(), WriteGuard: n.disk.Check,
+		TLS: n.raftTLS(), WriteGuard: n.disk.Check, Metrics: n.raftMetrics(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: open store: %w", err)
@@ -317,6 +326,12 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: event bus: %w", err)
 	}
 	n.api = httpapi.New(n.apiConfig(httpapi.Config{Store: store, Tokens: store, Reads: reads, Node: n, Cluster: n}))
+	if err := n.registerMetrics(); err != nil {
+		_ = n.bus.Close()
+		closeView()
+		_ = store.Close()
+		return nil, err
+	}
 	ln, err := n.listen()
 	if err != nil {
 		_ = n.bus.Close()
@@ -378,6 +393,7 @@ func (n *Node) apiConfig(c httpapi.Config) httpapi.Config {
 		c.PeerTLS = n.tls.HTTPClient()
 	}
 	c.AuthRequired, c.RateLimit, c.RateBurst = cfg.BootstrapTokenFile != "", cfg.RateLimit, cfg.RateBurst
+	c.Metrics = n.metrics
 	return c
 }
 

@@ -298,6 +298,13 @@ func newSQL(ctx context.Context, n *Node) (*Node, error) {
 		reads = view
 	}
 	n.api = httpapi.New(n.apiConfig(httpapi.Config{Store: n.sql, Tokens: n.sql, Reads: reads, Node: n}))
+	if err := n.registerMetrics(); err != nil {
+		_ = n.bus.Close()
+		if view != nil {
+			_ = view.Close()
+		}
+		return nil, err
+	}
 	ln, err := n.listen()
 	if err != nil {
 		_ = n.bus.Close()

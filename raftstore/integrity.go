@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/internal/metrics"
 	"github.com/chronicle-ledger/chronicle/raftlog"
 )
 
@@ -136,7 +137,23 @@ func (s *Store) readFault(err error) error {
 type guardedLogs struct {
 	raftlog.Store
 	onFault func(error)
+	metrics *metrics.Raft // nil: not measured
 }
+
+// StoreLogs implements raft.LogStore, timing the append and its fsync.
+func (g *guardedLogs) StoreLogs(logs []*raft.Log) error {
+	if g.metrics == nil {
+		return g.Store.StoreLogs(logs)
+	}
+	start := time.Now()
+	err := g.Store.StoreLogs(logs)
+	g.metrics.LogStored(time.Since(start))
+	return err
+}
+
+// StoreLog implements raft.LogStore (Raft calls StoreLogs, but StoreLog must not bypass
+// the timing of the embedded store's StoreLogs).
+func (g *guardedLogs) StoreLog(l *raft.Log) error { return g.StoreLogs([]*raft.Log{l}) }
 
 // GetLog implements raft.LogStore. hashicorp/raft panics when GetLog fails while it
 // applies committed entries (Raft.processLogs), which would take the process down on

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/internal/metrics"
 	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
 	"github.com/chronicle-ledger/chronicle/internal/position"
 	"github.com/chronicle-ledger/chronicle/raftlog"
@@ -70,7 +71,10 @@ type Config struct {
 	// ScrubInterval is how often the background scrub re-reads the Raft log and the
 	// state DB (0: DefaultScrubInterval; negative: never, though Scrub still runs a pass).
 	ScrubInterval time.Duration
-	Logger        *slog.Logger
+	// Metrics records the write path (commands per entry, entry and log store latency);
+	// nil records nothing.
+	Metrics *metrics.Raft
+	Logger  *slog.Logger
 }
 
 // Store is a chronicle.EventStore on hashicorp/raft with Pebble for the log and state.
@@ -209,7 +213,7 @@ func Open(cfg Config) (*Store, error) {
 		_ = db.Close()
 		return nil, r.err
 	}
-	s.logs = &guardedLogs{Store: r.logs, onFault: func(err error) { s.noteFault(storeRaftLog, err) }}
+	s.logs = &guardedLogs{Store: r.logs, onFault: func(err error) { s.noteFault(storeRaftLog, err) }, metrics: cfg.Metrics}
 	s.fsm.onFault = func(err error) { s.noteFault(storeStateDB, err) }
 	if err := checkHead(reader{db}, s.fsm.mem.head, filepath.Join(cfg.DataDir, "state")); err != nil {
 		s.closeStores()

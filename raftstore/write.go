@@ -25,8 +25,9 @@ type requestResult struct {
 
 // inflight is a Raft entry proposed but not yet applied, with the calls it serves.
 type inflight struct {
-	future raft.ApplyFuture
-	reqs   []*request
+	future   raft.ApplyFuture
+	reqs     []*request
+	proposed time.Time // zero when not measured
 }
 
 // Bounds on the write path: queued calls, and entries in Raft not yet applied.
@@ -150,13 +151,18 @@ func (s *Store) propose(reqs []*request, n int) {
 		failAll(reqs, fmt.Errorf("encode batch: %w", err))
 		return
 	}
+	var proposed time.Time
+	if s.cfg.Metrics != nil {
+		proposed = time.Now()
+	}
 	f := s.raft.Apply(chronicle.EncodeEntry(chronicle.EntryCommandBatch, payload), s.cfg.ApplyTimeout)
 	s.proposedEntries.Add(1)
 	s.proposedCommands.Add(uint64(n))
+	s.cfg.Metrics.EntryProposed(n)
 	// Hand the entry to the completer even when stopping: Raft may commit it, so only its
 	// future can tell the callers how it ended. The completer runs until the batcher
 	// returns and closes s.inflight, so this send cannot block forever.
-	s.inflight <- inflight{future: f, reqs: reqs}
+	s.inflight <- inflight{future: f, reqs: reqs, proposed: proposed}
 }
 
 func failAll(reqs []*request, err error) {
@@ -191,6 +197,9 @@ func (s *Store) completer() {
 			}
 			failAll(in.reqs, chronicle.Errorf(chronicle.KindUnavailable, chronicle.CodeUnavailable, "apply failed: %v", err))
 			continue
+		}
+		if !in.proposed.IsZero() {
+			s.cfg.Metrics.EntryApplied(time.Since(in.proposed))
 		}
 		i := 0
 		for _, r := range in.reqs {

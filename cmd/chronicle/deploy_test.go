@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/chronicle-ledger/chronicle/deploy"
 	"github.com/chronicle-ledger/chronicle/node"
@@ -70,6 +71,59 @@ func TestDeployFiles(t *testing.T) {
 		if err := deploy.CheckCompose([]byte(readDeployFile(t, name)), bin); err != nil {
 			t.Errorf("deploy/%s:\n%v", name, err)
 		}
+	}
+}
+
+// TestDeployPrometheusConfig: deploy/prometheus/prometheus.yml has one job per compose
+// deployment, scraping exactly its nodes; broken variants of it are refused by the
+// compose checks, for the reason given.
+func TestDeployPrometheusConfig(t *testing.T) {
+	jobs, err := deploy.PrometheusJobs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{"chronicle-edge": {"chronicle:4000"}, "chronicle-cluster": {"n1:4000", "n2:4000", "n3:4000"},
+		"chronicle-sql": {"command-1:4002", "command-2:4002", "query:4001"}}
+	if fmt.Sprint(jobs) != fmt.Sprint(want) {
+		t.Errorf("scrape jobs %v, want %v", jobs, want)
+	}
+	conf := readDeployFile(t, "prometheus/prometheus.yml")
+	cases := []struct {
+		name, file, old, new, want string
+	}{
+		{"a node not scraped", "compose/cluster.yml", "[n1:4000, n2:4000, n3:4000]", "[n1:4000, n2:4000]", "no job scrapes service n3"},
+		{"wrong port", "compose/sql.yml", "query:4001", "query:4002", "target query:4002: query serves its API on container port 4001"},
+		{"HTTP to a TLS node", "compose/cluster.yml", "scheme: https", "scheme: http", "the node serves HTTPS (cluster TLS): set scheme: https"},
+		{"no CA", "compose/cluster.yml", "ca_file: /token/ca.crt", "ca_file: /etc/ssl/ca.crt", "tls_config.ca_file /etc/ssl/ca.crt is not the node's --tls-ca /certs/ca.crt"},
+		{"no token", "compose/edge.yml", "  - job_name: chronicle-edge\n    scheme: http\n    metrics_path: /metrics\n    authorization:\n      type: Bearer\n      credentials_file: /token/admin.token\n",
+			"  - job_name: chronicle-edge\n    scheme: http\n    metrics_path: /metrics\n", "the node requires a token"},
+		{"two deployments in a job", "compose/edge.yml", "[chronicle:4000]", "[chronicle:4000, n1:4000]", "keep one deployment per job"},
+		{"another path", "compose/sql.yml", "  - job_name: chronicle-sql\n    scheme: http\n    metrics_path: /metrics", "  - job_name: chronicle-sql\n    scheme: http\n    metrics_path: /prom", "metrics_path /prom"},
+	}
+	bin := chronicleBinary()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if !strings.Contains(conf, c.old) {
+				t.Fatalf("prometheus.yml has no %q to break", c.old)
+			}
+			repo := fstest.MapFS{}
+			err := fs.WalkDir(deploy.Files(), ".", func(p string, d fs.DirEntry, err error) error {
+				if err != nil || d.IsDir() {
+					return err
+				}
+				b, err := fs.ReadFile(deploy.Files(), p)
+				repo[p] = &fstest.MapFile{Data: b}
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			repo["prometheus/prometheus.yml"] = &fstest.MapFile{Data: []byte(strings.Replace(conf, c.old, c.new, 1))}
+			err = deploy.CheckComposeFS([]byte(readDeployFile(t, c.file)), bin, repo)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("deploy/%s with the broken prometheus.yml: %v\nwant an error saying %q", c.file, err, c.want)
+			}
+		})
 	}
 }
 
@@ -153,6 +207,17 @@ func TestDeployChecksCatchBreakage(t *testing.T) {
 		{"auth: status with another file", "compose/cluster.yml", []edit{{"--token-file, /certs/admin.token]", "--token-file, /certs/reader.token]"}}, "--token-file /certs/reader.token is not the admin token n1 uses"},
 		{"auth: sql processes without a token file", "compose/sql.yml", []edit{{"    CHRONICLE_BOOTSTRAP_TOKEN_FILE: /token/admin.token\n", ""}}, "service query: --http-addr 0.0.0.0:4001 can be reached from other machines, so the node refuses to start without authentication"},
 		{"auth: sql token not waited for", "compose/sql.yml", []edit{{"      token: {condition: service_completed_successfully}\n      postgres:", "      postgres:"}}, "service query: --bootstrap-token-file /token/admin.token is made by token: depend on it"},
+
+		// Monitoring: Prometheus and Grafana.
+		{"monitoring: unpinned Prometheus", "compose/edge.yml", []edit{{"image: prom/prometheus:v3.5.0", "image: prom/prometheus"}}, "image prom/prometheus: pin a version tag"},
+		{"monitoring: Grafana latest", "compose/cluster.yml", []edit{{"image: grafana/grafana:11.6.0", "image: grafana/grafana:latest"}}, `tag "latest" moves`},
+		{"monitoring: config not in the repository", "compose/sql.yml", []edit{{"../prometheus/prometheus.yml:", "../prometheus/prom.yml:"}}, "deploy/prometheus/prom.yml is not in the repository"},
+		{"monitoring: dashboards mounted writable", "compose/edge.yml", []edit{{"../grafana/dashboards:/etc/grafana/dashboards:ro", "../grafana/dashboards:/etc/grafana/dashboards"}}, "mount the repository's files read-only"},
+		{"monitoring: token volume not mounted", "compose/cluster.yml", []edit{{`"certs:/token:ro"`, `"n1-data:/token:ro"`}}, "authorization.credentials_file /token/admin.token is not the node's token file /certs/admin.token"},
+		{"monitoring: token volume writable", "compose/sql.yml", []edit{{`"chronicle-token:/token:ro"`, `"chronicle-token:/token"`}}, "credentials_file /token/admin.token: mount the volume read-only"},
+		{"monitoring: no provisioning", "compose/edge.yml", []edit{{"../grafana/provisioning:/etc/grafana/provisioning:ro", "../grafana/provisioning:/etc/grafana/prov:ro"}}, "mount deploy/grafana/provisioning at /etc/grafana/provisioning"},
+		{"monitoring: Grafana before Prometheus", "compose/edge.yml", []edit{{"      prometheus: {condition: service_healthy}\n", ""}}, "Grafana's datasource is prometheus; start it first"},
+		{"monitoring: Prometheus on another port", "compose/cluster.yml", []edit{{"--web.listen-address=0.0.0.0:9090", "--web.listen-address=0.0.0.0:9091"}}, "Prometheus listens on 9091, not 9090"},
 
 		// The SQL topology.
 		{"sql: unknown store", "compose/sql.yml", []edit{{"--store=sql", "--store=sq"}}, `--store "sq": want raft or sql`},

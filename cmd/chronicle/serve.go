@@ -37,6 +37,7 @@ type serveOptions struct {
 	cfg                            node.Config
 	cors, join, allowedHosts       listFlag
 	logLevel, logFormat, pprofAddr string
+	metrics                        bool
 }
 
 // newServeFlags builds serve's flag set; the deployment tests parse the compose files'
@@ -89,6 +90,7 @@ func newServeFlags() (*flag.FlagSet, *serveOptions) {
 	fs.StringVar(&cfg.TLSCAFile, "tls-ca", "", "cluster CA certificate (PEM): with --tls-cert and --tls-key, Raft runs over mutual TLS, the API serves HTTPS, and membership changes need a certificate of this CA")
 	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "this node's certificate (PEM), signed by --tls-ca, for Raft, the HTTPS API and calls to peers")
 	fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "private key (PEM) of --tls-cert")
+	fs.BoolVar(&o.metrics, "metrics", true, "serve Prometheus metrics at GET /metrics (role reader when tokens are on); false records nothing")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go profiling (net/http/pprof) on this host:port; off by default")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
@@ -106,6 +108,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cfg, pprofAddr := o.cfg, o.pprofAddr
 	cfg.CORSOrigins, cfg.Join, cfg.AllowedHosts = o.cors, o.join, o.allowedHosts
+	cfg.DisableMetrics = !o.metrics
 	logger, err := newLogger(stderr, o.logLevel, o.logFormat)
 	if err != nil {
 		return err
