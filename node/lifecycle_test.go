@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -204,4 +205,45 @@ func postTo(t *testing.T, c *client.Client, path, body string) (int, string, []b
 	var e struct{ Code string }
 	_ = json.Unmarshal(b, &e)
 	return resp.StatusCode, e.Code, b
+}
+
+// TestClusterLifecycle: a freeze sent to a follower is forwarded, every member serves the
+// status from its own state, a refusal through another member writes nothing, and the
+// status survives the leader's restart and a new leader.
+func TestClusterLifecycle(t *testing.T) {
+	c := nodetest.StartCluster(t, 3)
+	ctx := ctxT(t)
+	l := c.Leader(t)
+	f := (l + 1) % 3
+	mustCreate(t, c.Nodes[l].Client, "x", "USD", "7")
+	fr, err := c.Nodes[f].Client.FreezeAccount(ctx, client.AccountLifecycle{AccountID: "x", Reason: "sanctions check"}, "fz-x")
+	if err != nil || fr.Status != http.StatusCreated {
+		t.Fatalf("freeze via follower: %+v, %v", fr, err)
+	}
+	local := func(what string, want string) {
+		t.Helper()
+		for i, n := range c.Nodes {
+			var a client.Account
+			path := "/accounts/x?consistency=local&min_position=" + strconv.FormatUint(fr.Position, 10)
+			if _, err := n.Client.Do(ctx, http.MethodGet, path, nil, nil, &a); err != nil || a.Status != want {
+				t.Fatalf("%s: node %d local read: %+v, %v; want %s", what, i, a, err, want)
+			}
+		}
+	}
+	local("after the freeze", "frozen")
+	g := (l + 2) % 3
+	if _, err := c.Nodes[g].Client.Withdraw(ctx, client.Money{AccountID: "x", Amount: "1"}, ""); client.CodeOf(err) != chronicle.CodeAccountFrozen {
+		t.Fatalf("withdraw via node %d: %v, want %s", g, err, chronicle.CodeAccountFrozen)
+	}
+	if h := head(t, c.Nodes[l].Client); h != fr.Position {
+		t.Fatalf("head %d after the refusal, want %d", h, fr.Position)
+	}
+	c.Restart(t, l)
+	c.WaitReady(t)
+	local("after the leader's restart", "frozen")
+	nl := c.Leader(t)
+	again, err := c.Nodes[nl].Client.FreezeAccount(ctx, client.AccountLifecycle{AccountID: "x", Reason: "sanctions check"}, "fz-x")
+	if err != nil || !again.Replayed || again.Position != fr.Position {
+		t.Fatalf("retried freeze on node %d: %+v, %v", nl, again, err)
+	}
 }
