@@ -172,6 +172,8 @@ func (c Command) Validate() error {
 			}
 		}
 		return validateText("description", c.Description, MaxDescriptionLen, false)
+	case CmdFreezeAccount, CmdUnfreezeAccount, CmdCloseAccount:
+		return c.validateLifecycle()
 	case "":
 		return FieldErrorf(KindMalformed, CodeMissingField, "type", "command type is required")
 	default:

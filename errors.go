@@ -51,7 +51,6 @@ const (
 	CodeInsufficientFunds    = "insufficient_funds"
 	CodeAccountNotFound      = "account_not_found"
 	CodeAccountExists        = "account_exists"
-	CodeAccountNotActive     = "account_not_active"
 	CodeAccountFrozen        = "account_frozen"
 	CodeAccountClosed        = "account_closed"
 	CodeBalanceNotZero       = "balance_not_zero"

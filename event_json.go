@@ -55,7 +55,7 @@ func (e Event) AppendJSON(dst []byte) []byte {
 			dst = appendMinor(dst, d.OverdraftLimit, exp)
 		}
 		dst = append(dst, '"')
-	} else {
+	} else if !IsLifecycleEvent(e.EventType) { // a status change moves no money: no amount
 		dst = append(dst, `,"amount":"`...)
 		dst = appendMinor(dst, d.Amount, exp)
 		dst = append(dst, '"')
@@ -104,7 +104,8 @@ func (e Event) AppendJSON(dst []byte) []byte {
 }
 
 // MarshalJSON renders the seed's shape (AppendJSON): AccountCreated carries
-// initial_balance (and overdraft_limit when there is one), the other events amount. It
+// initial_balance (and overdraft_limit when there is one), the lifecycle events
+// (AccountFrozen, AccountUnfrozen, AccountClosed) no amount, the other events amount. It
 // fails, as time.Time.MarshalJSON does, on a created_at outside RFC 3339.
 func (e Event) MarshalJSON() ([]byte, error) {
 	if err := checkRFC3339(e.CreatedAt); err != nil {

@@ -31,7 +31,7 @@ func referenceMarshalJSON(e Event) ([]byte, error) {
 		if d.OverdraftLimit != 0 {
 			j.OverdraftLimit = FormatMinor(d.OverdraftLimit, cur)
 		}
-	} else {
+	} else if !IsLifecycleEvent(e.EventType) {
 		j.Amount = FormatMinor(d.Amount, cur)
 	}
 	if d.TransferID != "" {
@@ -181,7 +181,7 @@ func genEvent(t *rapid.T) Event {
 		EventID:       genJSONString(t, "event_id"),
 		AggregateID:   genJSONString(t, "aggregate_id"),
 		AggregateType: rapid.SampledFrom([]string{"Account", "", "<x>"}).Draw(t, "aggregate_type"),
-		EventType:     rapid.SampledFrom([]string{EventAccountCreated, EventMoneyDeposited, EventMoneyWithdrawn, "", "Other&"}).Draw(t, "event_type"),
+		EventType:     rapid.SampledFrom([]string{EventAccountCreated, EventMoneyDeposited, EventMoneyWithdrawn, EventAccountFrozen, EventAccountUnfrozen, EventAccountClosed, "", "Other&"}).Draw(t, "event_type"),
 		EventVersion:  rapid.Uint64().Draw(t, "event_version"),
 		CreatedAt:     genTime(t),
 		CreatedBy:     genJSONString(t, "created_by"),
@@ -258,7 +258,7 @@ func FuzzEventAppendJSON(f *testing.F) {
 	f.Add(uint8(2), uint64(math.MaxUint64), "", "", "", "bhd", int64(5), int64(0), int64(-62135596800000000000/1e9), -86400, "\u2029", "\"\\", "tr")
 	f.Add(uint8(3), uint64(0), "\x1f\x7f", "x", "\t\n\r\b\f", "XYZ", int64(1), int64(1), int64(math.MaxInt64), 45, "a", "b", "")
 	f.Fuzz(func(t *testing.T, kind uint8, pos uint64, id, acc, text, cur string, amount, balance, unixNano int64, offset int, metaKey, metaValue, transfer string) {
-		types := []string{EventAccountCreated, EventMoneyDeposited, EventMoneyWithdrawn, text}
+		types := []string{EventAccountCreated, EventMoneyDeposited, EventMoneyWithdrawn, EventAccountFrozen, EventAccountClosed, text}
 		e := Event{
 			Position: pos, EventID: id, AggregateID: acc, AggregateType: "Account", EventType: types[int(kind)%len(types)],
 			EventVersion: pos / 3, CreatedBy: text, PrevHash: id + acc, Hash: text + id,

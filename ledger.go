@@ -267,8 +267,9 @@ func (tx *txn) put(a Account) {
 	tx.changed[a.ID] = a
 }
 
-// existing returns an active customer account or the error a client should see.
-func (tx *txn) existing(field, id string) (Account, error) {
+// existing returns a customer account whose status allows a posting on side s, or the
+// error a client should see.
+func (tx *txn) existing(field, id string, s side) (Account, error) {
 	a, ok, err := tx.get(id)
 	if err != nil {
 		return Account{}, err
@@ -276,8 +277,8 @@ func (tx *txn) existing(field, id string) (Account, error) {
 	if !ok || a.External() {
 		return Account{}, FieldErrorf(KindNotFound, CodeAccountNotFound, field, "account %q not found", id)
 	}
-	if a.Status != StatusActive {
-		return Account{}, FieldErrorf(KindRejected, CodeAccountNotActive, field, "account %q is %s", id, a.Status)
+	if err := usable(a, field, s); err != nil {
+		return Account{}, err
 	}
 	return a, nil
 }
@@ -350,6 +351,8 @@ func (tx *txn) run() error {
 		return tx.depositWithdraw()
 	case CmdTransfer:
 		return tx.transfer()
+	case CmdFreezeAccount, CmdUnfreezeAccount, CmdCloseAccount:
+		return tx.lifecycle()
 	default:
 		return FieldErrorf(KindMalformed, CodeInvalidField, "type", "unknown command type %q", string(c.Type))
 	}
@@ -399,7 +402,11 @@ func (tx *txn) createAccount() error {
 
 func (tx *txn) depositWithdraw() error {
 	c := tx.cmd
-	a, err := tx.existing("account_id", c.AccountID)
+	s := credit
+	if c.Type == CmdWithdraw {
+		s = debit
+	}
+	a, err := tx.existing("account_id", c.AccountID, s)
 	if err != nil {
 		return err
 	}
@@ -437,11 +444,11 @@ func (tx *txn) depositWithdraw() error {
 
 func (tx *txn) transfer() error {
 	c := tx.cmd
-	from, err := tx.existing("from_account_id", c.FromAccountID)
+	from, err := tx.existing("from_account_id", c.FromAccountID, debit)
 	if err != nil {
 		return err
 	}
-	to, err := tx.existing("to_account_id", c.ToAccountID)
+	to, err := tx.existing("to_account_id", c.ToAccountID, credit)
 	if err != nil {
 		return err
 	}

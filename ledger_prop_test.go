@@ -26,6 +26,8 @@ var (
 	propAccounts   = []string{"acc0", "acc1", "acc2", "acc3", "acc4", "acc5"}
 	propKeys       = []string{"", "", "", "", "k0", "k1", "k2"}
 	// Amounts that are wrong for every currency, or right only for some.
+	// Reasons of lifecycle commands: valid, missing, blank, with a control character.
+	propReasons    = rapid.SampledFrom([]string{"court order", "kyc review", "customer left", "", " ", "a\tb"})
 	propOddAmounts = []string{"0", "-1", "0.00", "-0.5", "1.001", "0.001", "1.5", "99999999999999999999",
 		"9223372036854775807", "92233720368547758.07", "9223372036854775.808", "1e3", "", "1.0", "007.50"}
 )
@@ -63,7 +65,7 @@ func genCommand(t *rapid.T, earlier []chronicle.Command) chronicle.Command {
 	account := rapid.SampledFrom(append(propAccounts, "acc0", "acc1", "acc1", "acc2", "acc3"))
 	currencyField := rapid.SampledFrom([]string{"", "", "", "", "", "", "", "", "USD", "JPY", "eur", "BHD", "QQQ"})
 	var c chronicle.Command
-	switch rapid.IntRange(0, 13).Draw(t, "type") {
+	switch rapid.IntRange(0, 17).Draw(t, "type") {
 	case 0:
 		c = newCreate(account.Draw(t, "account"),
 			rapid.SampledFrom(append([]string{"XYZ", "jpy"}, propCurrencies...)).Draw(t, "currency"),
@@ -72,6 +74,12 @@ func genCommand(t *rapid.T, earlier []chronicle.Command) chronicle.Command {
 		c = withCurrency(newDeposit(account.Draw(t, "account"), genAmount(t, "amount")), currencyField.Draw(t, "currency"))
 	case 5, 6, 7:
 		c = withCurrency(newWithdraw(account.Draw(t, "account"), genAmount(t, "amount")), currencyField.Draw(t, "currency"))
+	case 14, 15:
+		c = newFreeze(account.Draw(t, "account"), propReasons.Draw(t, "reason"))
+	case 16:
+		c = newUnfreeze(account.Draw(t, "account"), propReasons.Draw(t, "reason"))
+	case 17:
+		c = newClose(account.Draw(t, "account"), propReasons.Draw(t, "reason"))
 	default:
 		c = withCurrency(newTransfer(account.Draw(t, "from"), account.Draw(t, "to"), genAmount(t, "amount")),
 			currencyField.Draw(t, "currency"))
@@ -110,6 +118,7 @@ func signOf(s string) int {
 func fits(v *big.Int) bool { return v.IsInt64() }
 
 type modelAccount struct {
+	status  chronicle.AccountStatus
 	cur     string
 	owner   string
 	balance int64
@@ -201,6 +210,13 @@ func (m *model) validate(c chronicle.Command) string {
 			return code
 		}
 		return checkCurrencyField(c.Currency)
+	case chronicle.CmdFreezeAccount, chronicle.CmdUnfreezeAccount, chronicle.CmdCloseAccount:
+		switch {
+		case c.Reason == "" && c.Type != chronicle.CmdUnfreezeAccount:
+			return chronicle.CodeMissingField
+		case c.Reason != "" && (strings.TrimSpace(c.Reason) == "" || strings.ContainsAny(c.Reason, "\t\n")):
+			return chronicle.CodeInvalidField
+		}
 	}
 	return ""
 }
@@ -264,7 +280,7 @@ func (m *model) step(c chronicle.Command, base time.Time, window time.Duration) 
 		if c.OverdraftLimit != "" {
 			limit, _ = minorUnits(string(c.OverdraftLimit), exp)
 		}
-		a := &modelAccount{cur: cur, owner: c.OwnerName, limit: limit}
+		a := &modelAccount{status: chronicle.StatusActive, cur: cur, owner: c.OwnerName, limit: limit}
 		extCur = cur
 		if initial > 0 {
 			if code := post(nil, a, cur, initial); code != "" {
@@ -281,6 +297,9 @@ func (m *model) step(c chronicle.Command, base time.Time, window time.Duration) 
 		a, ok := m.accounts[c.AccountID]
 		if !ok {
 			return expectation{code: chronicle.CodeAccountNotFound}
+		}
+		if code := statusRefusal(a, c.Type == chronicle.CmdWithdraw); code != "" {
+			return expectation{code: code}
 		}
 		if !requireCurrency(a.cur) {
 			return expectation{code: chronicle.CodeCurrencyMismatch}
@@ -308,9 +327,15 @@ func (m *model) step(c chronicle.Command, base time.Time, window time.Duration) 
 		if !ok {
 			return expectation{code: chronicle.CodeAccountNotFound}
 		}
+		if code := statusRefusal(from, true); code != "" {
+			return expectation{code: code}
+		}
 		to, ok := m.accounts[c.ToAccountID]
 		if !ok {
 			return expectation{code: chronicle.CodeAccountNotFound}
+		}
+		if code := statusRefusal(to, false); code != "" {
+			return expectation{code: code}
 		}
 		if from.cur != to.cur || !requireCurrency(from.cur) {
 			return expectation{code: chronicle.CodeCurrencyMismatch}
@@ -327,6 +352,28 @@ func (m *model) step(c chronicle.Command, base time.Time, window time.Duration) 
 		apply(from, c.FromAccountID, -v)
 		apply(to, c.ToAccountID, v)
 		events = 2
+	case chronicle.CmdFreezeAccount, chronicle.CmdUnfreezeAccount, chronicle.CmdCloseAccount:
+		a, ok := m.accounts[c.AccountID]
+		if !ok {
+			return expectation{code: chronicle.CodeAccountNotFound}
+		}
+		next := chronicle.StatusActive
+		switch {
+		case a.status == chronicle.StatusClosed:
+			return expectation{code: chronicle.CodeAccountClosed}
+		case c.Type == chronicle.CmdFreezeAccount && a.status == chronicle.StatusFrozen:
+			return expectation{code: chronicle.CodeAccountFrozen}
+		case c.Type == chronicle.CmdFreezeAccount:
+			next = chronicle.StatusFrozen
+		case c.Type == chronicle.CmdUnfreezeAccount && a.status != chronicle.StatusFrozen:
+			return expectation{code: chronicle.CodeAccountNotFrozen}
+		case c.Type == chronicle.CmdCloseAccount && a.balance != 0:
+			return expectation{code: chronicle.CodeBalanceNotZero}
+		case c.Type == chronicle.CmdCloseAccount:
+			next = chronicle.StatusClosed
+		}
+		a.status = next
+		changes[c.AccountID] = a.balance
 	}
 	// Success: commit.
 	m.last = t
@@ -375,7 +422,9 @@ func TestLedgerProperties(t *testing.T) {
 				// between them can succeed.
 				for i, id := range propAccounts[:4] {
 					cur := rapid.SampledFrom([]string{"USD", "USD", "USD", "JPY", "JPY", "BHD", "EUR"}).Draw(rt, "open_currency")
-					cmds = append(cmds, newCreate(id, cur, fmt.Sprint(rapid.IntRange(0, 2000).Draw(rt, "open_balance")),
+					// A zero opening balance now and then, so that closes can succeed.
+					open := rapid.SampledFrom([]int{0, 1, 1, 1}).Draw(rt, "open_nonzero") * rapid.IntRange(0, 2000).Draw(rt, "open_balance")
+					cmds = append(cmds, newCreate(id, cur, fmt.Sprint(open),
 						[]string{"", "10"}[i%2]))
 				}
 			}
@@ -484,6 +533,7 @@ func TestLedgerProperties(t *testing.T) {
 			}
 
 			checkInvariants(rt, s, m, bi)
+			checkClosedUnchanged(rt, before, s, bi)
 		}
 
 		// Commit times strictly increase from one command to the next.
@@ -502,6 +552,7 @@ func TestLedgerProperties(t *testing.T) {
 
 		checkReplay(rt, s)
 		checkBalanceAt(rt, s, m)
+		checkLifecycleLog(rt, s)
 	})
 }
 
@@ -523,7 +574,7 @@ func checkInvariants(rt *rapid.T, s *chronicle.MemState, m *model, bi int) {
 		}
 		ma, ok := m.accounts[id]
 		if !ok || a.Balance != ma.balance || a.Currency != ma.cur || a.OverdraftLimit != ma.limit ||
-			a.Version != ma.version || a.OwnerName != ma.owner || a.Status != chronicle.StatusActive {
+			a.Version != ma.version || a.OwnerName != ma.owner || a.Status != ma.status {
 			rt.Fatalf("batch %d: account %+v, model %+v", bi, a, ma)
 		}
 	}
@@ -627,5 +678,66 @@ func checkBalanceAt(rt *rapid.T, s *chronicle.MemState, m *model) {
 		if chronicle.FormatMinor(got, cur) != fromLog {
 			rt.Fatalf("BalanceAt(%s, %v) = %d, last balance_after %s", id, at, got, fromLog)
 		}
+	}
+}
+
+// statusRefusal is the model's status rule: a closed account takes nothing, a frozen one
+// takes no debit.
+func statusRefusal(a *modelAccount, debit bool) string {
+	switch {
+	case a.status == chronicle.StatusClosed:
+		return chronicle.CodeAccountClosed
+	case a.status == chronicle.StatusFrozen && debit:
+		return chronicle.CodeAccountFrozen
+	}
+	return ""
+}
+
+// checkClosedUnchanged: an account closed before a batch is exactly as it was after it.
+func checkClosedUnchanged(rt *rapid.T, before, after *chronicle.MemState, bi int) {
+	for id, a := range before.Accounts {
+		if a.Status == chronicle.StatusClosed && after.Accounts[id] != a {
+			rt.Fatalf("batch %d: closed account %s changed:\n%+v\n%+v", bi, id, a, after.Accounts[id])
+		}
+	}
+}
+
+// checkLifecycleLog walks the log with the statuses its own events give (not the state
+// machine's): no withdrawal leaves a frozen account (so its balance never decreases
+// while frozen), nothing follows an account's AccountClosed, and every AccountClosed
+// has a zero balance.
+func checkLifecycleLog(rt *rapid.T, s *chronicle.MemState) {
+	status := map[string]chronicle.AccountStatus{}
+	balance := map[string]int64{}
+	for _, e := range s.Log {
+		id := e.AggregateID
+		st := status[id]
+		if st == chronicle.StatusClosed {
+			rt.Fatalf("position %d: %s after account %s was closed", e.Position, e.EventType, id)
+		}
+		switch e.EventType {
+		case chronicle.EventAccountCreated:
+			st = chronicle.StatusActive
+		case chronicle.EventAccountFrozen:
+			st = chronicle.StatusFrozen
+		case chronicle.EventAccountUnfrozen:
+			st = chronicle.StatusActive
+		case chronicle.EventAccountClosed:
+			if e.Data.BalanceAfter != 0 {
+				rt.Fatalf("position %d: account %s closed at balance %d", e.Position, id, e.Data.BalanceAfter)
+			}
+			st = chronicle.StatusClosed
+		case chronicle.EventMoneyWithdrawn:
+			if st == chronicle.StatusFrozen {
+				rt.Fatalf("position %d: withdrawal from frozen account %s", e.Position, id)
+			}
+		}
+		if st == chronicle.StatusFrozen && status[id] == chronicle.StatusFrozen && e.Data.BalanceAfter < balance[id] {
+			rt.Fatalf("position %d: frozen account %s went from %d to %d", e.Position, id, balance[id], e.Data.BalanceAfter)
+		}
+		if chronicle.IsLifecycleEvent(e.EventType) && e.Data.BalanceAfter != balance[id] {
+			rt.Fatalf("position %d: %s changed account %s's balance from %d to %d", e.Position, e.EventType, id, balance[id], e.Data.BalanceAfter)
+		}
+		status[id], balance[id] = st, e.Data.BalanceAfter
 	}
 }

@@ -119,12 +119,22 @@ func (r *Replayer) Add(e Event) error {
 		if !ok {
 			return fmt.Errorf("position %d: %s on unknown account %s", e.Position, e.EventType, e.AggregateID)
 		}
+		if err := replayPosting(a, e); err != nil {
+			return err
+		}
 		amount = d.Amount
 		if amount <= 0 {
 			return fmt.Errorf("position %d: amount %d is not positive", e.Position, amount)
 		}
 		if e.EventType == EventMoneyWithdrawn {
 			amount = -amount
+		}
+	case EventAccountFrozen, EventAccountUnfrozen, EventAccountClosed:
+		if !ok {
+			return fmt.Errorf("position %d: %s on unknown account %s", e.Position, e.EventType, e.AggregateID)
+		}
+		if err := replayLifecycle(&a, e); err != nil {
+			return err
 		}
 	default:
 		return fmt.Errorf("position %d: unknown event type %s", e.Position, e.EventType)

@@ -59,6 +59,10 @@ func Project(acc Account, e Event) (Account, StatementLine, error) {
 		if d.TransferID != "" {
 			line.Type = LineTransferOut
 		}
+	case EventAccountFrozen, EventAccountUnfrozen, EventAccountClosed:
+		// No money moves; the line records the status change and its reason.
+		line.Type, line.Amount, line.Description = lifecycleLine(e.EventType), 0, d.Reason
+		acc.Status = lifecycleStatus(e.EventType)
 	default:
 		return acc, line, fmt.Errorf("position %d: unknown event type %s", e.Position, e.EventType)
 	}

@@ -41,9 +41,17 @@ type Transfer struct {
 	Description   string `json:"description,omitempty"`
 }
 
+// AccountLifecycle is the body of POST /commands/freeze-account, /commands/unfreeze-account
+// and /commands/close-account. Reason is required to freeze or close.
+type AccountLifecycle struct {
+	AccountID string `json:"account_id"`
+	Reason    string `json:"reason,omitempty"`
+}
+
 // BatchItem is one command of POST /commands/batch: its type ("create-account",
-// "deposit", "withdraw", "transfer"), an optional idempotency key, and that command's
-// fields (a field the command does not take is refused).
+// "deposit", "withdraw", "transfer", "freeze-account", "unfreeze-account",
+// "close-account"), an optional idempotency key, and that command's fields (a field the
+// command does not take is refused).
 type BatchItem struct {
 	Type           string `json:"type"`
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
@@ -56,6 +64,7 @@ type BatchItem struct {
 	ToAccountID    string `json:"to_account_id,omitempty"`
 	Amount         string `json:"amount,omitempty"`
 	Description    string `json:"description,omitempty"`
+	Reason         string `json:"reason,omitempty"`
 }
 
 // Batch is the body of POST /commands/batch.

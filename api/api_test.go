@@ -63,7 +63,7 @@ func TestSchemasMatchTypes(t *testing.T) {
 		t.Errorf("openapi = %q, want 3.0.x", doc.OpenAPI)
 	}
 	requests := map[string]any{"CreateAccount": CreateAccount{}, "Money": Money{}, "Transfer": Transfer{},
-		"BatchItem": BatchItem{}, "Batch": Batch{}, "JoinRequest": JoinRequest{}, "TokenCreate": TokenCreate{}}
+		"BatchItem": BatchItem{}, "Batch": Batch{}, "AccountLifecycle": AccountLifecycle{}, "JoinRequest": JoinRequest{}, "TokenCreate": TokenCreate{}}
 	responses := map[string]any{"EventRef": EventRef{}, "CommandResult": CommandResult{}, "BatchResult": BatchResult{},
 		"BatchResponse": BatchResponse{}, "Account": Account{}, "Accounts": Accounts{}, "Transaction": Transaction{},
 		"Transactions": Transactions{}, "Balance": Balance{}, "Events": Events{}, "Health": Health{}, "Ready": Ready{},

@@ -122,6 +122,8 @@ func (def commandDefaults) checkLimit(field string, d chronicle.Decimal) error {
 type commandFields struct {
 	AccountID, OwnerName, Currency, Description, FromAccountID, ToAccountID string
 	InitialBalance, OverdraftLimit, Amount                                  json.RawMessage
+	// Reason: the lifecycle commands (lifecycle.go).
+	Reason string
 }
 
 // decodeCommand decodes one command body of type t strictly: in one pass when the body
@@ -159,6 +161,11 @@ func decodeCommandStrict(t chronicle.CommandType, body []byte, def commandDefaul
 		}
 		f = commandFields{FromAccountID: req.FromAccountID, ToAccountID: req.ToAccountID, Currency: req.Currency,
 			Description: req.Description, Amount: req.Amount}
+	case chronicle.CmdFreezeAccount, chronicle.CmdUnfreezeAccount, chronicle.CmdCloseAccount:
+		var err error
+		if f, err = decodeLifecycleStrict(body); err != nil {
+			return chronicle.Command{Type: t}, err
+		}
 	default:
 		return chronicle.Command{Type: t}, chronicle.FieldErrorf(chronicle.KindMalformed, chronicle.CodeInvalidField, "type", "unknown command type %q", string(t))
 	}
@@ -194,6 +201,8 @@ func buildCommand(t chronicle.CommandType, f *commandFields, def commandDefaults
 		if c.Amount, err = decimalField("amount", f.Amount); err != nil {
 			return c, err
 		}
+	case chronicle.CmdFreezeAccount, chronicle.CmdUnfreezeAccount, chronicle.CmdCloseAccount:
+		c.AccountID, c.Reason = f.AccountID, f.Reason
 	}
 	if err := c.Validate(); err != nil {
 		return c, err

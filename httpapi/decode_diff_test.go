@@ -56,6 +56,16 @@ func refDecodeCommand(t chronicle.CommandType, body []byte, def commandDefaults)
 		if c.Amount, err = decimalField("amount", req.Amount); err != nil {
 			return c, err
 		}
+	case chronicle.CmdFreezeAccount, chronicle.CmdUnfreezeAccount, chronicle.CmdCloseAccount:
+		// Added with the account lifecycle: a plain strict decode of account_id and reason.
+		var req struct {
+			AccountID string `json:"account_id"`
+			Reason    string `json:"reason"`
+		}
+		if err = decodeStrict(body, &req); err != nil {
+			return c, err
+		}
+		c.AccountID, c.Reason = req.AccountID, req.Reason
 	default:
 		return c, chronicle.FieldErrorf(chronicle.KindMalformed, chronicle.CodeInvalidField, "type", "unknown command type %q", string(t))
 	}
@@ -224,6 +234,19 @@ var diffItems = []string{
 	`{"type":"deposit","acc\u006funt_id":"a","amount":"1"}`,
 	`{"type":"trans\u0066er","from_account_id":"a","to_account_id":"b","amount":"1"}`,
 	`{"type":"freeze","account_id":"a"}`,
+	// The account lifecycle (always decoded strictly).
+	`{"type":"freeze-account","account_id":"a","reason":"court order"}`,
+	`{"type":"freeze-account","account_id":"a"}`,
+	`{"type":"freeze-account","account_id":"a","reason":""}`,
+	`{"type":"freeze-account","account_id":"a","reason":"a\nb"}`,
+	`{"type":"freeze-account","account_id":"a","reason":5}`,
+	`{"type":"freeze-account","account_id":"@world:USD","reason":"x"}`,
+	`{"type":"unfreeze-account","account_id":"a"}`,
+	`{"type":"unfreeze-account","account_id":"a","reason":null,"idempotency_key":"u-1"}`,
+	`{"type":"close-account","account_id":"a","reason":"customer left","amount":"1"}`,
+	`{"type":"close-account","account_id":"a","reason":"` + strings.Repeat("r", 501) + `"}`,
+	`{"type":"close-account","reason":"x"}`,
+	`{"type":"deposit","account_id":"a","amount":"1","reason":"x"}`,
 	`{"type":"","account_id":"a"}`,
 	`{"type":5}`,
 	`{"account_id":"a","amount":"1"}`,

@@ -12,9 +12,12 @@ import (
 	"github.com/chronicle-ledger/chronicle"
 )
 
-// fuzzCommandTypes are the command types the fuzzer's first input selects among.
-var fuzzCommandTypes = [4]chronicle.CommandType{
+// fuzzCommandTypes are the command types the fuzzer's first input selects among (the
+// lifecycle types were added after the first four, which keep their bytes 0-3; 255 still
+// selects transfer).
+var fuzzCommandTypes = [7]chronicle.CommandType{
 	chronicle.CmdCreateAccount, chronicle.CmdDeposit, chronicle.CmdWithdraw, chronicle.CmdTransfer,
+	chronicle.CmdFreezeAccount, chronicle.CmdUnfreezeAccount, chronicle.CmdCloseAccount,
 }
 
 // decodeFuzzSeeds are the seed inputs; testdata/fuzz/FuzzDecodeCommand holds the same
@@ -70,6 +73,21 @@ var decodeFuzzSeeds = []struct {
 	{"unknown-currency", 0, `{"account_id":"a","owner_name":"A","currency":"ZZZ"}`},
 	{"case-insensitive-key", 1, `{"ACCOUNT_ID":"a","Amount":"1"}`},
 	{"long-id", 1, `{"account_id":"` + strings.Repeat("x", 65) + `","amount":"1"}`},
+	// The account lifecycle.
+	{"freeze-valid", 4, `{"account_id":"a","reason":"court order 17/2025"}`},
+	{"freeze-no-reason", 4, `{"account_id":"a"}`},
+	{"freeze-blank-reason", 4, `{"account_id":"a","reason":"  "}`},
+	{"freeze-control-reason", 4, `{"account_id":"a","reason":"a\u0007b"}`},
+	{"freeze-long-reason", 4, `{"account_id":"a","reason":"` + strings.Repeat("é", 501) + `"}`},
+	{"freeze-number-reason", 4, `{"account_id":"a","reason":1}`},
+	{"freeze-external", 4, `{"account_id":"@world:USD","reason":"x"}`},
+	{"freeze-amount", 4, `{"account_id":"a","reason":"x","amount":"1"}`},
+	{"unfreeze-valid", 5, `{"account_id":"a"}`},
+	{"unfreeze-reason", 5, `{"account_id":"a","reason":"cleared 🙂"}`},
+	{"unfreeze-null-reason", 5, `{"account_id":"a","reason":null}`},
+	{"close-valid", 6, `{"account_id":"b","reason":"customer left"}`},
+	{"close-nonzero", 6, `{"account_id":"a","reason":"customer left"}`},
+	{"close-missing-id", 6, `{"reason":"x"}`},
 }
 
 // decodeFuzzState is a small ledger for decoded commands to run against.
@@ -137,7 +155,7 @@ func FuzzDecodeCommand(f *testing.F) {
 			"account_id": c.AccountID, "owner_name": c.OwnerName, "currency": c.Currency,
 			"initial_balance": string(c.InitialBalance), "overdraft_limit": string(c.OverdraftLimit),
 			"amount": string(c.Amount), "description": c.Description,
-			"from_account_id": c.FromAccountID, "to_account_id": c.ToAccountID,
+			"from_account_id": c.FromAccountID, "to_account_id": c.ToAccountID, "reason": c.Reason,
 		} {
 			if v != "" {
 				fields[name] = v

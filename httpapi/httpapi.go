@@ -227,6 +227,9 @@ func New(cfg Config) *API {
 			r.Post("/deposit", a.command(chronicle.CmdDeposit))
 			r.Post("/withdraw", a.command(chronicle.CmdWithdraw))
 			r.Post("/transfer", a.command(chronicle.CmdTransfer))
+			r.Post("/freeze-account", a.command(chronicle.CmdFreezeAccount))
+			r.Post("/unfreeze-account", a.command(chronicle.CmdUnfreezeAccount))
+			r.Post("/close-account", a.command(chronicle.CmdCloseAccount))
 			r.Post("/batch", a.batch)
 		})
 		if cfg.Tokens != nil {

@@ -159,6 +159,12 @@ func TestResponsesDecodeIntoAPITypes(t *testing.T) {
 	if len(batch.Results) != 3 || !batch.Results[0].Success || batch.Results[1].Code == "" || batch.Results[1].Success || !batch.Results[2].Success || batch.Position == 0 {
 		t.Fatalf("batch: %+v", batch)
 	}
+	res = api.CommandResult{}
+	expect("POST", "/commands/freeze-account", `{"account_id":"C","reason":"review"}`, nil, http.StatusCreated, &res)
+	if len(res.Events) != 1 || res.Events[0].Type != "AccountFrozen" || res.AccountID != "C" {
+		t.Fatalf("freeze-account: %+v", res)
+	}
+	expect("POST", "/commands/unfreeze-account", `{"account_id":"C"}`, nil, http.StatusCreated, &api.CommandResult{})
 
 	var accts api.Accounts
 	expect("GET", "/accounts?limit=2", "", nil, http.StatusOK, &accts)

@@ -53,7 +53,17 @@ func TestStateReadModelMatchesLogAndPostgres(t *testing.T) {
 		accts = append(accts, a)
 		creates = append(creates, fmt.Sprintf(`{"type":"create-account","account_id":%q,"owner_name":"Owner %d","currency":%q,"initial_balance":%q}`, a.id, i, a.cur, initial))
 	}
+	// Accounts opened empty, which can be closed; and statuses from the start, so that
+	// both read models must show frozen and closed accounts.
+	for i := range 4 {
+		a := acct{fmt.Sprintf("rm-z-%d", i), "USD"}
+		accts = append(accts, a)
+		creates = append(creates, fmt.Sprintf(`{"type":"create-account","account_id":%q,"owner_name":"Empty %d","currency":"USD"}`, a.id, i))
+	}
 	rmBatch(t, ctx, c.Nodes[L], creates)
+	rmBatch(t, ctx, c.Nodes[L], []string{`{"type":"freeze-account","account_id":"rm-1","reason":"review"}`,
+		`{"type":"close-account","account_id":"rm-z-0","reason":"never used"}`,
+		`{"type":"freeze-account","account_id":"rm-z-1","reason":"kyc"}`})
 	amount := func(cur string) string {
 		if cur == "JPY" {
 			return fmt.Sprint(1 + rng.IntN(9000))
@@ -69,7 +79,14 @@ func TestStateReadModelMatchesLogAndPostgres(t *testing.T) {
 					j++ // a transfer to the same account is a malformed batch, not a refusal
 				}
 				a, o := accts[i], accts[j]
-				switch p := rng.IntN(10); {
+				switch p := rng.IntN(12); {
+				case p == 10:
+					// Lifecycle commands, many refused (frozen twice, not frozen, closed).
+					typ := []string{"freeze-account", "unfreeze-account"}[rng.IntN(2)]
+					cmds = append(cmds, fmt.Sprintf(`{"type":%q,"account_id":%q,"reason":"r %d"}`, typ, a.id, b))
+				case p == 11:
+					// Refused unless the balance is zero.
+					cmds = append(cmds, fmt.Sprintf(`{"type":"close-account","account_id":%q,"reason":"c %d"}`, a.id, b))
 				case p < 3:
 					cmds = append(cmds, fmt.Sprintf(`{"type":"deposit","account_id":%q,"amount":%q,"description":"dep %d"}`, a.id, amount(a.cur), b))
 				case p < 5:
@@ -109,6 +126,20 @@ func TestStateReadModelMatchesLogAndPostgres(t *testing.T) {
 	}
 	log := check("after the workload", c.Nodes...)
 	t.Logf("%d events in the log", len(log))
+	statuses := map[string]int{}
+	for _, a := range storetest.DumpReadModel(t, c.Nodes[L].Store(), rng).Accounts {
+		statuses[string(a.Status)]++
+	}
+	frozen := 0
+	for _, e := range log {
+		if e.EventType == chronicle.EventAccountFrozen {
+			frozen++
+		}
+	}
+	if statuses["closed"] == 0 || statuses["active"] == 0 || frozen == 0 {
+		t.Fatalf("account statuses %v, %d AccountFrozen events: the workload must close and freeze accounts", statuses, frozen)
+	}
+	t.Logf("account statuses %v", statuses)
 
 	// The PostgreSQL view projected from the same log serves the same answers.
 	pv, err := projector.OpenPostgresView(ctx, pgURL, slog.New(slog.DiscardHandler))

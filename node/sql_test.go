@@ -102,8 +102,24 @@ func TestSQLTopology(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if _, err := q.Client.Account(ctx, "A", top); err != nil {
+
+	// The account lifecycle in SQL mode: a freeze through one command process holds for
+	// the other (the status lives in the event store's accounts), credits still land,
+	// and the query process's view shows the status.
+	fr, err := c2.Client.FreezeAccount(ctx, client.AccountLifecycle{AccountID: "A", Reason: "audit"}, "sql-freeze-A")
+	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := c1.Client.Withdraw(ctx, client.Money{AccountID: "A", Amount: "1"}, ""); client.CodeOf(err) != chronicle.CodeAccountFrozen {
+		t.Fatalf("withdraw from frozen A through the other process: %v, want %s", err, chronicle.CodeAccountFrozen)
+	}
+	dep2, err := c1.Client.Deposit(ctx, client.Money{AccountID: "A", Amount: "1"}, "")
+	if err != nil {
+		t.Fatalf("deposit to frozen A: %v", err)
+	}
+	top = max(top, fr.Position, dep2.Position)
+	if a, err := q.Client.Account(ctx, "A", top); err != nil || a.Status != "frozen" {
+		t.Fatalf("query process: A %+v, %v; want frozen", a, err)
 	}
 	events, err := q.Client.AllEvents(ctx)
 	if err != nil {
@@ -121,7 +137,7 @@ func TestSQLTopology(t *testing.T) {
 		}
 		got, err := q.Client.Account(ctx, id, top)
 		cur, _ := chronicle.LookupCurrency(acc.Currency)
-		if err != nil || got.Balance != chronicle.FormatMinor(acc.Balance, cur) {
+		if err != nil || got.Balance != chronicle.FormatMinor(acc.Balance, cur) || got.Status != string(acc.Status) {
 			t.Fatalf("account %s: read model %+v (%v), replay %d", id, got, err, acc.Balance)
 		}
 	}

@@ -99,6 +99,12 @@ func ExpectedReadModel(t testing.TB, log []chronicle.Event) ReadModelDump {
 		switch {
 		case e.EventType == chronicle.EventAccountCreated:
 			l.Type, l.Amount = chronicle.LineOpening, d.InitialBalance
+		case e.EventType == chronicle.EventAccountFrozen:
+			l.Type, l.Description = chronicle.LineFrozen, d.Reason
+		case e.EventType == chronicle.EventAccountUnfrozen:
+			l.Type, l.Description = chronicle.LineUnfrozen, d.Reason
+		case e.EventType == chronicle.EventAccountClosed:
+			l.Type, l.Description = chronicle.LineClosed, d.Reason
 		case e.EventType == chronicle.EventMoneyDeposited && d.TransferID != "":
 			l.Type = chronicle.LineTransferIn
 		case e.EventType == chronicle.EventMoneyDeposited:

@@ -67,9 +67,12 @@ func TestCrashRecovery(t *testing.T) {
 		}
 	}
 
-	led := &ledgerRecord{acked: map[string]ackedTransfer{}, unknown: map[string]client.Transfer{}, refused: map[string]string{}}
+	led := &ledgerRecord{acked: map[string]ackedTransfer{}, unknown: map[string]client.Transfer{}, refused: map[string]string{},
+		lifecycle: newLifecycleLoad(t, ctx, c)}
 	for cycle := 1; cycle <= cycles; cycle++ {
+		led.lifecycle.start(ctx, p.url, cycle)
 		runLoadAndKill(t, ctx, p, led, ids, cycle, workers, ackedPerCycle)
+		led.lifecycle.wait(t, cycle)
 
 		p = startChronicle(t, ctx, bin, dataDir, cycle)
 		c = client.New(p.url, nil)
@@ -114,6 +117,8 @@ type ledgerRecord struct {
 	refused     map[string]string          // definite 4xx refusal: key -> code
 	maxAckedPos uint64
 	nAcked      atomic.Int64 // acknowledged in the current cycle
+	// lifecycle freezes and unfreezes accounts of its own beside the transfers.
+	lifecycle *lifecycleLoad
 }
 
 // runLoadAndKill drives concurrent transfers against p and SIGKILLs it once ackTarget
@@ -327,8 +332,10 @@ func verifyLedger(t *testing.T, ctx context.Context, c *client.Client, led *ledg
 			t.Errorf("%s: transfer %s has %d MoneyWithdrawn and %d MoneyDeposited", when, id, w, v.deposited[id])
 		}
 	}
-	if want := len(ids) + 2*transfers; len(events) != want {
-		t.Errorf("%s: %d events; want %d account creations + 2 x %d transfers = %d", when, len(events), len(ids), transfers, want)
+	lcEvents := led.lifecycle.check(t, ctx, c, r, events, when)
+	if want := len(ids) + 2*transfers + lcEvents; len(events) != want {
+		t.Errorf("%s: %d events; want %d account creations + 2 x %d transfers + %d of the lifecycle accounts = %d",
+			when, len(events), len(ids), transfers, lcEvents, want)
 	}
 
 	// Balances: the API's sum is conserved, and each equals the replay's.

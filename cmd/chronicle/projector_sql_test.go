@@ -101,12 +101,23 @@ func TestVerifySQLEventStore(t *testing.T) {
 		{Type: chronicle.CmdCreateAccount, AccountID: "B", OwnerName: "Bob", Currency: "USD"},
 		{Type: chronicle.CmdTransfer, FromAccountID: "A", ToAccountID: "B", Amount: "2.50"},
 		{Type: chronicle.CmdDeposit, AccountID: "B", Amount: "1"},
+		// The account lifecycle: statuses in the events table, the SQL store's accounts
+		// and the PostgreSQL view, which verify compares.
+		{Type: chronicle.CmdCreateAccount, AccountID: "C", OwnerName: "Cy", Currency: "USD"},
+		{Type: chronicle.CmdFreezeAccount, AccountID: "A", Reason: "review"},
+		{Type: chronicle.CmdCloseAccount, AccountID: "C", Reason: "unused"},
 	}
 	for i := range cmds {
 		cmds[i].ID = chronicle.NewID()
 	}
-	if _, err := st.Execute(ctx, cmds); err != nil {
+	res, err := st.Execute(ctx, cmds)
+	if err != nil {
 		t.Fatal(err)
+	}
+	for i, r := range res {
+		if r.Err != nil {
+			t.Fatalf("command %d: %v", i, r.Err)
+		}
 	}
 	if err := projectorCmd(ctx, []string{"rebuild", "--event-store", es, "--read-model", rm, "--log-level", "error"}, io.Discard, io.Discard); err != nil {
 		t.Fatal(err)
@@ -116,8 +127,23 @@ func TestVerifySQLEventStore(t *testing.T) {
 		err := verify(ctx, []string{"--event-store", es, "--read-model", rm, "--wait", "5s"}, &out, io.Discard)
 		return out.String(), err
 	}
-	if out, err := run(); err != nil || !strings.Contains(out, "events table:  ok    5 rows") || !strings.Contains(out, "postgres view: ok") {
+	if out, err := run(); err != nil || !strings.Contains(out, "events table:  ok    8 rows") || !strings.Contains(out, "postgres view: ok") {
 		t.Fatalf("verify of an intact store: %v\n%s", err, out)
+	}
+	// A view whose status disagrees with the log is named.
+	rmConn, err := pgx.Connect(ctx, rm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rmConn.Close(ctx)
+	if _, err := rmConn.Exec(ctx, `UPDATE account_balance SET status = 'active' WHERE account_id = 'A'`); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(); err == nil || !strings.Contains(out, "account A: status active, the log gives frozen") {
+		t.Fatalf("verify after thawing A in the view: %v\n%s", err, out)
+	}
+	if _, err := rmConn.Exec(ctx, `UPDATE account_balance SET status = 'frozen' WHERE account_id = 'A'`); err != nil {
+		t.Fatal(err)
 	}
 	conn, err := pgx.Connect(ctx, es)
 	if err != nil {

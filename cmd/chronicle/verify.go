@@ -206,6 +206,8 @@ func (r *report) checkView(name string, v viewReader, st *chronicle.MemState) {
 					chronicle.FormatMinor(a.Balance, cur), a.Currency, chronicle.FormatMinor(want.Balance, cur), want.Currency))
 			case a.Version != want.Version:
 				problems = append(problems, fmt.Sprintf("account %s: version %d, the log has %d events", a.ID, a.Version, want.Version))
+			case a.Status != want.Status:
+				problems = append(problems, fmt.Sprintf("account %s: status %s, the log gives %s", a.ID, a.Status, want.Status))
 			}
 			if ok {
 				n, err := v.LineCount(ctx, a.ID)
@@ -276,7 +278,8 @@ func (v *httpView) Accounts(ctx context.Context, after string, limit int) ([]chr
 		if err != nil {
 			return nil, fmt.Errorf("account %s balance %q: %w", a.AccountID, a.Balance, err)
 		}
-		accts = append(accts, chronicle.Account{ID: a.AccountID, Currency: a.Currency, Balance: bal, Version: a.Version})
+		accts = append(accts, chronicle.Account{ID: a.AccountID, Currency: a.Currency, Balance: bal, Version: a.Version,
+			Status: chronicle.AccountStatus(a.Status)})
 	}
 	return accts, nil
 }

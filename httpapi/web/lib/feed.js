@@ -7,7 +7,8 @@
 
 import { api, auth, url, token, authHeaders, unauthorized } from './api.js';
 
-const EVENT_TYPES = new Set(['AccountCreated', 'MoneyDeposited', 'MoneyWithdrawn', 'message']);
+const EVENT_TYPES = new Set(['AccountCreated', 'MoneyDeposited', 'MoneyWithdrawn', 'message',
+  'AccountFrozen', 'AccountUnfrozen', 'AccountClosed']);
 const FAILURES_BEFORE_POLLING = 3;
 const POLL_MS = 2000;
 const STREAM_RETRY_MS = 30000;

@@ -66,6 +66,9 @@ const LINE_NAMES = {
   withdrawal: 'Withdrawal',
   transfer_in: 'Transfer in',
   transfer_out: 'Transfer out',
+  account_frozen: 'Frozen',
+  account_unfrozen: 'Unfrozen',
+  account_closed: 'Closed',
 };
 export const lineName = (t) => LINE_NAMES[t] || t;
 

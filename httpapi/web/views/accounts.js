@@ -10,6 +10,9 @@ import { BalanceChart } from '../lib/chart.js';
 const PAGE = 100;
 const LINES_PAGE = 100;
 const ID_RE = /^[A-Za-z0-9._:-]{1,64}$/;
+// Account lifecycle: the status each event leaves, and the statement lines they make.
+const LIFECYCLE_STATUS = { AccountFrozen: 'frozen', AccountUnfrozen: 'active', AccountClosed: 'closed' };
+const LIFECYCLE_LINES = new Set(['account_frozen', 'account_unfrozen', 'account_closed']);
 
 export class AccountsView {
   constructor() {
@@ -195,7 +198,8 @@ export class AccountsView {
       } else if (this.accounts.has(id) && d.balance_after !== undefined) {
         const a = this.accounts.get(id);
         if ((a.version || 0) < ev.event_version) {
-          this.accounts.set(id, { ...a, balance: d.balance_after, last_updated: ev.created_at, version: ev.event_version });
+          const status = LIFECYCLE_STATUS[ev.event_type] || a.status; // account lifecycle events
+          this.accounts.set(id, { ...a, balance: d.balance_after, status, last_updated: ev.created_at, version: ev.event_version });
           listChanged = true;
         }
       }
@@ -290,7 +294,9 @@ export class AccountsView {
       return h('tr', { dataset: { position: String(l.position) } },
         h('td', { class: 'time-cell' }, h('time', { datetime: l.timestamp, title: l.timestamp }, withMillis(shortTime(l.timestamp)))),
         h('td', null, lineName(l.type)),
-        h('td', { class: `num amount ${sign === '+' ? 'plus' : 'minus'}` }, `${sign}${l.amount}`),
+        // A status change (account lifecycle) moves no money.
+        LIFECYCLE_LINES.has(l.type) ? h('td', { class: 'num muted' }, '—')
+          : h('td', { class: `num amount ${sign === '+' ? 'plus' : 'minus'}` }, `${sign}${l.amount}`),
         h('td', { class: 'cp-cell' }, cpCell),
         h('td', { class: 'desc-cell' }, l.description || ''),
         h('td', { class: 'num' }, l.balance_after),

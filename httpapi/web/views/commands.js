@@ -6,7 +6,7 @@ import { api, command, ApiError } from '../lib/api.js';
 import { h, $, $$, replace, uuid } from '../lib/dom.js';
 import { money } from '../lib/format.js';
 
-const OPTIONAL = new Set(['initial_balance', 'overdraft_limit', 'description']);
+const OPTIONAL = new Set(['initial_balance', 'overdraft_limit', 'description', 'reason']);
 const UNKNOWN_OUTCOME = new Set(['network', 'timeout', 'unavailable', 'no_leader', 'not_leader', 'http_502', 'http_503', 'http_504']);
 
 export class CommandsView {
@@ -17,11 +17,14 @@ export class CommandsView {
   show(params) {
     const id = params.get('account');
     if (id) {
-      for (const sel of ['#dp-account', '#wd-account', '#tr-from']) $(sel).value = id;
+      for (const sel of ['#dp-account', '#wd-account', '#tr-from', '#lc-account']) $(sel).value = id;
     }
   }
 
   wire(form) {
+    // The lifecycle form's action chooses its command.
+    const action = form.querySelector('[data-sets-command]');
+    if (action) action.addEventListener('change', () => { form.dataset.command = action.value; });
     form.addEventListener('input', (e) => {
       delete form.dataset.key; // changed content is a new submission
       if (e.target.name) this.clearFieldError(form, e.target);
@@ -88,6 +91,9 @@ export class CommandsView {
       case 'create-account': head = `Account ${p.account_id} opened for ${p.owner_name}`; break;
       case 'deposit': head = `Deposited ${p.amount} into ${p.account_id}`; break;
       case 'withdraw': head = `Withdrew ${p.amount} from ${p.account_id}`; break;
+      case 'freeze-account': head = `Account ${p.account_id} frozen`; break;
+      case 'unfreeze-account': head = `Account ${p.account_id} unfrozen`; break;
+      case 'close-account': head = `Account ${p.account_id} closed`; break;
       default: head = `Transferred ${p.amount} from ${p.from_account_id} to ${p.to_account_id}`;
     }
     const balances = h('span', { class: 'result-balances' });
@@ -101,7 +107,7 @@ export class CommandsView {
       h('span', { class: 'result-links' }, ...ids.flatMap((id, i) => [i ? ' · ' : '', h('a', { href: `#/accounts/${encodeURIComponent(id)}` }, `Open ${id}`)]),
         ' · ', h('a', { href: '#/events' }, 'Event log')));
     // Clear what should not be sent twice by accident; keep the accounts.
-    for (const field of ['amount', 'description', 'initial_balance', 'overdraft_limit']) {
+    for (const field of ['amount', 'description', 'initial_balance', 'overdraft_limit', 'reason']) {
       if (form.elements[field]) form.elements[field].value = '';
     }
     if (name === 'create-account') {

@@ -331,6 +331,14 @@ export function summary(ev) {
       const to = party(d.counterparty);
       return [h('span', { class: 'amount minus' }, `−${money(d.amount, d.currency)}`), to ? ` to ${to}` : ' withdrawal', desc, bal];
     }
+    // Account lifecycle: a status change, its reason, the unchanged balance.
+    case 'AccountFrozen':
+    case 'AccountUnfrozen':
+    case 'AccountClosed': {
+      const what = { AccountFrozen: 'frozen', AccountUnfrozen: 'unfrozen', AccountClosed: 'closed' }[ev.event_type];
+      const reason = d.reason ? h('span', { class: 'ev-desc' }, ` “${d.reason}”`) : null;
+      return [h('span', { class: `status status-${what === 'unfrozen' ? 'active' : what}` }, what), reason, bal];
+    }
     default:
       return JSON.stringify(d).slice(0, 160);
   }
