@@ -315,11 +315,13 @@ func clusterRecover(args []string, stdout, stderr io.Writer) error {
 			"with the same --peers. See README.md, Cluster.\n\n")
 		fs.PrintDefaults()
 	}
+	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
-		fs.SetOutput(stderr)
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
 		return errUsage
 	}
-	fs.SetOutput(stderr)
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "chronicle cluster recover: unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
 		return errUsage

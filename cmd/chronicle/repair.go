@@ -76,6 +76,9 @@ func repairCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
 		return errUsage
 	}
 	if fs.NArg() > 0 {
