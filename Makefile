@@ -47,9 +47,13 @@ cluster: build
 sql-demo: build
 	BIN='$(BIN)' BUILD=0 DATA='$(DATA)' bash scripts/sql-demo.sh
 
+# go test -json through internal/testsum: failures as go test prints them, then a SKIPPED
+# block naming each skipped test and why (no chromium, no PostgreSQL...); the exit status
+# is go test's (non-zero when anything failed).
 test:
 	$(GO) vet $(PKGS)
-	$(GO) test -count=1 -timeout 20m $(PKGS)
+	$(GO) build -o bin/testsum ./internal/testsum
+	GO='$(GO)' ./bin/testsum -count=1 -timeout 20m $(PKGS)
 
 test-race:
 	$(GO) test -race -count=1 -timeout 30m $(RACE_PKGS)
