@@ -4,7 +4,7 @@
 // visible. Polling, not the event stream: totals and counters are not events, and a
 // poll recovers from anything by itself.
 
-import { api, ApiError, url, authHeaders, token, unauthorized } from '../lib/api.js';
+import { api, ApiError, url, authHeaders, token } from '../lib/api.js';
 import { h, $, replace } from '../lib/dom.js';
 import { number, dateTime } from '../lib/format.js';
 import { parseMetrics, counterSeries, rates, sumBy } from '../lib/prom.js';
@@ -110,10 +110,9 @@ export class OverviewView {
       return { state: 'error', detail: 'the node did not answer' };
     }
     if (res.status === 404) return { state: 'off' };
-    if (res.status === 401) {
-      unauthorized(sent, null);
-      return { state: 'forbidden', detail: 'needs a token' };
-    }
+    // Not a reason to ask for another token (nor to forget this one): the overview's
+    // own request says whether the token is good; /metrics may want another role.
+    if (res.status === 401) return { state: 'forbidden', detail: sent ? 'this token may not read metrics' : 'needs a token' };
     if (res.status === 403) return { state: 'forbidden', detail: 'this token may not read metrics' };
     if (!res.ok) return { state: 'error', detail: `HTTP ${res.status}` };
     return { state: 'on', text: await res.text() };
