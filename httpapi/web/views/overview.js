@@ -10,6 +10,9 @@ import { number, dateTime } from '../lib/format.js';
 import { parseMetrics, counterSeries, rates, sumBy } from '../lib/prom.js';
 
 export const REFRESH_MS = 5000;
+// A node without /metrics gets it only by a restart: ask again once a minute, not at
+// every refresh (each 404 is a line in the browser's console).
+const METRICS_OFF_RECHECK_MS = 60000;
 const COMMANDS = 'chronicle_commands_total';
 
 /** A rate as people read it: "12.5/s", "0/s", "—" before there are two scrapes. */
@@ -27,6 +30,7 @@ export class OverviewView {
     this.busy = false;
     this.prev = null; // the last scrape: {at, series}
     this.metricsState = 'unknown'; // on | off | forbidden | error
+    this.metricsOffUntil = 0; // performance.now() before which a 404 is assumed
     // A hidden tab polls nothing: the timer stops, and showing the tab reads at once.
     document.addEventListener('visibilitychange', () => {
       if (!this.visible) return;
@@ -55,6 +59,7 @@ export class OverviewView {
 
   reauth() {
     this.prev = null;
+    this.metricsOffUntil = 0;
     if (this.visible) this.tick();
   }
 
@@ -119,7 +124,13 @@ export class OverviewView {
   }
 
   async refreshMetrics() {
-    const m = await this.fetchMetrics();
+    let m;
+    if (this.metricsState === 'off' && performance.now() < this.metricsOffUntil) {
+      m = { state: 'off' };
+    } else {
+      m = await this.fetchMetrics();
+      if (m.state === 'off') this.metricsOffUntil = performance.now() + METRICS_OFF_RECHECK_MS;
+    }
     const root = $('#overview-metrics');
     root.dataset.state = m.state;
     this.metricsState = m.state;
