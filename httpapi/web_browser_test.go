@@ -622,6 +622,10 @@ func TestDashboardClusterBrowser(t *testing.T) {
 	}
 	tb.until("this node is a follower", `document.querySelector('#node-pill').textContent.includes('Follower') &&
 		document.querySelector('#node-status').textContent.includes('connected')`)
+	// The Raft card says why its indexes and the log position differ.
+	if note := eval[string](tb, `(document.querySelector('#raft-index-note') || {}).textContent || ''`); !strings.Contains(note, "Log position counts ledger events") || !strings.Contains(note, "Raft log entries") {
+		t.Errorf("the Raft card does not explain index versus position: %q", note)
+	}
 	// Commands sent to a follower are forwarded; the stream there shows them.
 	tb.do("event log on the follower", chromedp.Navigate(cl.Nodes[follower].URL()+"/#/events"), tb.visible(`#event-list li`))
 	if _, err := cl.Nodes[leader].Client.Deposit(context.Background(), client.Money{AccountID: "bob", Amount: "5", Description: "tip"}, ""); err != nil {

@@ -169,11 +169,10 @@ export class ClusterView {
 // Why the Raft indexes and the log position are different numbers (users compared them).
 function raftIndexNote() {
   return h('p', { class: 'muted small raft-note', id: 'raft-index-note' },
-    'Log position counts ledger events: the number of events in the hash-chained log (a transfer adds two). ',
-    'Applied and commit index count Raft log entries instead: one entry may carry a whole batch of commands, ',
-    'and entries that are not events (membership changes, API tokens, a new leader\'s no-op) count too. ',
-    'So the index and the position differ and grow at different paces. Commit index: entries a majority has stored; ',
-    'applied index: entries this node has executed (it catches up to the commit index).');
+    'Log position counts ledger events (a transfer adds two). Applied and commit index count Raft log entries: ',
+    'one entry can carry a batch of commands, and membership changes, API tokens and each new leader\'s no-op ',
+    'are entries too, so index and position differ. Commit index: entries a majority has stored; ',
+    'applied index: entries this node has executed.');
 }
 
 function roleBadge(state, leader) {

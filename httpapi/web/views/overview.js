@@ -143,6 +143,8 @@ export class OverviewView {
       $('#overview-rate-note').textContent = text;
       replace($('#overview-type-rows'));
       replace($('#overview-error-rows'));
+      $('#overview-type-table').hidden = true;
+      $('#overview-error-table').hidden = true;
       $('#overview-errors-empty').textContent = m.state === 'off' ? 'metrics off' : text;
       $('#overview-errors-empty').hidden = false;
       return;
@@ -168,5 +170,7 @@ export class OverviewView {
       h('tr', { dataset: { code } }, h('th', { scope: 'row' }, h('code', null, code)), h('td', { class: 'num' }, perSecond(seconds ? s.rate : null)), h('td', { class: 'num' }, number(s.value)))));
     $('#overview-errors-empty').textContent = 'No refused commands since this node started.';
     $('#overview-errors-empty').hidden = errors.length > 0;
+    $('#overview-type-table').hidden = $('#overview-type-rows').children.length === 0;
+    $('#overview-error-table').hidden = errors.length === 0;
   }
 }
