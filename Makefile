@@ -29,11 +29,14 @@ run: build
 	./$(BIN) serve --data-dir $(DATA) --http-addr $(HTTP) --raft-addr $(RAFT)
 
 # Three nodes n1..n3 on 127.0.0.1 (HTTP 4101-4103, Raft 4201-4203, NATS 4301-4303), state in
-# $(DATA)/n1..n3, logs in $(DATA)/nN.log; prints the URLs and the leader. Ctrl-C stops them
-# cleanly; run it again to restart them on their data. Settings: see scripts/cluster.sh.
+# $(CLUSTER_DATA)/n1..n3 (apart from make run's $(DATA)), logs in $(CLUSTER_DATA)/nN.log;
+# prints the URLs and the leader. Ctrl-C stops them cleanly; run it again to restart them
+# on their data. A node killed by hand: the script prints the command that restarts it
+# (also: scripts/cluster.sh restart-command N). Settings: see scripts/cluster.sh.
+CLUSTER_DATA ?= ./data-cluster
 .PHONY: cluster
 cluster: build
-	BIN='$(BIN)' BUILD=0 DATA='$(DATA)' bash scripts/cluster.sh
+	BIN='$(BIN)' BUILD=0 DATA='$(CLUSTER_DATA)' bash scripts/cluster.sh
 
 # The SQL topology of deploy/compose/sql.yml as processes: the local PostgreSQL as event store
 # (database chronicle_demo_es, kept across runs; RESET=1 starts over) and read model
@@ -44,9 +47,13 @@ cluster: build
 sql-demo: build
 	BIN='$(BIN)' BUILD=0 DATA='$(DATA)' bash scripts/sql-demo.sh
 
+# go test -json through internal/testsum: failures as go test prints them, then a SKIPPED
+# block naming each skipped test and why (no chromium, no PostgreSQL...); the exit status
+# is go test's (non-zero when anything failed).
 test:
 	$(GO) vet $(PKGS)
-	$(GO) test -count=1 -timeout 20m $(PKGS)
+	$(GO) build -o bin/testsum ./internal/testsum
+	GO='$(GO)' ./bin/testsum -count=1 -timeout 20m $(PKGS)
 
 test-race:
 	$(GO) test -race -count=1 -timeout 30m $(RACE_PKGS)

@@ -68,7 +68,8 @@ func TestSchemasMatchTypes(t *testing.T) {
 		"BatchResponse": BatchResponse{}, "Account": Account{}, "Accounts": Accounts{}, "Transaction": Transaction{},
 		"Transactions": Transactions{}, "Balance": Balance{}, "Events": Events{}, "Health": Health{}, "Ready": Ready{},
 		"JoinResponse": JoinResponse{}, "RemoveResponse": RemoveResponse{}, "ErrorBody": ErrorBody{},
-		"Token": Token{}, "TokenCreated": TokenCreated{}, "Tokens": Tokens{}}
+		"Token": Token{}, "TokenCreated": TokenCreated{}, "Tokens": Tokens{},
+		"Overview": Overview{}, "CurrencyHeld": CurrencyHeld{}}
 	check := func(name string, v any, response bool) {
 		s := doc.Components.Schemas[name]
 		if s == nil {

@@ -245,6 +245,7 @@ func New(cfg Config) *API {
 			r.Get("/accounts/{id}/balance-at", a.balanceAt)
 			r.Get("/events", a.events)
 			r.Get("/events/stream", a.stream)
+			r.Get("/overview", a.overviewHandler())
 		})
 	}
 	if cfg.Cluster != nil {

@@ -139,8 +139,24 @@ func TestDashboardAuthBrowser(t *testing.T) {
 
 	t.Run("a reader token loads the ledger and streams it live", func(t *testing.T) {
 		tb.t = t
+		sentBefore := len(tb.sent())
 		tb.signIn(reader.Secret)
-		tb.do("the log loads", tb.visible(`html[data-events-loaded="true"] #event-list li`), chromedp.WaitNotVisible(chromedp.CSS(`#signin`)), tb.visible(`#sign-out`))
+		// The landing view, the overview, reads its totals and /metrics with the token.
+		tb.do("the overview loads", tb.visible(`#overview-money[data-state="ok"] #overview-money-rows tr`), chromedp.WaitNotVisible(chromedp.CSS(`#signin`)), tb.visible(`#sign-out`))
+		tb.until("the overview read the metrics", `document.querySelector('#overview-metrics').dataset.state === 'off'`)
+		scraped := 0
+		for _, r := range tb.sent()[sentBefore:] {
+			if strings.HasSuffix(r.url, "/overview") || strings.HasSuffix(r.url, "/metrics") {
+				scraped++
+				if got := r.headers["authorization"]; got != "Bearer "+reader.Secret {
+					t.Errorf("%s carried Authorization %q", r.url, got)
+				}
+			}
+		}
+		if scraped < 2 {
+			t.Errorf("after signing in the overview sent %d requests for its totals and metrics, want both", scraped)
+		}
+		tb.do("the log loads", chromedp.Click(chromedp.CSS(`a[data-view="events"]`)), tb.visible(`html[data-events-loaded="true"] #event-list li`))
 		tb.until("the stream is live", `document.querySelector('#live-state').dataset.state === 'live'`)
 		if got := eval[int](tb, `document.querySelectorAll('#event-list li').length`); got != 7 {
 			t.Errorf("the log shows %d events, want 7", got)

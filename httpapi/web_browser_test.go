@@ -354,8 +354,11 @@ func TestDashboardBrowser(t *testing.T) {
 	base := n.URL() + "/"
 
 	// First load: no console errors, the log renders, the node pill fills in.
-	tb.do("load the dashboard", chromedp.Navigate(base), tb.visible(`html[data-events-loaded="true"] #event-list li`), tb.visible(`#node-pill[data-state="ok"]`))
+	// The overview is the landing view; the event log loads behind it.
+	tb.do("load the dashboard", chromedp.Navigate(base), tb.visible(`#overview-money[data-state="ok"] #overview-money-rows tr`), tb.visible(`#node-pill[data-state="ok"]`))
 	tb.loadReport("first load")
+	checkOverviewSeed(tb)
+	tb.do("the event log", chromedp.Navigate(base+"#/events"), tb.visible(`html[data-events-loaded="true"] #event-list li`))
 	tb.do("reload", chromedp.Reload(), tb.visible(`html[data-events-loaded="true"] #event-list li`), tb.visible(`#node-pill[data-state="ok"]`))
 	if asked := eval[bool](tb, `!document.querySelector('#signin').hidden || !document.querySelector('#sign-out').hidden || 'auth' in document.querySelector('#main').dataset`); asked {
 		t.Error("a node without tokens got the token prompt or the sign-out control")
@@ -619,6 +622,10 @@ func TestDashboardClusterBrowser(t *testing.T) {
 	}
 	tb.until("this node is a follower", `document.querySelector('#node-pill').textContent.includes('Follower') &&
 		document.querySelector('#node-status').textContent.includes('connected')`)
+	// The Raft card says why its indexes and the log position differ.
+	if note := eval[string](tb, `(document.querySelector('#raft-index-note') || {}).textContent || ''`); !strings.Contains(note, "Log position counts ledger events") || !strings.Contains(note, "Raft log entries") {
+		t.Errorf("the Raft card does not explain index versus position: %q", note)
+	}
 	// Commands sent to a follower are forwarded; the stream there shows them.
 	tb.do("event log on the follower", chromedp.Navigate(cl.Nodes[follower].URL()+"/#/events"), tb.visible(`#event-list li`))
 	if _, err := cl.Nodes[leader].Client.Deposit(context.Background(), client.Money{AccountID: "bob", Amount: "5", Description: "tip"}, ""); err != nil {
@@ -682,7 +689,8 @@ func TestDashboardBehindProxyBrowser(t *testing.T) {
 
 	tb := openTab(t, 1280, 900)
 	base := proxy.URL + "/ledger/"
-	tb.do("load behind the prefix", chromedp.Navigate(base), tb.visible(`html[data-events-loaded="true"] #event-list li`))
+	tb.do("load behind the prefix", chromedp.Navigate(base), tb.visible(`#overview-money[data-state="ok"]`), tb.visible(`#overview-metrics[data-state="off"]`))
+	tb.do("the event log behind the prefix", chromedp.Navigate(base+"#/events"), tb.visible(`html[data-events-loaded="true"] #event-list li`))
 	tb.until("the refused stream falls back to polling", `document.querySelector('#live-state').dataset.state === 'polling'`)
 	if _, err := n.Client.CreateAccount(context.Background(), client.CreateAccount{AccountID: "late", OwnerName: "Late Comer", Currency: "USD"}, ""); err != nil {
 		t.Fatal(err)

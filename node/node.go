@@ -21,6 +21,7 @@ import (
 	"github.com/chronicle-ledger/chronicle"
 	"github.com/chronicle-ledger/chronicle/eventbus"
 	"github.com/chronicle-ledger/chronicle/httpapi"
+	"github.com/chronicle-ledger/chronicle/internal/dirlock"
 	"github.com/chronicle-ledger/chronicle/internal/diskguard"
 	"github.com/chronicle-ledger/chronicle/internal/metrics"
 	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
@@ -233,6 +234,8 @@ type Node struct {
 	repairing bool
 	// metrics is the node's Prometheus registry and recorders (nil: --metrics=false).
 	metrics *metrics.Set
+	// dirLock holds the data directory for this process (Raft mode) until Run returns.
+	dirLock *dirlock.Lock
 }
 
 // New opens the node's store and binds its HTTP listener; Run serves.
@@ -281,6 +284,17 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if n.tls != nil {
 		n.peers.Transport = &http.Transport{TLSClientConfig: n.tls.HTTPClient(), IdleConnTimeout: time.Minute}
 	}
+	// Before any store opens it: a second process gets a message naming the directory
+	// and the holder instead of a store's "resource temporarily unavailable".
+	if n.dirLock, err = dirlock.Acquire(cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	opened := false
+	defer func() {
+		if !opened {
+			_ = n.dirLock.Release()
+		}
+	}()
 	if n.disk, err = newDiskGuard(cfg, n.log); err != nil {
 		return nil, err
 	}
@@ -341,6 +355,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.ln = ln
 	n.srv = n.httpServer()
+	opened = true
 	return n, nil
 }
 
@@ -548,6 +563,7 @@ func (n *Node) Run(ctx context.Context) error {
 		viewErr = n.proj.View().Close()
 	}
 	closeErr := errors.Join(projErr, pubErr, viewErr, n.bus.Close(), n.events.Close())
+	_ = n.dirLock.Release() // after the stores closed: the next process may open them
 	n.log.Info("chronicle node stopped")
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return errors.Join(fmt.Errorf("node: serve: %w", serveErr), closeErr)

@@ -7,7 +7,8 @@
 # reuses the data directories: the nodes come back with their data and elect a leader.
 #
 # Node i (1..3) listens on HTTP HTTP_BASE+i-1, Raft RAFT_BASE+i-1 and NATS NATS_BASE+i-1,
-# keeps its state in $DATA/n<i> and logs to $DATA/n<i>.log (the previous run's log is
+# keeps its state in $DATA/n<i> (by default ./data-cluster/n<i>, apart from the
+# ./data of `make run`) and logs to $DATA/n<i>.log (the previous run's log is
 # kept as n<i>.log.prev). The nodes run with cluster TLS: a CA and a certificate per node
 # are made once under $DATA/certs (chronicle certs cluster) and reused on every restart;
 # Raft runs over mutual TLS and the APIs serve HTTPS. Authentication is on: an admin token
@@ -18,18 +19,22 @@
 # --token-file for the CLI, Authorization: Bearer for curl). Settings, from the
 # environment (default in brackets):
 #
-#   DATA [./data]  HOST [127.0.0.1]  HTTP_BASE [4101]  RAFT_BASE [4201]  NATS_BASE [4301]
+#   DATA [./data-cluster]  HOST [127.0.0.1]  HTTP_BASE [4101]  RAFT_BASE [4201]  NATS_BASE [4301]
 #   BIN [bin/chronicle]  BUILD [1] (0: use BIN as it is)  GO [go]
 #   READY_WAIT [60] seconds for the cluster to form  STOP_WAIT [30] seconds per node to stop
 #
 # Arguments are passed to every `chronicle serve`, e.g. scripts/cluster.sh --log-level debug.
 # Started in the background (cmd &), a script ignores SIGINT: stop it with SIGTERM then.
+#
+# A node killed by hand (to watch the others fail over) is not restarted by the script:
+# it prints the exact command that restarts that node on its data, as it does for
+# `scripts/cluster.sh restart-command N`, which prints it for node N and exits.
 
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-DATA=${DATA:-./data}
+DATA=${DATA:-./data-cluster}
 HOST=${HOST:-127.0.0.1}
 HTTP_BASE=${HTTP_BASE:-4101}
 RAFT_BASE=${RAFT_BASE:-4201}
@@ -41,6 +46,11 @@ READY_WAIT=${READY_WAIT:-60}
 STOP_WAIT=${STOP_WAIT:-30}
 NODES=3
 
+restart_only=""
+if [ "${1:-}" = restart-command ]; then
+	restart_only=${2:-}
+	shift 2 || true
+fi
 extra=("$@")
 pids=()   # pids[i-1] is node n<i>'s process; "" once it has been reaped
 sleeper=""
@@ -63,9 +73,54 @@ nats_addr() { printf '%s:%d' "$HOST" $((NATS_BASE + $1 - 1)); }
 node_url() { printf 'https://%s' "$(http_addr "$1")"; }
 CERTS="$DATA/certs"
 CA="$CERTS/ca.crt"
-tls_flags() { printf -- '--tls-ca\n%s\n--tls-cert\n%s\n--tls-key\n%s\n' "$CA" "$CERTS/n$1.crt" "$CERTS/n$1.key"; }
 node_log() { printf '%s/n%d.log' "$DATA" "$1"; }
 TOKEN="$DATA/admin.token"
+
+join=""
+for ((i = 1; i <= NODES; i++)); do
+	join="$join${join:+,}$(node_url "$i")"
+done
+
+# serve_cmd i: sets serve_args to the command line that runs node n<i> (the same on its
+# first start and on every restart).
+serve_cmd() {
+	local i=$1
+	serve_args=("$BIN" serve --node-id "n$i" --data-dir "$DATA/n$i" --tls-ca "$CA" --tls-cert "$CERTS/n$i.crt" --tls-key "$CERTS/n$i.key"
+		--bootstrap-token-file "$TOKEN" --http-addr "$(http_addr "$i")" --raft-addr "$(raft_addr "$i")" --nats-listen "$(nats_addr "$i")"
+		--join "$join" --bootstrap-expect "$NODES" ${extra[@]+"${extra[@]}"})
+}
+
+# shell_line args...: the arguments as one line a shell reads back as they are (quoted
+# only where needed).
+shell_line() {
+	local a out=""
+	for a in "$@"; do
+		if [[ $a =~ ^[A-Za-z0-9_./:,=@%+-]+$ ]]; then
+			out="$out${out:+ }$a"
+		else
+			out="$out${out:+ }$(printf '%q' "$a")"
+		fi
+	done
+	printf '%s\n' "$out"
+}
+
+# restart_hint i: how to start node n<i> again by hand, on its data, while the others run.
+restart_hint() {
+	serve_cmd "$1"
+	log "restart n$1 on its data (it rejoins the others) with:"
+	printf '    %s' "$(shell_line "${serve_args[@]}")" >&2
+	printf '\n' >&2
+}
+
+if [ -n "$restart_only" ]; then
+	case $restart_only in
+	[1-9]) [ "$restart_only" -le "$NODES" ] || die "restart-command $restart_only: want a node number from 1 to $NODES" ;;
+	*) die "restart-command ${restart_only:-(none)}: want a node number from 1 to $NODES" ;;
+	esac
+	serve_cmd "$restart_only"
+	shell_line "${serve_args[@]}"
+	exit 0
+fi
 
 # log_tail i: the end of node n<i>'s log, indented.
 log_tail() {
@@ -184,11 +239,6 @@ done
 mkdir -p "$DATA"
 "$BIN" token generate --out "$TOKEN" | sed 's/^/cluster: /' >&2 || die "could not make the admin token $TOKEN"
 
-join=""
-for ((i = 1; i <= NODES; i++)); do
-	join="$join${join:+,}$(node_url "$i")"
-done
-
 for ((i = 1; i <= NODES; i++)); do
 	dir="$DATA/n$i"
 	logf=$(node_log "$i")
@@ -202,10 +252,8 @@ for ((i = 1; i <= NODES; i++)); do
 		state="new"
 	fi
 	log "starting n$i ($state) at $(node_url "$i"), raft $(raft_addr "$i"), nats $(nats_addr "$i"), data $dir"
-	mapfile -t tls < <(tls_flags "$i")
-	"$BIN" serve --node-id "n$i" --data-dir "$dir" "${tls[@]}" --bootstrap-token-file "$TOKEN" \
-		--http-addr "$(http_addr "$i")" --raft-addr "$(raft_addr "$i")" --nats-listen "$(nats_addr "$i")" \
-		--join "$join" --bootstrap-expect "$NODES" ${extra[@]+"${extra[@]}"} >"$logf" 2>&1 &
+	serve_cmd "$i"
+	"${serve_args[@]}" >"$logf" 2>&1 &
 	pids+=("$!")
 done
 
@@ -297,6 +345,7 @@ while :; do
 			reap "$i" || status=$?
 			log "n$i exited on its own with status $status"
 			log_tail "$i"
+			restart_hint "$i"
 		fi
 	done
 	running || die "every node has exited"

@@ -156,6 +156,7 @@ func SameReadModel(t testing.TB, what string, want, got ReadModelDump) {
 func CheckReadModel(t testing.TB, what string, rm chronicle.ReadModel, log []chronicle.Event, rng *rand.Rand) {
 	t.Helper()
 	SameReadModel(t, what, ExpectedReadModel(t, log), DumpReadModel(t, rm, rng))
+	CheckOverview(t, what, rm, log)
 	CheckReadModelSemantics(t, what, rm)
 }
 

@@ -69,7 +69,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return benchHTTP(ctx, args[1:], stdout, stderr)
 		case "suite":
 			return benchSuite(ctx, args[1:], stdout, stderr)
-		case "help":
+		case "help", "-h", "--help":
 			fmt.Fprint(stdout, benchUsage)
 			return nil
 		}

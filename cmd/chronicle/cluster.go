@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/chronicle-ledger/chronicle/client"
+	"github.com/chronicle-ledger/chronicle/internal/dirlock"
 	"github.com/chronicle-ledger/chronicle/node"
 	"github.com/chronicle-ledger/chronicle/raftstore"
 )
@@ -315,11 +317,13 @@ func clusterRecover(args []string, stdout, stderr io.Writer) error {
 			"with the same --peers. See README.md, Cluster.\n\n")
 		fs.PrintDefaults()
 	}
+	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
-		fs.SetOutput(stderr)
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
 		return errUsage
 	}
-	fs.SetOutput(stderr)
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "chronicle cluster recover: unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
 		return errUsage
@@ -336,6 +340,15 @@ func clusterRecover(args []string, stdout, stderr io.Writer) error {
 			return errUsage
 		}
 		peers = append(peers, raftstore.Peer{ID: id, Address: addr})
+	}
+	// The node must be stopped: refuse while a process holds the directory (a missing
+	// one is left for WritePeers to refuse, not created here).
+	if fi, err := os.Stat(*dataDir); err == nil && fi.IsDir() {
+		dl, err := dirlock.Acquire(*dataDir)
+		if err != nil {
+			return fmt.Errorf("cluster recover: %w", err)
+		}
+		defer dl.Release()
 	}
 	if err := raftstore.WritePeers(*dataDir, peers); err != nil {
 		return fmt.Errorf("cluster recover: %w", err)

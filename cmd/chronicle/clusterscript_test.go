@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,7 +50,7 @@ func TestClusterScriptRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node cluster through scripts/cluster.sh; skipped in -short mode")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	bin := buildChronicle(t, ctx)
 	base := freeport.Block(t, 9)
@@ -173,6 +175,64 @@ func TestClusterScriptRuns(t *testing.T) {
 		t.Errorf("GET /accounts/alice with the admin token: %d, want 200", code)
 	}
 
+	// A node killed by hand: the script reports it with the exact command that restarts
+	// it, and that command brings it back into the cluster on its data.
+	killed := false
+	if pid := clusterNodePid(t, filepath.Join(data, "n2")); pid > 0 {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		killed = true
+		var line string
+		for line == "" {
+			for _, l := range strings.Split(stderr.String(), "\n") {
+				if strings.HasPrefix(l, "    "+bin+" serve --node-id n2 ") {
+					line = strings.TrimSpace(l)
+				}
+			}
+			if line == "" {
+				select {
+				case <-ctx.Done():
+					t.Fatalf("the script gave no restart command for the killed n2:\n%s", stderr.String())
+				case <-time.After(100 * time.Millisecond): // polling the script's output
+				}
+			}
+		}
+		hintCmd := exec.Command("bash", "../../scripts/cluster.sh", "restart-command", "2")
+		hintCmd.Env = []string{"PATH=" + os.Getenv("PATH")} // the defaults, not this test's settings
+		if hint, err := hintCmd.Output(); err != nil {
+			t.Fatalf("cluster.sh restart-command 2: %v", err)
+		} else if !strings.Contains(string(hint), "serve --node-id n2 --data-dir ./data-cluster/n2 ") {
+			t.Errorf("cluster.sh restart-command 2 with the default settings printed %q", hint)
+		}
+		restarted := exec.Command("bash", "-c", "exec "+line)
+		restarted.Dir, restarted.Stdout, restarted.Stderr = ".", io.Discard, io.Discard
+		if err := restarted.Start(); err != nil {
+			t.Fatal(err)
+		}
+		served := func() bool {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n2+"/accounts/alice", nil)
+			req.Header.Set("Authorization", "Bearer "+admin)
+			resp, err := hc.Do(req)
+			if err != nil {
+				return false // not listening yet
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
+		}
+		for !served() {
+			select {
+			case <-ctx.Done():
+				t.Fatal("the restarted n2 did not serve alice")
+			case <-time.After(200 * time.Millisecond): // polling the node
+			}
+		}
+		_ = restarted.Process.Signal(syscall.SIGTERM)
+		if err := restarted.Wait(); err != nil {
+			t.Errorf("the restarted n2 did not stop cleanly: %v", err)
+		}
+	}
+
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +246,11 @@ func TestClusterScriptRuns(t *testing.T) {
 		t.Fatalf("cluster.sh did not stop after SIGTERM\nstderr:\n%s", stderr.String())
 	}
 	for i := 1; i <= 3; i++ {
-		if want := fmt.Sprintf("n%d stopped cleanly", i); !strings.Contains(stderr.String(), want) {
+		want := fmt.Sprintf("n%d stopped cleanly", i)
+		if i == 2 && killed {
+			want = "n2 exited on its own"
+		}
+		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("stderr does not say %q:\n%s", want, stderr.String())
 		}
 	}
@@ -199,4 +263,33 @@ func TestSQLDemoScript(t *testing.T) {
 	if out, err := exec.Command("bash", "-n", script).CombinedOutput(); err != nil {
 		t.Fatalf("bash -n %s: %v\n%s", script, err, out)
 	}
+}
+
+// clusterNodePid finds the process serving data directory dir (its command line names
+// it), or skips the kill when /proc cannot be read.
+func clusterNodePid(t *testing.T, dir string) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Logf("no /proc (%v): not killing a node", err)
+		return 0
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		for i := 0; i+1 < len(args); i++ {
+			if args[i] == "--data-dir" && args[i+1] == dir && slices.Contains(args, "serve") {
+				return pid
+			}
+		}
+	}
+	t.Fatalf("no process serves %s", dir)
+	return 0
 }

@@ -12,6 +12,10 @@ import (
 // errUsage reports bad flags; the flag package has already printed why.
 var errUsage = errors.New("usage")
 
+// errHelp reports that -h or --help asked for a command's usage, which the flag package
+// has printed: not a failure, so the command exits 0.
+var errHelp = errors.New("help requested")
+
 // parseFlags parses args, then fills every flag not given on the command line from its
 // environment variable (CHRONICLE_ + the flag name upper-cased, dashes as underscores):
 // a flag wins over the environment, the environment over the default.
@@ -19,7 +23,7 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return errUsage
+			return errHelp
 		}
 		return errUsage
 	}

@@ -76,6 +76,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "chronicle: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
+	if err == errHelp {
+		return 0
+	}
 	if err == errUsage {
 		return 2
 	}

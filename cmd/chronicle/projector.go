@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -17,10 +18,6 @@ import (
 // the SQL event store directly (--event-store), into a PostgreSQL read model, woken by NATS
 // when given one and polling otherwise.
 func projectorCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	rebuild := len(args) > 0 && args[0] == "rebuild"
-	if rebuild {
-		args = args[1:]
-	}
 	fs := flag.NewFlagSet("chronicle projector", flag.ContinueOnError)
 	from := fs.String("from", "http://127.0.0.1:4000", "node whose event log to read")
 	tf := addTokenFlags(fs)
@@ -37,8 +34,18 @@ func projectorCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintf(fs.Output(), "Usage: chronicle projector [rebuild] [flags]\n\nWithout rebuild, follows the log until stopped. With rebuild, empties the read model,\nreplays the whole log into it and exits.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args, stderr); err != nil {
+	// "rebuild" may come before, between or after the flags.
+	flagArgs, pos := splitPositional(fs, args)
+	if err := parseFlags(fs, flagArgs, stderr); err != nil {
 		return err
+	}
+	rebuild := false
+	switch {
+	case len(pos) == 1 && pos[0] == "rebuild":
+		rebuild = true
+	case len(pos) > 0:
+		fmt.Fprintf(stderr, "chronicle projector: unexpected arguments: %s (the only one is rebuild)\n", strings.Join(pos, " "))
+		return errUsage
 	}
 	if *readModel == "" {
 		fmt.Fprintln(stderr, "chronicle projector: --read-model postgres://... is required")

@@ -70,6 +70,14 @@ func TestProjectorFromSQLEventStore(t *testing.T) {
 	if !strings.Contains(out.String(), fmt.Sprintf("to position %d", head.Position)) {
 		t.Fatalf("projector said %q; the store's head is %d (%d commands ok)", out.String(), head.Position, ok)
 	}
+	// rebuild after the flags works as well (it once had to come first).
+	out.Reset()
+	if err := projectorCmd(ctx, []string{"--event-store", es, "--read-model", rm, "--log-level", "error", "rebuild"}, &out, &errOut); err != nil {
+		t.Fatalf("projector FLAGS rebuild: %v\n%s", err, errOut.String())
+	}
+	if !strings.Contains(out.String(), fmt.Sprintf("rebuilt postgres read model to position %d", head.Position)) {
+		t.Fatalf("projector FLAGS rebuild said %q; the store's head is %d", out.String(), head.Position)
+	}
 	view, err := projector.OpenPostgresView(ctx, rm, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

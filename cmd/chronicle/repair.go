@@ -26,6 +26,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/chronicle-ledger/chronicle/internal/dirlock"
 	"github.com/chronicle-ledger/chronicle/node"
 	"github.com/chronicle-ledger/chronicle/raftstore"
 )
@@ -76,6 +77,9 @@ func repairCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
 		return errUsage
 	}
 	if fs.NArg() > 0 {
@@ -100,8 +104,13 @@ func repairCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return fmt.Errorf("repair: --data-dir %s is not a directory (%v)", dir, err)
 	}
-	// The stores' locks: a running node holds them. Kept until the repair is done so
-	// that the node cannot start meanwhile.
+	// The data directory's lock, then the stores' locks: a running node holds them. Kept
+	// until the repair is done so that the node cannot start meanwhile.
+	dl, err := dirlock.Acquire(dir)
+	if err != nil {
+		return fmt.Errorf("repair: %w", err)
+	}
+	defer dl.Release()
 	for _, sub := range []string{"raft", "state"} {
 		if _, err := os.Stat(filepath.Join(dir, sub)); err != nil {
 			continue

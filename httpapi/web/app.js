@@ -1,15 +1,17 @@
-// The Chronicle dashboard: a hash router over four views, the theme toggle, and start-up.
+// The Chronicle dashboard: a hash router over five views (the overview first), the theme toggle, and start-up.
 
 import { $, $$, decode } from './lib/dom.js';
 import { EventsView } from './views/events.js';
 import { AccountsView } from './views/accounts.js';
 import { CommandsView } from './views/commands.js';
 import { ClusterView } from './views/cluster.js';
+import { OverviewView } from './views/overview.js';
 import { SignIn } from './views/signin.js';
 
-const TITLES = { events: 'Event log', accounts: 'Accounts', commands: 'Commands', cluster: 'Node & cluster' };
+const TITLES = { overview: 'Overview', events: 'Event log', accounts: 'Accounts', commands: 'Commands', cluster: 'Node & cluster' };
 
 const views = {
+  overview: new OverviewView(),
   events: new EventsView(),
   accounts: new AccountsView(),
   commands: new CommandsView(),
@@ -25,7 +27,7 @@ function parseHash() {
   const slash = path.indexOf('/');
   const name = slash < 0 ? path : path.slice(0, slash);
   const rest = slash < 0 ? '' : path.slice(slash + 1);
-  return { name: TITLES[name] ? name : 'events', rest, params: new URLSearchParams(query) };
+  return { name: TITLES[name] ? name : 'overview', rest, params: new URLSearchParams(query) };
 }
 
 function route({ focus }) {

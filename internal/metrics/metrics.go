@@ -39,7 +39,8 @@ const (
 // knownCommandTypes are created up front (with code "ok"), so that dashboards find the
 // series before the first command of a type; other valid types are added as they come.
 func knownCommandTypes() []string {
-	return []string{"create-account", "deposit", "withdraw", "transfer", Other}
+	return []string{"create-account", "deposit", "withdraw", "transfer", "freeze-account", "unfreeze-account",
+		"close-account", "capture-transfer", "void-transfer", "expire-transfers", Other}
 }
 
 // Bounds on lazily created series: beyond them values fold into Other.

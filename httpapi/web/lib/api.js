@@ -164,4 +164,5 @@ export const api = {
   },
   health: () => get('health'),
   cluster: () => get('cluster'),
+  overview: () => get('overview'),
 };

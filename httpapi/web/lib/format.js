@@ -3,22 +3,35 @@
 
 const pad = (n, w = 2) => String(n).padStart(w, '0');
 
-/** "2026-01-02 15:04:05.123" in local time. */
-export function dateTime(value, { ms = true } = {}) {
-  const d = value instanceof Date ? value : new Date(value);
-  if (Number.isNaN(d.getTime())) return String(value);
-  const base = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
-  return ms ? `${base}.${pad(d.getMilliseconds(), 3)}` : base;
+// Times: always the date, the time and the zone, in the browser's time zone, e.g.
+// "2026-11-30 14:31:07.123 UTC" or "2026-11-30 09:31:07.123 EST" — one format everywhere
+// (event log, statements, account facts, time travel), so no time is read in the wrong zone.
+
+/** The browser's short name for its zone at d ("UTC", "CET", "EST", or "GMT+5:30"). */
+export function zoneName(d) {
+  try {
+    const part = new Intl.DateTimeFormat('en-US', { timeZoneName: 'short' }).formatToParts(d).find((p) => p.type === 'timeZoneName');
+    if (part && part.value) return part.value === 'GMT' && d.getTimezoneOffset() === 0 ? 'UTC' : part.value;
+  } catch { /* no Intl: fall back to the offset */ }
+  const off = -d.getTimezoneOffset();
+  if (off === 0) return 'UTC';
+  const a = Math.abs(off);
+  return `UTC${off < 0 ? '−' : '+'}${pad(Math.floor(a / 60))}:${pad(a % 60)}`;
 }
 
-/** Time of day when value is today, else the date and time. */
-export function shortTime(value) {
-  const d = new Date(value);
+/** "2026-01-02 15:04:05.123 UTC": the date, the time and the zone, in local time. */
+export function dateTime(value, { ms = true, zone = true } = {}) {
+  const d = value instanceof Date ? value : new Date(value);
   if (Number.isNaN(d.getTime())) return String(value);
-  const now = new Date();
-  const t = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
-  if (d.toDateString() === now.toDateString()) return t;
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${t}`;
+  let s = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  if (ms) s += `.${pad(d.getMilliseconds(), 3)}`;
+  return zone ? `${s} ${zoneName(d)}` : s;
+}
+
+/** An event's or a statement line's time: the full dateTime, date and zone included (a
+ * time of day alone was misread across midnight and across zones). */
+export function shortTime(value) {
+  return dateTime(value);
 }
 
 /** The value of a datetime-local input with seconds, in local time. */

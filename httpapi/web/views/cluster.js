@@ -123,7 +123,7 @@ export class ClusterView {
         ['Commit index', number(raft.commit_index)],
         ['Log position', number(raft.position)],
         ['Last contact', raft.state === 'Leader' ? '— (leader)' : goDuration(raft.last_contact)],
-      ], raft.fatal ? h('p', { class: 'error-text' }, `State machine stopped: ${raft.fatal}`) : null),
+      ], [raftIndexNote(), raft.fatal ? h('p', { class: 'error-text' }, `State machine stopped: ${raft.fatal}`) : null]),
       card('Projector', [
         ['View', p.view || '—'],
         ['Position', number(p.position)],
@@ -164,6 +164,15 @@ export class ClusterView {
     });
     replace($('#member-rows'), rows);
   }
+}
+
+// Why the Raft indexes and the log position are different numbers (users compared them).
+function raftIndexNote() {
+  return h('p', { class: 'muted small raft-note', id: 'raft-index-note' },
+    'Log position counts ledger events (a transfer adds two). Applied and commit index count Raft log entries: ',
+    'one entry can carry a batch of commands, and membership changes, API tokens and each new leader\'s no-op ',
+    'are entries too, so index and position differ. Commit index: entries a majority has stored; ',
+    'applied index: entries this node has executed.');
 }
 
 function roleBadge(state, leader) {
