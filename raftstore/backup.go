@@ -426,11 +426,16 @@ func RestoreBackup(f *BackupFile, dir string, log *slog.Logger) error {
 		_ = os.RemoveAll(tmp)
 		return err
 	}
-	// Checked again: another process may have filled dir meanwhile. rename(2) replaces
-	// an empty directory and fails on a non-empty one, so it cannot clobber data.
+	// Checked again: another process may have filled dir meanwhile. An empty dir is
+	// removed first (os.Rename will not replace a directory); rmdir fails on a non-empty
+	// one, so nothing is clobbered.
 	if err := checkRestoreTarget(dir); err != nil {
 		_ = os.RemoveAll(tmp)
 		return err
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		_ = os.RemoveAll(tmp)
+		return fmt.Errorf("restore: %w", err)
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		_ = os.RemoveAll(tmp)
