@@ -93,6 +93,22 @@ func TestBackupFromFollower(t *testing.T) {
 	if servers, err := r.Store().Servers(); err != nil || len(servers) != 1 {
 		t.Fatalf("the restored node's cluster: %+v, %v; want itself alone", servers, err)
 	}
+	// The restored node's log begins after the backup's state: a node that joins it must
+	// be sent that state (as a snapshot), not only the new entries.
+	res, err := r.Client.Deposit(ctx, client.Money{AccountID: "f1", Amount: "1"}, "after-restore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := nodetest.Start(t, func(c *node.Config) {
+		c.NodeID, c.HTTPAddr, c.RaftAddr, c.Join = "j2", nodetest.FreeAddr(t), nodetest.FreeAddr(t), []string{r.URL()}
+	})
+	if err := j.Store().WaitApplied(ctx, res.Position); err != nil {
+		t.Fatal(err)
+	}
+	var a client.Account
+	if _, err := j.Client.Do(ctx, http.MethodGet, "/accounts/f1?consistency=local", nil, nil, &a); err != nil || a.Balance != "71.00" {
+		t.Fatalf("account f1 on the node that joined the restored one: %+v, %v; want 71.00", a, err)
+	}
 }
 
 // TestBackupUnsupportedInSQLMode: a SQL-mode process keeps no state of its own; it says

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/hashicorp/raft"
 
 	"github.com/chronicle-ledger/chronicle"
 	"github.com/chronicle-ledger/chronicle/internal/fsutil"
@@ -268,7 +269,8 @@ func ReadBackupFile(ra io.ReaderAt, size int64) (*BackupFile, error) {
 	if f.Header.DataFormat != DataFormat {
 		return nil, fmt.Errorf("backup of data format %d; this build reads data format %d", f.Header.DataFormat, DataFormat)
 	}
-	if f.Header.Position == 0 && f.Header.HeadHash != chronicle.GenesisHash || len(f.Header.HeadHash) != len(chronicle.GenesisHash) {
+	if f.Header.Position == 0 && f.Header.HeadHash != chronicle.GenesisHash || len(f.Header.HeadHash) != len(chronicle.GenesisHash) ||
+		f.Header.Position > 0 && f.Header.AppliedIndex == 0 {
 		return nil, fmt.Errorf("damaged backup: the header names head hash %q at position %d", f.Header.HeadHash, f.Header.Position)
 	}
 	trailer := make([]byte, backupTrailerSize)
@@ -395,8 +397,8 @@ func (f *BackupFile) decodeBody() error {
 }
 
 // RestoreBackup makes dir a new data directory holding the backup's state, from which a
-// node starts as the founder of a new cluster (its Raft log empty; the node id and
-// cluster come from the flags it is started with). The file is verified in full first;
+// node starts as the founder of a new cluster (its Raft log empty; the node id and Raft
+// address come from the flags it is started with; see adoptRestored). The file is verified in full first;
 // dir must not exist or be empty. Everything is written into a temporary directory
 // beside dir, synced, and renamed to dir only when complete, so a crash leaves dir as it
 // was (and a hidden .restore-* directory to remove).
@@ -458,10 +460,15 @@ func checkRestoreTarget(dir string) error {
 	return nil
 }
 
+// RestoredFile marks a data directory made by RestoreBackup that has not started yet:
+// its first start founds the new cluster from it (adoptRestored). It holds the backup's
+// header, for the record.
+const RestoredFile = "RESTORED"
+
 // restoreInto builds the data directory in dir (new and empty): FORMAT, an empty raft/
-// and snapshots/, and state/ loaded from the body the way a Raft snapshot is installed
-// (fsm.load), filed under applied index 0 so that the new cluster's log, which starts at
-// index 1, applies from its first entry. The old cluster's node records are left out.
+// and snapshots/, state/ loaded from the body the way a Raft snapshot is installed
+// (fsm.load) at the backup's applied index, and the RESTORED marker. The old cluster's
+// node records are left out.
 func restoreInto(f *BackupFile, dir string, log *slog.Logger) error {
 	if err := writeFormatFile(dir); err != nil {
 		return fmt.Errorf("restore: %w", err)
@@ -494,7 +501,7 @@ func restoreInto(f *BackupFile, dir string, log *slog.Logger) error {
 		return errors.Join(fmt.Errorf("restore: %w", err), closeDB())
 	}
 	fm.mu.Lock()
-	err = fm.load(h, br, 0, func(k []byte) bool { return k[0] == prefixNode })
+	err = fm.load(h, br, h.Applied, func(k []byte) bool { return k[0] == prefixNode })
 	fm.mu.Unlock()
 	if err == nil {
 		err = checkHead(reader{db}, fm.mem.head, stateDir)
@@ -509,10 +516,75 @@ func restoreInto(f *BackupFile, dir string, log *slog.Logger) error {
 	if err := closeDB(); err != nil {
 		return err
 	}
+	marker, err := json.MarshalIndent(f.Header, "", "  ")
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, RestoredFile), append(marker, '\n'), 0o644); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
 	for _, d := range []string{stateDir, filepath.Join(dir, "raft"), filepath.Join(dir, "snapshots"), dir} {
 		if err := fsutil.SyncDir(d); err != nil {
 			return fmt.Errorf("restore: %w", err)
 		}
 	}
 	return nil
+}
+
+// adoptRestored runs at the start of a data directory RestoreBackup made, before Raft:
+// the state is at the old cluster's applied index N with an empty Raft log, and a log
+// that started at index 1 would not hold it, so a node joining later would be sent that
+// log and never the state. Instead, as raft.RecoverCluster does for a recovered node, it
+// files the state as a Raft snapshot at index N whose configuration is this node alone:
+// Raft starts from it, the new log continues at N+1, and a joining node is sent the
+// snapshot. The marker is then removed; a start after a crash in between finds the
+// snapshot and only removes it.
+func (s *Store) adoptRestored(rc *raft.Config, snaps raft.SnapshotStore) error {
+	path := filepath.Join(s.cfg.DataDir, RestoredFile)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("raftstore: %w", err)
+	}
+	metas, err := snaps.List()
+	if err != nil {
+		return fmt.Errorf("raftstore: list snapshots: %w", err)
+	}
+	if len(metas) == 0 {
+		if !s.cfg.Bootstrap {
+			return fmt.Errorf("raftstore: %s was restored from a backup and starts a new cluster of its own: start it without --join, then join other nodes to it", s.cfg.DataDir)
+		}
+		applied := s.fsm.mem.applied
+		conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: s.transport.LocalAddr()}}}
+		snap, err := recoveryFSM{s.fsm}.Snapshot()
+		if err != nil {
+			return fmt.Errorf("raftstore: snapshot the restored state: %w", err)
+		}
+		sink, err := snaps.Create(raft.SnapshotVersionMax, applied, 1, conf, applied, s.transport)
+		if err != nil {
+			return fmt.Errorf("raftstore: snapshot the restored state: %w", err)
+		}
+		if err := snap.Persist(sink); err != nil {
+			return fmt.Errorf("raftstore: snapshot the restored state: %w", err)
+		}
+		// The snapshot's term: elections start after it.
+		if err := s.logs.SetUint64([]byte("CurrentTerm"), 1); err != nil {
+			return fmt.Errorf("raftstore: %w", err)
+		}
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("raftstore: remove %s: %w", path, err)
+	}
+	if err := fsutil.SyncDir(s.cfg.DataDir); err != nil {
+		return err
+	}
+	s.log.Warn("RESTORED: this node founds a new one-node cluster from the restored backup",
+		"position", s.head.Position, "head_hash", s.head.Hash, "snapshot_index", s.fsm.mem.applied, "raft_addr", s.transport.LocalAddr())
+	return nil
+}
+
+// restoredPending reports whether dir holds the marker of a restore not yet started.
+func restoredPending(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, RestoredFile))
+	return err == nil
 }

@@ -105,8 +105,28 @@ func TestRestoredDirStartsANewCluster(t *testing.T) {
 		t.Fatalf("a second restore into the same directory: %v; want it refused as not empty", err)
 	}
 
+	if _, err := os.Stat(filepath.Join(dir, RestoredFile)); err != nil {
+		t.Fatalf("no %s marker in the restored directory: %v", RestoredFile, err)
+	}
+	// Started to join another cluster, it is refused: it founds its own.
+	joining := newLedgerEnv(t, func(c *Config) { c.DataDir, c.NodeID, c.Bootstrap = dir, "fresh", false })
+	if s, err := Open(joining.cfg); err == nil || !strings.Contains(err.Error(), "without --join") {
+		if err == nil {
+			_ = s.Close()
+		}
+		t.Fatalf("a restored directory started to join: %v; want it refused", err)
+	}
+
 	renv := newLedgerEnv(t, func(c *Config) { c.DataDir, c.NodeID = dir, "fresh" })
 	r := renv.open()
+	if _, err := os.Stat(filepath.Join(dir, RestoredFile)); !os.IsNotExist(err) {
+		t.Fatalf("the %s marker is still there after the first start: %v", RestoredFile, err)
+	}
+	// Its state is filed as a Raft snapshot at the backup's index, so that a node joining
+	// later is sent it.
+	if snaps, _ := filepath.Glob(filepath.Join(dir, "snapshots", "snapshots", "*", "meta.json")); len(snaps) != 1 {
+		t.Fatalf("snapshots after the first start: %v; want one", snaps)
+	}
 	head, err := r.Head(context.Background())
 	if err != nil || head.Position != f.Header.Position || head.Hash != f.Header.HeadHash {
 		t.Fatalf("restored head %+v, %v; want position %d hash %s", head, err, f.Header.Position, f.Header.HeadHash)
@@ -187,8 +207,13 @@ func TestBackupOfEmptyLedger(t *testing.T) {
 	if err != nil || f.Header.Position != 0 || f.Header.HeadHash != chronicle.GenesisHash {
 		t.Fatalf("empty backup: %+v, %v", f, err)
 	}
-	if err := RestoreBackup(f, filepath.Join(t.TempDir(), "e"), env.cfg.Logger); err != nil {
+	dir := filepath.Join(t.TempDir(), "e")
+	if err := RestoreBackup(f, dir, env.cfg.Logger); err != nil {
 		t.Fatal(err)
+	}
+	r := newLedgerEnv(t, func(c *Config) { c.DataDir = dir }).open()
+	if res := mustOK(t, r, cmdCreate("first", "USD", "1", "")); res[0].Position != 1 {
+		t.Fatalf("first write on a restored empty ledger at position %d", res[0].Position)
 	}
 }
 
