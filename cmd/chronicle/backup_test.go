@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -187,6 +188,20 @@ func TestRestoreRefusesDamagedFiles(t *testing.T) {
 	good, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A node (or a proxy) that ends the response early, cleanly: the CLI keeps nothing.
+	short := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write(good[:len(good)/2])
+	}))
+	defer short.Close()
+	cut := filepath.Join(tmp, "cut.backup")
+	if code, _, errOut := runCmd(t, "backup", "--url", short.URL, "--out", cut); code != 1 || !strings.Contains(errOut, "no complete backup") {
+		t.Fatalf("backup of a response cut short: exit %d, %q", code, errOut)
+	}
+	for _, p := range []string{cut, cut + ".tmp"} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Fatalf("a backup cut short left %s (%v)", p, err)
+		}
 	}
 	flipped := bytes.Clone(good)
 	flipped[len(flipped)/2] ^= 0x01
