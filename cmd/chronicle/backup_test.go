@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/api"
 	"github.com/chronicle-ledger/chronicle/client"
 	"github.com/chronicle-ledger/chronicle/node"
 	"github.com/chronicle-ledger/chronicle/node/nodetest"
@@ -316,5 +318,71 @@ func TestBackupNeedsAnAdmin(t *testing.T) {
 	}
 	if code, out, errOut := runCmd(t, "backup", "--url", n.URL(), "--out", file, "--token-file", tokenFile); code != 0 {
 		t.Fatalf("chronicle backup with the admin token: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// TestRestoreKilledMidwayLeavesNoDataDir: `chronicle restore` killed (SIGKILL) while it
+// writes leaves the target directory absent (never a half-written data directory a node
+// would start from); the same restore run again succeeds, and the node started on it
+// holds the backup's head.
+func TestRestoreKilledMidwayLeavesNoDataDir(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	bin := buildChronicle(t, ctx)
+	n := nodetest.Start(t)
+	var items []api.BatchItem
+	for i := range 50 {
+		items = append(items, api.BatchItem{Type: "create-account", AccountID: fmt.Sprintf("k%d", i), OwnerName: "K", Currency: "USD", InitialBalance: "1000"})
+	}
+	post := func(items []api.BatchItem) {
+		body, _ := json.Marshal(api.Batch{Commands: items})
+		if _, err := n.Client.Do(ctx, http.MethodPost, "/commands/batch", body, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	post(items)
+	for range 15 {
+		items = items[:0]
+		for i := range 1000 {
+			items = append(items, api.BatchItem{Type: "transfer", FromAccountID: fmt.Sprintf("k%d", i%50), ToAccountID: fmt.Sprintf("k%d", (i+7)%50), Amount: "0.01"})
+		}
+		post(items)
+	}
+	tmp := t.TempDir()
+	file := filepath.Join(tmp, "b.backup")
+	if code, out, errOut := runCmd(t, "backup", "--url", n.URL(), "--out", file); code != 0 {
+		t.Fatalf("backup: exit %d\n%s%s", code, out, errOut)
+	}
+	f, closer, err := raftstore.OpenBackupFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closer.Close()
+
+	dir := filepath.Join(tmp, "restored")
+	p, _ := launchChronicle(t, bin, filepath.Join(tmp, "restore.stderr"), "restore", file, "--data-dir", dir)
+	// Kill it as soon as its work directory appears.
+	for {
+		if m, _ := filepath.Glob(filepath.Join(tmp, ".restored.restore-*")); len(m) > 0 {
+			break
+		}
+		if _, err := os.Stat(dir); err == nil || ctx.Err() != nil {
+			t.Skip("the restore finished before it could be killed; nothing shown")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	_ = p.cmd.Process.Kill()
+	p.wait()
+	if _, err := os.Stat(dir); err == nil {
+		t.Skip("the restore renamed its directory before the kill; nothing shown")
+	} else if !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	if code, out, errOut := runCmd(t, "restore", file, "--data-dir", dir); code != 0 {
+		t.Fatalf("restore after a killed one: exit %d\n%s%s", code, out, errOut)
+	}
+	r := nodetest.Start(t, nodetest.WithDataDir(dir))
+	if h := headOf(t, ctx, r.Client); h.Position != f.Header.Position || h.Hash != f.Header.HeadHash {
+		t.Fatalf("restored head %d %s, want %d %s", h.Position, h.Hash, f.Header.Position, f.Header.HeadHash)
 	}
 }
