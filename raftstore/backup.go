@@ -129,24 +129,24 @@ func (s *Store) OpenBackup() (*Backup, error) {
 	f.mu.RUnlock()
 	rd := reader{snap}
 	applied, err := rd.applied()
+	var head chronicle.Head
 	if err == nil {
-		var head chronicle.Head
-		if head, err = rd.head(); err == nil {
-			st := s.raft.Stats()
-			b := &Backup{snap: snap, stop: s.stop, done: s.backups.wg.Done, Header: BackupHeader{
-				Position: head.Position, HeadHash: head.Hash, CommitTime: head.CommitTime,
-				AppliedIndex: applied, Term: parseUint(st["term"]), NodeID: s.cfg.NodeID,
-				Created: time.Now().UTC(), DataFormat: DataFormat,
-			}}
-			return b, nil
-		}
+		head, err = rd.head()
 	}
-	_ = snap.Close()
-	s.backups.wg.Done()
-	return nil, fmt.Errorf("backup: read the state: %w", err)
+	if err != nil {
+		_ = snap.Close()
+		s.backups.wg.Done()
+		return nil, fmt.Errorf("backup: read the state: %w", err)
+	}
+	st := s.raft.Stats()
+	return &Backup{snap: snap, stop: s.stop, done: s.backups.wg.Done, Header: BackupHeader{
+		Position: head.Position, HeadHash: head.Hash, CommitTime: head.CommitTime,
+		AppliedIndex: applied, Term: parseUint(st["term"]), NodeID: s.cfg.NodeID,
+		Created: time.Now().UTC(), DataFormat: DataFormat,
+	}}, nil
 }
 
-// Position and HeadHash name the backup's head (for the HTTP response's headers).
+// Position is the backup's head position (for the HTTP response's headers).
 func (b *Backup) Position() uint64 { return b.Header.Position }
 
 // HeadHash is the hash of the backup's last event.
