@@ -109,14 +109,7 @@ func (a *API) hostGuard(next http.Handler) http.Handler {
 // browserGuard refuses state-changing requests from foreign browser origins and those
 // whose body is not JSON, before the body is read.
 func (a *API) browserGuard(next http.Handler) http.Handler {
-	allowed := map[string]bool{}
-	anyOrigin := false
-	for _, o := range a.cfg.CORSOrigins {
-		if o == "*" {
-			anyOrigin = true
-		}
-		allowed[strings.ToLower(strings.TrimRight(o, "/"))] = true
-	}
+	anyOrigin, allowed := corsPolicy(a.cfg.CORSOrigins)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !stateChanging(r.Method) {
 			next.ServeHTTP(w, r)
@@ -139,6 +132,18 @@ func (a *API) browserGuard(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// corsPolicy reads --cors-origin for originAllowed: any origin ("*"), or the set given.
+func corsPolicy(origins []string) (anyOrigin bool, allowed map[string]bool) {
+	allowed = map[string]bool{}
+	for _, o := range origins {
+		if o == "*" {
+			anyOrigin = true
+		}
+		allowed[strings.ToLower(strings.TrimRight(o, "/"))] = true
+	}
+	return anyOrigin, allowed
 }
 
 // originAllowed reports whether a browser origin may change state: the node's own origin

@@ -98,6 +98,9 @@ type Config struct {
 	// ForwardTryTimeout bounds one try at forwarding a request that may be retried to the
 	// leader (default DefaultForwardTryTimeout); see toLeader.
 	ForwardTryTimeout time.Duration
+	// Backup, when set, opens an online backup of the node's state for GET /admin/backup;
+	// nil (SQL mode) answers 501 backup_unsupported.
+	Backup func(ctx context.Context) (BackupSource, error)
 	// PeerTLS, when set, is the cluster's mutual TLS as a client (the cluster CA as
 	// roots, this node's certificate): forwarding to the leader uses it, and membership
 	// changes need a verified peer certificate (PeerVerified). nil: plain HTTP.
@@ -129,6 +132,8 @@ type API struct {
 	// cmdMetrics and httpMetrics record commands and requests (nil: metrics off).
 	cmdMetrics  *metrics.Commands
 	httpMetrics *metrics.HTTP
+	// backupSlot holds a token while a backup is streamed: one at a time.
+	backupSlot chan struct{}
 }
 
 // StreamStats describes the event streams, for tests and status.
@@ -196,7 +201,7 @@ func New(cfg Config) *API {
 		streams:   newStreamSlots(cfg.MaxStreams, cfg.MaxStreamsPerClient),
 		hub:       newHub(cfg.Store, func() (<-chan struct{}, func()) { return cfg.Node.Changes() }, hubFrames),
 		inflight:  make(chan struct{}, cfg.MaxInflightCommands),
-		maxAmount: maxAmount}
+		maxAmount: maxAmount, backupSlot: make(chan struct{}, 1)}
 	if cfg.Tokens != nil {
 		a.auth = newAuthenticator(cfg.Tokens, cfg.AuthRequired, cfg.RateLimit, cfg.RateBurst, a.log)
 	}
@@ -248,6 +253,7 @@ func New(cfg Config) *API {
 			r.Get("/overview", a.overviewHandler())
 		})
 	}
+	r.With(a.require(chronicle.RoleAdmin, false)).Get("/admin/backup", a.backup)
 	if cfg.Cluster != nil {
 		a.mountCluster(r)
 	}

@@ -143,7 +143,7 @@ func TestDashboardAuthBrowser(t *testing.T) {
 		tb.signIn(reader.Secret)
 		// The landing view, the overview, reads its totals and /metrics with the token.
 		tb.do("the overview loads", tb.visible(`#overview-money[data-state="ok"] #overview-money-rows tr`), chromedp.WaitNotVisible(chromedp.CSS(`#signin`)), tb.visible(`#sign-out`))
-		tb.until("the overview read the metrics", `document.querySelector('#overview-metrics').dataset.state === 'off'`)
+		tb.until("the overview read the metrics", `document.querySelector('#overview-metrics').dataset.state === 'on'`)
 		scraped := 0
 		for _, r := range tb.sent()[sentBefore:] {
 			if strings.HasSuffix(r.url, "/overview") || strings.HasSuffix(r.url, "/metrics") {

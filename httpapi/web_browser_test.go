@@ -357,7 +357,7 @@ func TestDashboardBrowser(t *testing.T) {
 	// The overview is the landing view; the event log loads behind it.
 	tb.do("load the dashboard", chromedp.Navigate(base), tb.visible(`#overview-money[data-state="ok"] #overview-money-rows tr`), tb.visible(`#node-pill[data-state="ok"]`))
 	tb.loadReport("first load")
-	checkOverviewSeed(tb)
+	checkOverviewSeed(tb, true)
 	tb.do("the event log", chromedp.Navigate(base+"#/events"), tb.visible(`html[data-events-loaded="true"] #event-list li`))
 	tb.do("reload", chromedp.Reload(), tb.visible(`html[data-events-loaded="true"] #event-list li`), tb.visible(`#node-pill[data-state="ok"]`))
 	if asked := eval[bool](tb, `!document.querySelector('#signin').hidden || !document.querySelector('#sign-out').hidden || 'auth' in document.querySelector('#main').dataset`); asked {
@@ -689,7 +689,7 @@ func TestDashboardBehindProxyBrowser(t *testing.T) {
 
 	tb := openTab(t, 1280, 900)
 	base := proxy.URL + "/ledger/"
-	tb.do("load behind the prefix", chromedp.Navigate(base), tb.visible(`#overview-money[data-state="ok"]`), tb.visible(`#overview-metrics[data-state="off"]`))
+	tb.do("load behind the prefix", chromedp.Navigate(base), tb.visible(`#overview-money[data-state="ok"]`), tb.visible(`#overview-metrics[data-state="on"]`))
 	tb.do("the event log behind the prefix", chromedp.Navigate(base+"#/events"), tb.visible(`html[data-events-loaded="true"] #event-list li`))
 	tb.until("the refused stream falls back to polling", `document.querySelector('#live-state').dataset.state === 'polling'`)
 	if _, err := n.Client.CreateAccount(context.Background(), client.CreateAccount{AccountID: "late", OwnerName: "Late Comer", Currency: "USD"}, ""); err != nil {

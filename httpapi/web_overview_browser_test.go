@@ -15,12 +15,13 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/chronicle-ledger/chronicle/client"
+	"github.com/chronicle-ledger/chronicle/node"
 	"github.com/chronicle-ledger/chronicle/node/nodetest"
 )
 
 // checkOverviewSeed checks the overview of the seed (see seed): three accounts, money
 // held per currency as in- minus outflows, and "metrics off" on a node without /metrics.
-func checkOverviewSeed(tb *tab) {
+func checkOverviewSeed(tb *tab, metricsOn bool) {
 	tb.t.Helper()
 	tb.until("the overview shows the accounts", `document.querySelector('#overview-accounts').textContent === '3'`)
 	held := eval[map[string]string](tb, `Object.fromEntries([...document.querySelectorAll('#overview-money-rows tr')].map(r => [r.dataset.currency, r.querySelector('td').textContent]))`)
@@ -28,9 +29,21 @@ func checkOverviewSeed(tb *tab) {
 	if len(held) != 2 || held["USD"] != "25090.00" || held["EUR"] != "1510.45" {
 		tb.t.Errorf("money held %v, want USD 25090.00 and EUR 1510.45", held)
 	}
-	tb.until("metrics are off", `document.querySelector('#overview-metrics').dataset.state === 'off' && document.querySelector('#overview-rate').textContent === 'metrics off'`)
-	if txt := eval[string](tb, `document.querySelector('#overview-errors-empty').textContent`); txt != "metrics off" {
-		tb.t.Errorf("errors card says %q on a node without metrics", txt)
+	if metricsOn {
+		// The seed is six commands, none refused; the node's own /metrics counts them.
+		tb.until("the node's counters", `document.querySelector('#overview-metrics').dataset.state === 'on' && document.querySelector('#overview-rate-note').textContent.startsWith('6 commands since')`)
+		types := eval[map[string]string](tb, `Object.fromEntries([...document.querySelectorAll('#overview-type-rows tr')].map(r => [r.dataset.type, r.querySelectorAll('td')[1].textContent]))`)
+		if len(types) != 4 || types["create-account"] != "3" || types["transfer"] != "1" || types["withdraw"] != "1" || types["deposit"] != "1" {
+			tb.t.Errorf("commands by type %v, want create-account 3, transfer, withdraw and deposit 1 (types never sent left out)", types)
+		}
+		if n := eval[int](tb, `document.querySelectorAll('#overview-error-rows tr').length`); n != 0 {
+			tb.t.Errorf("%d error rows for a seed with no refusals", n)
+		}
+	} else {
+		tb.until("metrics are off", `document.querySelector('#overview-metrics').dataset.state === 'off' && document.querySelector('#overview-rate').textContent === 'metrics off'`)
+		if txt := eval[string](tb, `document.querySelector('#overview-errors-empty').textContent`); txt != "metrics off" {
+			tb.t.Errorf("errors card says %q on a node without metrics", txt)
+		}
 	}
 	if cur := eval[string](tb, `document.querySelector('.mainnav a[aria-current="page"]').dataset.view`); cur != "overview" {
 		tb.t.Errorf("the landing view is %q, want overview", cur)
@@ -57,6 +70,18 @@ func (f *fakeMetrics) serve(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "chronicle_commands_total{code=\"ok\",type=\"transfer\"} %d\n", f.ok)
 	fmt.Fprintf(w, "chronicle_commands_total{code=\"insufficient_funds\",type=\"transfer\"} %d\n", f.refused)
 	fmt.Fprintf(w, "chronicle_commands_total{code=\"ok\",type=\"deposit\"} 4\ngo_goroutines 12\n")
+}
+
+// TestDashboardOverviewMetricsOffBrowser: a node started with metrics off answers 404 on
+// /metrics; the overview says "metrics off" and still shows the totals.
+func TestDashboardOverviewMetricsOffBrowser(t *testing.T) {
+	chromiumPath(t)
+	n := nodetest.Start(t, func(c *node.Config) { c.DisableMetrics = true })
+	seed(t, n.Client)
+	tb := openTab(t, 1280, 900)
+	tb.do("load", chromedp.Navigate(n.URL()+"/"), tb.visible(`#overview-money[data-state="ok"] #overview-money-rows tr`))
+	checkOverviewSeed(tb, false)
+	tb.checkClean()
 }
 
 // TestDashboardOverviewMetricsBrowser: with /metrics answering, the overview shows the

@@ -339,7 +339,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		_ = store.Close()
 		return nil, fmt.Errorf("node: event bus: %w", err)
 	}
-	n.api = httpapi.New(n.apiConfig(httpapi.Config{Store: store, Tokens: store, Reads: reads, Node: n, Cluster: n}))
+	n.api = httpapi.New(n.apiConfig(httpapi.Config{Store: store, Tokens: store, Reads: reads, Node: n, Cluster: n, Backup: n.openBackup}))
 	if err := n.registerMetrics(); err != nil {
 		_ = n.bus.Close()
 		closeView()

@@ -17,6 +17,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/hashicorp/raft"
+
+	"github.com/chronicle-ledger/chronicle/internal/fsutil"
 )
 
 // SegmentStore is a raft.LogStore, raft.MonotonicLogStore and raft.StableStore
@@ -286,7 +288,7 @@ func (s *SegmentStore) load() error {
 		s.first = s.floor
 	}
 	if removed {
-		return syncDir(s.dir)
+		return fsutil.SyncDir(s.dir)
 	}
 	return nil
 }
@@ -695,7 +697,7 @@ func (s *SegmentStore) appendSynced(g *segment, b []byte, off int64, newSeg bool
 		return err
 	}
 	if newSeg {
-		if err := syncDir(s.dir); err != nil {
+		if err := fsutil.SyncDir(s.dir); err != nil {
 			s.failed = fmt.Errorf("raftlog: a directory sync failed (%v): reopen the store", err)
 			return err
 		}
@@ -805,7 +807,7 @@ func (s *SegmentStore) removeSegments(dead []*segment) error {
 			return s.failed
 		}
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := fsutil.SyncDir(s.dir); err != nil {
 		s.failed = fmt.Errorf("raftlog: directory sync failed (%v): reopen the store", err)
 		return s.failed
 	}
@@ -943,44 +945,9 @@ func (s *SegmentStore) readState() (bool, error) {
 // writeStateLocked replaces the state file (temporary file, fsync, rename,
 // directory fsync) and then the in-memory copy. stateMu must be held.
 func (s *SegmentStore) writeStateLocked(floor uint64, stable map[string][]byte) error {
-	path := filepath.Join(s.dir, stateFileName)
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return fmt.Errorf("write state: %w", err)
-	}
-	_, err = f.Write(encodeState(floor, stable))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err == nil {
-		err = syncDir(s.dir)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
+	if err := fsutil.WriteFileAtomic(filepath.Join(s.dir, stateFileName), encodeState(floor, stable), 0o644); err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
 	s.floor, s.stable = floor, stable
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("raftlog: open dir for sync: %w", err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("raftlog: sync dir %s: %w", dir, err)
-	}
 	return nil
 }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/chronicle-ledger/chronicle/internal/fsutil"
 )
 
 // DataFormat is the version of everything this package writes under a data directory:
@@ -60,45 +62,10 @@ func checkFormatFile(dir string) error {
 	return nil
 }
 
-// syncDir makes a rename or creation in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
-}
-
-// writeFormatFile writes FORMAT durably: a temporary file, fsync, rename, fsync the directory.
+// writeFormatFile writes FORMAT durably and atomically.
 func writeFormatFile(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
-	tmp := filepath.Join(dir, formatFile+".tmp")
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", formatFile, err)
-	}
-	_, werr := fmt.Fprintf(f, "%s%d\n", formatPrefix, DataFormat)
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		return fmt.Errorf("write %s: %w", formatFile, err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, formatFile)); err != nil {
-		return fmt.Errorf("write %s: %w", formatFile, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync data directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync data directory: %w", err)
-	}
-	return nil
+	return fsutil.WriteFileAtomic(filepath.Join(dir, formatFile), []byte(fmt.Sprintf("%s%d\n", formatPrefix, DataFormat)), 0o644)
 }

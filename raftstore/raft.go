@@ -50,8 +50,11 @@ func (s *Store) startRaft() error {
 	if len(metas) > 0 {
 		snapIndex = metas[0].Index
 	}
-	if err := s.checkAppliedCovered(snapIndex); err != nil {
-		return fmt.Errorf("raftstore: %w", err)
+	// A restored directory's state is covered by the snapshot adoptRestored files below.
+	if !restoredPending(cfg.DataDir) {
+		if err := s.checkAppliedCovered(snapIndex); err != nil {
+			return fmt.Errorf("raftstore: %w", err)
+		}
 	}
 	addr, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
 	if err != nil {
@@ -78,6 +81,10 @@ func (s *Store) startRaft() error {
 		s.transport = &heartbeatGate{NetworkTransport: nt}
 	} else {
 		return fmt.Errorf("raftstore: listen for raft on %s: %w", cfg.RaftAddr, err)
+	}
+	if err := s.adoptRestored(rc, snaps); err != nil {
+		_ = s.transport.Close()
+		return err
 	}
 	existing, err := raft.HasExistingState(s.logs, s.logs, snaps)
 	if err != nil {

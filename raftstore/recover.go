@@ -12,6 +12,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/hashicorp/raft"
+
+	"github.com/chronicle-ledger/chronicle/internal/fsutil"
 )
 
 // PeersFile is the recovery file `chronicle cluster recover` writes at the top of a
@@ -53,22 +55,7 @@ func WritePeers(dataDir string, peers []Peer) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(dataDir, PeersFile)
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, werr := f.Write(append(b, '\n'))
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return syncDir(dataDir)
+	return fsutil.WriteFileAtomic(filepath.Join(dataDir, PeersFile), append(b, '\n'), 0o644)
 }
 
 // checkPeers refuses a configuration Raft could not run: empty, without a voter, with
@@ -141,7 +128,7 @@ func (s *Store) recoverFromPeersFile(rc *raft.Config, snaps raft.SnapshotStore, 
 	if err := os.Rename(path, applied); err != nil {
 		return fmt.Errorf("raftstore: recovered, but could not rename %s aside (remove it before the next start): %w", path, err)
 	}
-	if err := syncDir(s.cfg.DataDir); err != nil {
+	if err := fsutil.SyncDir(s.cfg.DataDir); err != nil {
 		return err
 	}
 	s.headMu.Lock()

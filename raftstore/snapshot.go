@@ -204,6 +204,15 @@ func (f *fsm) Restore(rc io.ReadCloser) (err error) {
 		return fmt.Errorf("state DB diverges from snapshot at position %d", h.Head.Position)
 	}
 	f.log.Info("restoring state from snapshot", "snapshot_index", h.Applied, "applied", applied)
+	return f.load(h, br, h.Applied, nil)
+}
+
+// load replaces the state DB's contents with the records of a snapshot stream (br,
+// positioned after its header h) and files them under applied index applied; records
+// whose key skip reports are left out. f.mu must be held. A restored backup (see
+// backup.go) uses it too, with a new applied index and without the old cluster's node
+// records.
+func (f *fsm) load(h snapshotHeader, br *bufio.Reader, applied uint64, skip func(key []byte) bool) (err error) {
 	// Memory must mirror the state DB whatever happens below, even a failure midway
 	// (Raft tries the install again later): load it again from what was written.
 	reloaded := false
@@ -234,8 +243,8 @@ func (f *fsm) Restore(rc io.ReadCloser) (err error) {
 		if err != nil {
 			return fmt.Errorf("read snapshot value: %w", err)
 		}
-		if string(k) == string(metaKey(metaApplied)) {
-			continue // written last, below
+		if string(k) == string(metaKey(metaApplied)) || skip != nil && skip(k) {
+			continue // the applied index is written last, below
 		}
 		if err := b.Set(k, v, nil); err != nil {
 			return err
@@ -249,7 +258,7 @@ func (f *fsm) Restore(rc io.ReadCloser) (err error) {
 			b = f.db.NewBatch()
 		}
 	}
-	if err := b.Set(metaKey(metaApplied), pebbleutil.U64(h.Applied), nil); err != nil {
+	if err := b.Set(metaKey(metaApplied), pebbleutil.U64(applied), nil); err != nil {
 		return err
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
@@ -261,7 +270,7 @@ func (f *fsm) Restore(rc io.ReadCloser) (err error) {
 		return err
 	}
 	if f.onApply != nil {
-		f.onApply(h.Head, h.Applied, nil)
+		f.onApply(h.Head, applied, nil)
 	}
 	return nil
 }

@@ -116,6 +116,8 @@ type Store struct {
 	// fault is the first storage fault met at run time (nil: none); see integrity.go.
 	fault atomic.Pointer[storageFault]
 	scrub scrubber
+	// backups are the online backups in flight (backup.go).
+	backups backupGate
 
 	closeOnce sync.Once
 	closeErr  error
@@ -259,6 +261,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		s.wg.Wait()
+		s.backups.close()
 		// Goroutines parked in the state DB's Fatalf (Raft's FSM among them) end now, so
 		// that Raft's shutdown does not wait for them forever.
 		s.dbFatal.Release()

@@ -25,6 +25,10 @@ Usage:
                              show a cluster's members and roles; admit or remove a node
   chronicle repair --data-dir DIR --node-id ID --join URL
                              rebuild a damaged cluster member from the cluster (stopped node)
+  chronicle backup --url URL --out FILE
+                             take an online backup of a running Raft node (admin)
+  chronicle restore FILE --data-dir DIR
+                             make a new data directory from a backup
   chronicle token create|list|revoke [flags]
                              manage API tokens (admin)
   chronicle certs ca|node|cluster [flags]
@@ -60,6 +64,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = clusterCmd(ctx, args[1:], stdout, stderr)
 	case "repair":
 		err = repairCmd(ctx, args[1:], stdout, stderr)
+	case "backup":
+		err = backupCmd(ctx, args[1:], stdout, stderr)
+	case "restore":
+		err = restoreCmd(ctx, args[1:], stdout, stderr)
 	case "token":
 		err = tokenCmd(ctx, args[1:], stdout, stderr)
 	case "health":

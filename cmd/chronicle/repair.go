@@ -27,6 +27,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/chronicle-ledger/chronicle/internal/dirlock"
+	"github.com/chronicle-ledger/chronicle/internal/fsutil"
 	"github.com/chronicle-ledger/chronicle/node"
 	"github.com/chronicle-ledger/chronicle/raftstore"
 )
@@ -190,7 +191,7 @@ func repairCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("repair: %w", err)
 	}
-	if err := writeFileSync(filepath.Join(dir, node.RepairFile), append(b, '\n')); err != nil {
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, node.RepairFile), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("repair: write the repair marker: %w", err)
 	}
 	fmt.Fprintf(stdout, "wrote %s\n\nNow start node %s with its usual flags, --join %s included: it joins as a new\n"+
@@ -243,52 +244,16 @@ func moveAside(dir string, now time.Time) (string, []string, []string, error) {
 	for _, name := range keeps {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err == nil {
-			err = writeFileSync(filepath.Join(aside, name), b)
+			err = fsutil.WriteFileAtomic(filepath.Join(aside, name), b, 0o600)
 		}
 		if err != nil {
 			return aside, moves, nil, fmt.Errorf("copy %s to %s: %w", name, aside, err)
 		}
 	}
 	for _, d := range []string{aside, dir, filepath.Dir(aside)} {
-		if err := syncDirPath(d); err != nil {
+		if err := fsutil.SyncDir(d); err != nil {
 			return aside, moves, keeps, err
 		}
 	}
 	return aside, moves, keeps, nil
-}
-
-// writeFileSync writes a file durably: a temporary file, fsync, rename, fsync the directory.
-func writeFileSync(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDirPath(filepath.Dir(path))
-}
-
-func syncDirPath(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
 }

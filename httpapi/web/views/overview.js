@@ -162,7 +162,8 @@ export class OverviewView {
       ? `${number(total.value)} commands since this node started; rate over the last ${seconds.toFixed(1)} s`
       : `${number(total.value)} commands since this node started; the rate needs a second reading`;
 
-    replace($('#overview-type-rows'), [...sumBy(withRates, 'type').entries()].map(([type, s]) =>
+    // Types never sent since the node started (their series exist from the start) stay out.
+    replace($('#overview-type-rows'), [...sumBy(withRates, 'type').entries()].filter(([, s]) => s.value > 0).map(([type, s]) =>
       h('tr', { dataset: { type } }, h('th', { scope: 'row' }, type), h('td', { class: 'num' }, perSecond(seconds ? s.rate : null)), h('td', { class: 'num' }, number(s.value)))));
 
     const errors = [...sumBy(withRates, 'code', (l) => l.code !== 'ok').entries()].filter(([, s]) => s.value > 0);
