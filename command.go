@@ -171,7 +171,12 @@ func (c Command) Validate() error {
 				return err
 			}
 		}
+		if err := c.validatePending(); err != nil {
+			return err
+		}
 		return validateText("description", c.Description, MaxDescriptionLen, false)
+	case CmdCaptureTransfer, CmdVoidTransfer, CmdExpireTransfers:
+		return c.validatePending()
 	case "":
 		return FieldErrorf(KindMalformed, CodeMissingField, "type", "command type is required")
 	default:
