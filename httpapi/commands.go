@@ -121,6 +121,8 @@ func (def commandDefaults) checkLimit(field string, d chronicle.Decimal) error {
 type commandFields struct {
 	AccountID, OwnerName, Currency, Description, FromAccountID, ToAccountID string
 	InitialBalance, OverdraftLimit, Amount                                  json.RawMessage
+	// Two-phase transfers (pending.go); only the strict decoder sets them.
+	pendingFields
 }
 
 // decodeCommand decodes one command body of type t strictly: in one pass when the body
@@ -157,7 +159,13 @@ func decodeCommandStrict(t chronicle.CommandType, body []byte, def commandDefaul
 			return chronicle.Command{Type: t}, err
 		}
 		f = commandFields{FromAccountID: req.FromAccountID, ToAccountID: req.ToAccountID, Currency: req.Currency,
-			Description: req.Description, Amount: req.Amount}
+			Description: req.Description, Amount: req.Amount,
+			pendingFields: pendingFields{Pending: req.Pending, TimeoutSeconds: req.TimeoutSeconds}}
+	case chronicle.CmdCaptureTransfer, chronicle.CmdVoidTransfer:
+		var err error
+		if f, err = decodePendingStrict(t, body); err != nil {
+			return chronicle.Command{Type: t}, err
+		}
 	default:
 		return chronicle.Command{Type: t}, chronicle.FieldErrorf(chronicle.KindMalformed, chronicle.CodeInvalidField, "type", "unknown command type %q", string(t))
 	}
@@ -191,6 +199,13 @@ func buildCommand(t chronicle.CommandType, f *commandFields, def commandDefaults
 	case chronicle.CmdTransfer:
 		c.FromAccountID, c.ToAccountID, c.Currency, c.Description = f.FromAccountID, f.ToAccountID, f.Currency, f.Description
 		if c.Amount, err = decimalField("amount", f.Amount); err != nil {
+			return c, err
+		}
+		if err := f.buildPending(&c); err != nil {
+			return c, err
+		}
+	case chronicle.CmdCaptureTransfer, chronicle.CmdVoidTransfer:
+		if err := f.buildPending(&c); err != nil {
 			return c, err
 		}
 	}

@@ -13,8 +13,9 @@ import (
 )
 
 // fuzzCommandTypes are the command types the fuzzer's first input selects among.
-var fuzzCommandTypes = [4]chronicle.CommandType{
+var fuzzCommandTypes = [6]chronicle.CommandType{
 	chronicle.CmdCreateAccount, chronicle.CmdDeposit, chronicle.CmdWithdraw, chronicle.CmdTransfer,
+	chronicle.CmdCaptureTransfer, chronicle.CmdVoidTransfer,
 }
 
 // decodeFuzzSeeds are the seed inputs; testdata/fuzz/FuzzDecodeCommand holds the same
@@ -70,6 +71,23 @@ var decodeFuzzSeeds = []struct {
 	{"unknown-currency", 0, `{"account_id":"a","owner_name":"A","currency":"ZZZ"}`},
 	{"case-insensitive-key", 1, `{"ACCOUNT_ID":"a","Amount":"1"}`},
 	{"long-id", 1, `{"account_id":"` + strings.Repeat("x", 65) + `","amount":"1"}`},
+	// Two-phase transfers.
+	{"hold-valid", 3, `{"from_account_id":"a","to_account_id":"b","amount":"1","pending":true,"timeout_seconds":60}`},
+	{"hold-default-timeout", 3, `{"from_account_id":"a","to_account_id":"b","amount":"1","pending":true}`},
+	{"hold-timeout-zero", 3, `{"from_account_id":"a","to_account_id":"b","amount":"1","pending":true,"timeout_seconds":0}`},
+	{"hold-timeout-fraction", 3, `{"from_account_id":"a","to_account_id":"b","amount":"1","pending":true,"timeout_seconds":1.5}`},
+	{"hold-timeout-huge", 3, `{"from_account_id":"a","to_account_id":"b","amount":"1","pending":true,"timeout_seconds":1e30}`},
+	{"hold-timeout-not-pending", 3, `{"from_account_id":"a","to_account_id":"b","amount":"1","pending":false,"timeout_seconds":5}`},
+	{"hold-pending-string", 3, `{"from_account_id":"a","to_account_id":"b","amount":"1","pending":"true"}`},
+	{"capture-valid", 4, `{"transfer_id":"00000000-0000-0000-0000-000000000000","amount":"0.50"}`},
+	{"capture-full", 4, `{"transfer_id":"t-1"}`},
+	{"capture-null-amount", 4, `{"transfer_id":"t-1","amount":null}`},
+	{"capture-missing-id", 4, `{"amount":"1"}`},
+	{"capture-reason", 4, `{"transfer_id":"t-1","reason":"x"}`},
+	{"void-valid", 5, `{"transfer_id":"t-1","reason":"customer cancelled"}`},
+	{"void-control-reason", 5, `{"transfer_id":"t-1","reason":"a\u0001b"}`},
+	{"void-long-id", 5, `{"transfer_id":"` + strings.Repeat("t", 65) + `"}`},
+	{"void-amount", 5, `{"transfer_id":"t-1","amount":"1"}`},
 }
 
 // decodeFuzzState is a small ledger for decoded commands to run against.
@@ -132,16 +150,23 @@ func FuzzDecodeCommand(f *testing.F) {
 		}
 
 		// The decoded fields, written back as a request body, decode to the same command.
-		fields := map[string]string{}
+		fields := map[string]any{}
 		for name, v := range map[string]string{
 			"account_id": c.AccountID, "owner_name": c.OwnerName, "currency": c.Currency,
 			"initial_balance": string(c.InitialBalance), "overdraft_limit": string(c.OverdraftLimit),
 			"amount": string(c.Amount), "description": c.Description,
 			"from_account_id": c.FromAccountID, "to_account_id": c.ToAccountID,
+			"transfer_id": c.TransferID, "reason": c.Reason,
 		} {
 			if v != "" {
 				fields[name] = v
 			}
+		}
+		if c.Pending {
+			fields["pending"] = true
+		}
+		if c.TimeoutSeconds != 0 {
+			fields["timeout_seconds"] = c.TimeoutSeconds
 		}
 		again, err := json.Marshal(fields)
 		if err != nil {

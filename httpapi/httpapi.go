@@ -213,6 +213,8 @@ func New(cfg Config) *API {
 			r.Post("/deposit", a.command(chronicle.CmdDeposit))
 			r.Post("/withdraw", a.command(chronicle.CmdWithdraw))
 			r.Post("/transfer", a.command(chronicle.CmdTransfer))
+			r.Post("/capture-transfer", a.command(chronicle.CmdCaptureTransfer))
+			r.Post("/void-transfer", a.command(chronicle.CmdVoidTransfer))
 			r.Post("/batch", a.batch)
 		})
 		if cfg.Tokens != nil {

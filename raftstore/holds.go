@@ -1,6 +1,7 @@
 package raftstore
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sort"
@@ -266,4 +267,37 @@ func timeOrderOf(b []byte) uint64 {
 		v = v<<8 | uint64(c)
 	}
 	return v
+}
+
+// NextHoldDeadline is the earliest deadline of an open hold (ok false: none), for the
+// expiry sweep (internal/holdsweep).
+func (s *Store) NextHoldDeadline(context.Context) (time.Time, bool, error) {
+	w := s.fsm.mem
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if len(w.holds.due) == 0 {
+		return time.Time{}, false, nil
+	}
+	return orderTime(w.holds.due[0].at), true, nil
+}
+
+// PendingTransfer returns the record of a hold, open or finished, as this node has
+// applied it.
+func (s *Store) PendingTransfer(ctx context.Context, id string) (chronicle.PendingTransfer, bool, error) {
+	w := s.fsm.mem
+	w.mu.RLock()
+	p, ok := w.holds.byID[id]
+	w.mu.RUnlock()
+	if ok {
+		return p, true, nil
+	}
+	var err error
+	rerr := s.read(func(rd reader) error {
+		p, ok, err = rd.PendingTransfer(id)
+		return err
+	})
+	if rerr != nil {
+		return p, false, fmt.Errorf("raftstore: read pending transfer: %w", rerr)
+	}
+	return p, ok, nil
 }

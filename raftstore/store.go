@@ -71,6 +71,9 @@ type Config struct {
 	// state DB (0: DefaultScrubInterval; negative: never, though Scrub still runs a pass).
 	ScrubInterval time.Duration
 	Logger        *slog.Logger
+	// Clock is the leader's clock that commit times come from (nil: time.Now); tests of
+	// commit-time deadlines (pending transfers) move it.
+	Clock func() time.Time
 }
 
 // Store is a chronicle.EventStore on hashicorp/raft with Pebble for the log and state.
