@@ -208,10 +208,10 @@ func (m *machine) command(c Command, out *Outcome) (Result, error) {
 			return rec.Result(), nil
 		}
 	}
-	t := m.nextTime()
-	// Holds past their deadline that the command touches expire first, committed even if
-	// the command is then refused (ledger_pending.go).
-	if err := m.expireTouched(c, t, out); err != nil {
+	// Holds past their deadline that the command touches expire first, as a step of
+	// their own committed even if the command is then refused (ledger_pending.go).
+	t, err := m.expireTouched(c, m.nextTime(), out)
+	if err != nil {
 		return Result{}, err
 	}
 	tx := &txn{m: m, t: t, cmd: c, changed: map[string]Account{}}

@@ -119,15 +119,44 @@ func (m *machine) dueHolds(t time.Time, limit int) ([]PendingTransfer, error) {
 
 // expireTouched expires the holds past their deadline at t that command c touches, as a
 // step of its own committed before c runs: a late capture then finds the hold expired
-// (transfer_expired) and the release is written even though the capture is refused.
-func (m *machine) expireTouched(c Command, t time.Time, out *Outcome) error {
+// (transfer_expired) and the release is written even though the capture is refused. The
+// step has its own commit time, so c commits a nanosecond later; holds due exactly then
+// expire in a further step. It returns c's commit time.
+func (m *machine) expireTouched(c Command, t time.Time, out *Outcome) (time.Time, error) {
+	for step := 0; ; step++ {
+		due, err := m.touchedDue(c, t)
+		if err != nil || len(due) == 0 {
+			return t, err
+		}
+		tx := &txn{m: m, t: t, cmd: c, changed: map[string]Account{}}
+		for _, p := range due {
+			if err := tx.expire(p); err != nil {
+				return t, err
+			}
+		}
+		// The expiry is the ledger's own doing, not c's: its events carry a command id of
+		// their own, derived from c's (a store that finds a command's result by its id
+		// must not mistake them for c's, and each step is a command of its own in time).
+		md := map[string]string{"command_id": derivedID(c.ID, -2-step)}
+		for i := range tx.events {
+			tx.events[i].Metadata, tx.events[i].CreatedBy = md, ""
+		}
+		if err := m.commit(tx, out); err != nil {
+			return t, err
+		}
+		t = m.nextTime()
+	}
+}
+
+// touchedDue lists the open holds due at t that command c touches, in expiry order.
+func (m *machine) touchedDue(c Command, t time.Time) ([]PendingTransfer, error) {
 	var due []PendingTransfer
 	debit := ""
 	switch c.Type {
 	case CmdCaptureTransfer, CmdVoidTransfer:
 		p, ok, err := m.hold(c.TransferID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if ok && p.Open() && !p.ExpiresAt.After(t) {
 			due = append(due, p)
@@ -140,12 +169,12 @@ func (m *machine) expireTouched(c Command, t time.Time, out *Outcome) error {
 	if debit != "" {
 		a, ok, err := m.account(debit)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if ok && a.Held != 0 {
 			holds, err := m.accountHolds(debit)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			for _, p := range holds {
 				if !p.ExpiresAt.After(t) {
@@ -154,21 +183,7 @@ func (m *machine) expireTouched(c Command, t time.Time, out *Outcome) error {
 			}
 		}
 	}
-	if len(due) == 0 {
-		return nil
-	}
-	tx := &txn{m: m, t: t, cmd: c, changed: map[string]Account{}}
-	for _, p := range due {
-		if err := tx.expire(p); err != nil {
-			return err
-		}
-	}
-	// The expiry is the ledger's own doing, not c's: its events carry no command id (a
-	// store that finds a command's result by its id must not mistake them for c's).
-	for i := range tx.events {
-		tx.events[i].Metadata, tx.events[i].CreatedBy = nil, ""
-	}
-	return m.commit(tx, out)
+	return due, nil
 }
 
 func (tx *txn) getHold(id string) (PendingTransfer, bool, error) {

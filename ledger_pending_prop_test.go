@@ -186,6 +186,15 @@ func checkHoldInvariants(rt *rapid.T, s *chronicle.MemState, bi int) {
 			rt.Fatalf("batch %d: account %s held %d, open holds sum to %d", bi, id, a.Held, openHeld[id])
 		}
 	}
+	// Each command's events share its commit time; commands commit strictly in order (an
+	// expiry step included: it has a command id of its own).
+	for i := 1; i < len(s.Log); i++ {
+		p, e := s.Log[i-1], s.Log[i]
+		same := p.Metadata["command_id"] == e.Metadata["command_id"]
+		if e.Metadata["command_id"] == "" || same && !e.CreatedAt.Equal(p.CreatedAt) || !same && !e.CreatedAt.After(p.CreatedAt) {
+			rt.Fatalf("batch %d: events %d and %d: created_at %v, %v, metadata %v, %v", bi, p.Position, e.Position, p.CreatedAt, e.CreatedAt, p.Metadata, e.Metadata)
+		}
+	}
 	// Each hold: one TransferPending, at most one finishing event, expiry not early.
 	started, finished := map[string]int{}, map[string]int{}
 	for _, e := range s.Log {

@@ -52,6 +52,7 @@ func Run(t *testing.T, h Harness) {
 		{"BalanceAtRandomInstants", testBalanceAt},
 		{"Restart", testRestart},
 		{"Tokens", testTokens},
+		{"PendingTransfers", testPendingTransfers},
 	} {
 		t.Run(st.name, func(t *testing.T) {
 			t.Parallel()
