@@ -66,6 +66,10 @@ const LINE_NAMES = {
   withdrawal: 'Withdrawal',
   transfer_in: 'Transfer in',
   transfer_out: 'Transfer out',
+  // Two-phase transfers: a hold and its release leave the balance as it was.
+  hold: 'Hold',
+  hold_voided: 'Hold voided',
+  hold_expired: 'Hold expired',
 };
 export const lineName = (t) => LINE_NAMES[t] || t;
 
