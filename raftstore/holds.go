@@ -2,7 +2,9 @@ package raftstore
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"time"
@@ -219,7 +221,7 @@ func (rd reader) PendingTransfer(id string) (chronicle.PendingTransfer, bool, er
 // AccountHolds implements chronicle.State from the state DB: a scan of the deadline
 // index (reader is for offline checks, not the command path).
 func (rd reader) AccountHolds(accountID string) ([]chronicle.PendingTransfer, error) {
-	all, err := rd.DueHolds(time.Unix(0, 1<<62), 1<<31)
+	all, err := rd.DueHolds(time.Unix(0, math.MaxInt64), math.MaxInt32)
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +248,7 @@ func (rd reader) DueHolds(t time.Time, limit int) ([]chronicle.PendingTransfer, 
 		if len(k) < 9 {
 			return nil, fmt.Errorf("deadline index key %q is too short", k)
 		}
-		if at := timeOrderOf(k[1:9]); at > upto {
+		if at := binary.BigEndian.Uint64(k[1:9]); at > upto {
 			break
 		}
 		p, ok, err := rd.PendingTransfer(string(k[9:]))
@@ -259,14 +261,6 @@ func (rd reader) DueHolds(t time.Time, limit int) ([]chronicle.PendingTransfer, 
 		out = append(out, p)
 	}
 	return out, it.Error()
-}
-
-func timeOrderOf(b []byte) uint64 {
-	var v uint64
-	for _, c := range b {
-		v = v<<8 | uint64(c)
-	}
-	return v
 }
 
 // NextHoldDeadline is the earliest deadline of an open hold (ok false: none), for the

@@ -32,6 +32,7 @@ type txState struct {
 	tx       pgx.Tx
 	accounts map[string]*chronicle.Account
 	keys     map[string]*chronicle.IdempotencyRecord
+	holds    map[string]*chronicle.PendingTransfer // holds.go
 }
 
 func (st *txState) Account(id string) (chronicle.Account, bool, error) {

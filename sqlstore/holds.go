@@ -44,15 +44,27 @@ func scanHolds(rows pgx.Rows) ([]chronicle.PendingTransfer, error) {
 	return out, rows.Err()
 }
 
-// PendingTransfer implements chronicle.State.
+// PendingTransfer implements chronicle.State. Reads are cached for the attempt: the
+// state machine keeps its own changes, so the rows cannot change under it.
 func (st *txState) PendingTransfer(id string) (chronicle.PendingTransfer, bool, error) {
+	if p, ok := st.holds[id]; ok {
+		if p == nil {
+			return chronicle.PendingTransfer{}, false, nil
+		}
+		return *p, true, nil
+	}
+	if st.holds == nil {
+		st.holds = map[string]*chronicle.PendingTransfer{}
+	}
 	p, err := scanHold(st.tx.QueryRow(st.ctx, `SELECT `+holdColumns+` FROM chronicle_pending_transfers WHERE transfer_id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
+		st.holds[id] = nil
 		return chronicle.PendingTransfer{}, false, nil
 	}
 	if err != nil {
 		return p, false, fmt.Errorf("read pending transfer: %w", err)
 	}
+	st.holds[id] = &p
 	return p, true, nil
 }
 
