@@ -50,7 +50,14 @@ type Account struct {
 	LastUpdated    time.Time     `json:"last_updated"`
 	// Version is the number of events in the account's stream.
 	Version uint64 `json:"version"`
+	// Held is the total of the account's open pending transfers (holds): reserved, not
+	// yet posted. Available is Balance - Held.
+	Held int64 `json:"held,omitempty"`
 }
+
+// Available is what the account can still spend before its overdraft limit: the posted
+// balance less its open holds.
+func (a Account) Available() int64 { return a.Balance - a.Held }
 
 // External reports whether a is a currency's external account.
 func (a Account) External() bool { return IsExternal(a.ID) }

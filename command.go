@@ -171,9 +171,14 @@ func (c Command) Validate() error {
 				return err
 			}
 		}
+		if err := c.validatePending(); err != nil {
+			return err
+		}
 		return validateText("description", c.Description, MaxDescriptionLen, false)
 	case CmdFreezeAccount, CmdUnfreezeAccount, CmdCloseAccount:
 		return c.validateLifecycle()
+	case CmdCaptureTransfer, CmdVoidTransfer, CmdExpireTransfers:
+		return c.validatePending()
 	case "":
 		return FieldErrorf(KindMalformed, CodeMissingField, "type", "command type is required")
 	default:

@@ -88,6 +88,7 @@ type BalancePoint struct {
 type State interface {
 	Account(id string) (Account, bool, error)
 	Idempotency(key string) (IdempotencyRecord, bool, error)
+	HoldState
 }
 
 // Batch is the unit of replication: commands and the leader's clock reading. The
@@ -108,6 +109,9 @@ type Outcome struct {
 	Idempotency []IdempotencyRecord
 	History     []BalancePoint
 	Head        Head
+	// Holds holds the final state of every pending transfer the batch created or
+	// finished, in the order first changed.
+	Holds []PendingTransfer
 }
 
 // InvariantError reports a broken ledger invariant. A store that gets one must stop
@@ -137,6 +141,7 @@ func Apply(st State, head Head, b Batch) (Outcome, error) {
 	for _, id := range m.order {
 		out.Accounts = append(out.Accounts, m.accounts[id])
 	}
+	out.Holds = m.holds.final()
 	out.Head = m.head
 	return out, nil
 }
@@ -150,6 +155,7 @@ type machine struct {
 	accounts map[string]Account
 	order    []string
 	keys     map[string]IdempotencyRecord
+	holds    holdOverlay
 }
 
 func (m *machine) account(id string) (Account, bool, error) {
@@ -202,7 +208,12 @@ func (m *machine) command(c Command, out *Outcome) (Result, error) {
 			return rec.Result(), nil
 		}
 	}
-	t := m.nextTime()
+	// Holds past their deadline that the command touches expire first, as a step of
+	// their own committed even if the command is then refused (ledger_pending.go).
+	t, err := m.expireTouched(c, m.nextTime(), out)
+	if err != nil {
+		return Result{}, err
+	}
 	tx := &txn{m: m, t: t, cmd: c, changed: map[string]Account{}}
 	if err := tx.run(); err != nil {
 		if e, ok := err.(*Error); ok {
@@ -210,10 +221,25 @@ func (m *machine) command(c Command, out *Outcome) (Result, error) {
 		}
 		return Result{}, err
 	}
-	if err := tx.checkBalanced(); err != nil {
+	if err := m.commit(tx, out); err != nil {
 		return Result{}, err
 	}
-	// The command succeeded: seal its events into the chain and publish its changes.
+	r := Result{Position: m.head.Position, CommitTime: t, TransferID: tx.transferID, Events: tx.events, EventCount: len(tx.events)}
+	if c.IdempotencyKey != "" {
+		rec := IdempotencyRecord{Key: c.IdempotencyKey, Fingerprint: c.Fingerprint(), CommitTime: t,
+			Position: r.Position, Count: uint32(len(tx.events))}
+		m.keys[c.IdempotencyKey] = rec
+		out.Idempotency = append(out.Idempotency, rec)
+	}
+	return r, nil
+}
+
+// commit checks a successful txn, seals its events into the chain and publishes its changes.
+func (m *machine) commit(tx *txn, out *Outcome) error {
+	if err := tx.checkBalanced(); err != nil {
+		return err
+	}
+	t := tx.t
 	for i := range tx.events {
 		e := &tx.events[i]
 		e.Position = m.head.Position + 1
@@ -232,14 +258,8 @@ func (m *machine) command(c Command, out *Outcome) (Result, error) {
 		out.History = append(out.History, BalancePoint{AccountID: e.AggregateID, Time: t, Balance: e.Data.BalanceAfter, Position: e.Position})
 	}
 	out.Events = append(out.Events, tx.events...)
-	r := Result{Position: m.head.Position, CommitTime: t, TransferID: tx.transferID, Events: tx.events, EventCount: len(tx.events)}
-	if c.IdempotencyKey != "" {
-		rec := IdempotencyRecord{Key: c.IdempotencyKey, Fingerprint: c.Fingerprint(), CommitTime: t,
-			Position: r.Position, Count: uint32(len(tx.events))}
-		m.keys[c.IdempotencyKey] = rec
-		out.Idempotency = append(out.Idempotency, rec)
-	}
-	return r, nil
+	m.holds.commit(tx.holds)
+	return nil
 }
 
 // txn is one command's work, kept apart until the command is known to succeed.
@@ -251,6 +271,7 @@ type txn struct {
 	touched    []string
 	events     []Event
 	transferID string
+	holds      txnHolds
 }
 
 func (tx *txn) get(id string) (Account, bool, error) {
@@ -305,9 +326,10 @@ func (tx *txn) post(debit, credit *Account, amount int64, field string) error {
 	if !ok1 || !ok2 {
 		return FieldErrorf(KindRejected, CodeInvalidAmount, "amount", "amount would overflow a balance")
 	}
-	if !debit.External() && nd < -debit.OverdraftLimit {
+	// Open holds reserve part of the balance: a debit may spend only what is available.
+	if avail, ok := subInt64(nd, debit.Held); !debit.External() && (!ok || avail < -debit.OverdraftLimit) {
 		cur, _ := LookupCurrency(debit.Currency)
-		return FieldErrorf(KindRejected, CodeInsufficientFunds, field, "account %q has %s %s available", debit.ID, FormatMinor(debit.Balance+debit.OverdraftLimit, cur), debit.Currency)
+		return FieldErrorf(KindRejected, CodeInsufficientFunds, field, "account %q has %s %s available", debit.ID, FormatMinor(debit.Available()+debit.OverdraftLimit, cur), debit.Currency)
 	}
 	debit.Balance, credit.Balance = nd, nc
 	debit.LastUpdated, credit.LastUpdated = tx.t, tx.t
@@ -350,9 +372,18 @@ func (tx *txn) run() error {
 	case CmdDeposit, CmdWithdraw:
 		return tx.depositWithdraw()
 	case CmdTransfer:
+		if c.Pending {
+			return tx.hold()
+		}
 		return tx.transfer()
 	case CmdFreezeAccount, CmdUnfreezeAccount, CmdCloseAccount:
 		return tx.lifecycle()
+	case CmdCaptureTransfer:
+		return tx.capture()
+	case CmdVoidTransfer:
+		return tx.void()
+	case CmdExpireTransfers:
+		return tx.expireDue()
 	default:
 		return FieldErrorf(KindMalformed, CodeInvalidField, "type", "unknown command type %q", string(c.Type))
 	}

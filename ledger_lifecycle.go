@@ -108,6 +108,12 @@ func closable(a Account) error {
 		return FieldErrorf(KindRejected, CodeBalanceNotZero, "account_id", "account %q holds %s %s; only an account with a zero balance can be closed",
 			a.ID, FormatMinor(a.Balance, cur), a.Currency)
 	}
+	if a.Held != 0 {
+		// Money promised by an open hold still has to settle or be released first.
+		cur, _ := LookupCurrency(a.Currency)
+		return FieldErrorf(KindRejected, CodeBalanceNotZero, "account_id", "account %q has %s %s held by pending transfers; capture or void them before closing",
+			a.ID, FormatMinor(a.Held, cur), a.Currency)
+	}
 	return nil
 }
 

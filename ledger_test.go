@@ -161,6 +161,9 @@ func cloneState(s *chronicle.MemState) *chronicle.MemState {
 	for k, v := range s.Keys {
 		c.Keys[k] = v
 	}
+	for k, v := range s.Holds {
+		c.Holds[k] = v
+	}
 	c.Head = s.Head
 	c.Log = append([]chronicle.Event(nil), s.Log...)
 	return c

@@ -13,11 +13,28 @@ type MemState struct {
 	Keys     map[string]IdempotencyRecord
 	Head     Head
 	Log      []Event
+	// Holds is every pending transfer, open or finished, by transfer id.
+	Holds MemHolds
 }
 
 // NewMemState returns an empty ledger.
 func NewMemState() *MemState {
-	return &MemState{Accounts: map[string]Account{}, Keys: map[string]IdempotencyRecord{}, Head: GenesisHead()}
+	return &MemState{Accounts: map[string]Account{}, Keys: map[string]IdempotencyRecord{}, Head: GenesisHead(), Holds: MemHolds{}}
+}
+
+// PendingTransfer implements State.
+func (s *MemState) PendingTransfer(id string) (PendingTransfer, bool, error) {
+	return s.Holds.PendingTransfer(id)
+}
+
+// AccountHolds implements State.
+func (s *MemState) AccountHolds(id string) ([]PendingTransfer, error) {
+	return s.Holds.AccountHolds(id)
+}
+
+// DueHolds implements State.
+func (s *MemState) DueHolds(t time.Time, limit int) ([]PendingTransfer, error) {
+	return s.Holds.DueHolds(t, limit)
 }
 
 // Account implements State.
@@ -43,6 +60,12 @@ func (s *MemState) Execute(b Batch) ([]Result, error) {
 	}
 	for _, r := range out.Idempotency {
 		s.Keys[r.Key] = r
+	}
+	if s.Holds == nil {
+		s.Holds = MemHolds{}
+	}
+	for _, p := range out.Holds {
+		s.Holds[p.ID] = p
 	}
 	s.Log = append(s.Log, out.Events...)
 	s.Head = out.Head
@@ -115,6 +138,13 @@ func (r *Replayer) Add(e Event) error {
 		a = Account{ID: e.AggregateID, OwnerName: d.OwnerName, Currency: cur.Code, Status: StatusActive,
 			CreatedAt: e.CreatedAt, OverdraftLimit: d.OverdraftLimit}
 		amount = d.InitialBalance
+	case EventTransferPending, EventTransferCaptured, EventTransferVoided, EventTransferExpired:
+		if !ok {
+			return fmt.Errorf("position %d: %s on unknown account %s", e.Position, e.EventType, e.AggregateID)
+		}
+		if amount, err = r.replayHold(&a, e); err != nil {
+			return err
+		}
 	case EventMoneyDeposited, EventMoneyWithdrawn:
 		if !ok {
 			return fmt.Errorf("position %d: %s on unknown account %s", e.Position, e.EventType, e.AggregateID)

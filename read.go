@@ -13,6 +13,11 @@ const (
 	LineWithdrawal  = "withdrawal"
 	LineTransferIn  = "transfer_in"
 	LineTransferOut = "transfer_out"
+	// Two-phase transfers: a hold and its release leave the posted balance unchanged;
+	// a capture's legs are transfer_out and transfer_in.
+	LineHold        = "hold"
+	LineHoldVoided  = "hold_voided"
+	LineHoldExpired = "hold_expired"
 )
 
 // StatementLine is one line of an account's statement: one event of its stream.
@@ -63,6 +68,9 @@ func Project(acc Account, e Event) (Account, StatementLine, error) {
 		// No money moves; the line records the status change and its reason.
 		line.Type, line.Amount, line.Description = lifecycleLine(e.EventType), 0, d.Reason
 		acc.Status = lifecycleStatus(e.EventType)
+	case EventTransferPending, EventTransferCaptured, EventTransferVoided, EventTransferExpired:
+		line.Type = holdLineType(e)
+		acc.Held = d.HeldAfter
 	default:
 		return acc, line, fmt.Errorf("position %d: unknown event type %s", e.Position, e.EventType)
 	}

@@ -5,7 +5,10 @@ package chronicle
 // replicas, so they are as explicit and versioned as the log itself.
 
 const (
-	accountVersion     = 1
+	accountVersion = 1
+	// accountVersion2 appends held i64; it is written only for an account with held != 0,
+	// so every account without holds keeps its version-1 bytes.
+	accountVersion2    = 2
 	headVersion        = 1
 	idempotencyVersion = 1
 )
@@ -13,10 +16,15 @@ const (
 // MarshalBinary encodes the account:
 //
 //	version u8 = 1 | account_id str | owner_name str | currency str | balance i64 |
-//	overdraft_limit i64 | status str | created_at i64 | last_updated i64 | version u64
+//	overdraft_limit i64 | status str | created_at i64 | last_updated i64 | version u64 |
+//	(version 2 only, when held != 0:) held i64
 func (a Account) MarshalBinary() ([]byte, error) {
-	b := make([]byte, 0, 64+len(a.ID)+len(a.OwnerName))
-	b = appendU8(b, accountVersion)
+	b := make([]byte, 0, 72+len(a.ID)+len(a.OwnerName))
+	if a.Held != 0 {
+		b = appendU8(b, accountVersion2)
+	} else {
+		b = appendU8(b, accountVersion)
+	}
 	b = appendStr(b, a.ID)
 	b = appendStr(b, a.OwnerName)
 	b = appendStr(b, a.Currency)
@@ -25,15 +33,28 @@ func (a Account) MarshalBinary() ([]byte, error) {
 	b = appendStr(b, string(a.Status))
 	b = appendTime(b, a.CreatedAt)
 	b = appendTime(b, a.LastUpdated)
-	return appendU64(b, a.Version), nil
+	b = appendU64(b, a.Version)
+	if a.Held != 0 {
+		b = appendI64(b, a.Held)
+	}
+	return b, nil
 }
 
 // UnmarshalBinary decodes what MarshalBinary wrote.
 func (a *Account) UnmarshalBinary(data []byte) error {
 	d := decoder{b: data, what: "account"}
-	d.version(accountVersion)
+	v := d.u8()
+	if d.err == nil && v != accountVersion && v != accountVersion2 {
+		d.fail("format version %d, this build reads versions %d and %d", v, accountVersion, accountVersion2)
+	}
 	out := Account{ID: d.str(), OwnerName: d.str(), Currency: d.str(), Balance: d.i64(),
 		OverdraftLimit: d.i64(), Status: AccountStatus(d.str()), CreatedAt: d.time(), LastUpdated: d.time(), Version: d.u64()}
+	if v == accountVersion2 {
+		out.Held = d.i64()
+		if d.err == nil && out.Held == 0 {
+			d.fail("version-2 account with held 0") // one encoding per account
+		}
+	}
 	if err := d.done(); err != nil {
 		return err
 	}

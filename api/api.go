@@ -39,6 +39,27 @@ type Transfer struct {
 	Amount        string `json:"amount"`
 	Currency      string `json:"currency,omitempty"`
 	Description   string `json:"description,omitempty"`
+	// Pending makes the transfer a hold (two-phase transfer): the amount is reserved on
+	// the debit account until captured, voided or expired after TimeoutSeconds of commit
+	// time (default 86400, at most 2592000).
+	Pending        bool   `json:"pending,omitempty"`
+	TimeoutSeconds *int64 `json:"timeout_seconds,omitempty"`
+}
+
+// CaptureTransfer is the body of POST /commands/capture-transfer: it posts a pending
+// transfer, all of it or Amount (at most the amount held; the rest is released).
+type CaptureTransfer struct {
+	TransferID  string `json:"transfer_id"`
+	Amount      string `json:"amount,omitempty"`
+	Description string `json:"description,omitempty"`
+}
+
+// VoidTransfer is the body of POST /commands/void-transfer: it releases a pending
+// transfer.
+type VoidTransfer struct {
+	TransferID  string `json:"transfer_id"`
+	Reason      string `json:"reason,omitempty"`
+	Description string `json:"description,omitempty"`
 }
 
 // AccountLifecycle is the body of POST /commands/freeze-account, /commands/unfreeze-account
@@ -64,6 +85,11 @@ type BatchItem struct {
 	ToAccountID    string `json:"to_account_id,omitempty"`
 	Amount         string `json:"amount,omitempty"`
 	Description    string `json:"description,omitempty"`
+	// Two-phase transfers: a transfer's pending and timeout_seconds; the transfer_id of a
+	// capture-transfer or void-transfer, and a void's reason.
+	Pending        bool   `json:"pending,omitempty"`
+	TimeoutSeconds *int64 `json:"timeout_seconds,omitempty"`
+	TransferID     string `json:"transfer_id,omitempty"`
 	Reason         string `json:"reason,omitempty"`
 }
 
@@ -129,6 +155,10 @@ type Account struct {
 	CreatedAt      time.Time `json:"created_at"`
 	LastUpdated    time.Time `json:"last_updated"`
 	Version        uint64    `json:"version"`
+	// Held is the total of the account's open pending transfers; Available is Balance
+	// less Held, what debits may spend (down to -overdraft_limit).
+	Held      string `json:"held"`
+	Available string `json:"available"`
 }
 
 // Accounts is the response to GET /accounts; NextAfter is set when the page is full.

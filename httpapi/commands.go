@@ -124,6 +124,8 @@ type commandFields struct {
 	InitialBalance, OverdraftLimit, Amount                                  json.RawMessage
 	// Reason: the lifecycle commands (lifecycle.go).
 	Reason string
+	// Two-phase transfers (pending.go); only the strict decoder sets them.
+	pendingFields
 }
 
 // decodeCommand decodes one command body of type t strictly: in one pass when the body
@@ -160,10 +162,16 @@ func decodeCommandStrict(t chronicle.CommandType, body []byte, def commandDefaul
 			return chronicle.Command{Type: t}, err
 		}
 		f = commandFields{FromAccountID: req.FromAccountID, ToAccountID: req.ToAccountID, Currency: req.Currency,
-			Description: req.Description, Amount: req.Amount}
+			Description: req.Description, Amount: req.Amount,
+			pendingFields: pendingFields{Pending: req.Pending, TimeoutSeconds: req.TimeoutSeconds}}
 	case chronicle.CmdFreezeAccount, chronicle.CmdUnfreezeAccount, chronicle.CmdCloseAccount:
 		var err error
 		if f, err = decodeLifecycleStrict(body); err != nil {
+			return chronicle.Command{Type: t}, err
+		}
+	case chronicle.CmdCaptureTransfer, chronicle.CmdVoidTransfer:
+		var err error
+		if f, err = decodePendingStrict(t, body); err != nil {
 			return chronicle.Command{Type: t}, err
 		}
 	default:
@@ -201,8 +209,15 @@ func buildCommand(t chronicle.CommandType, f *commandFields, def commandDefaults
 		if c.Amount, err = decimalField("amount", f.Amount); err != nil {
 			return c, err
 		}
+		if err := f.buildPending(&c); err != nil {
+			return c, err
+		}
 	case chronicle.CmdFreezeAccount, chronicle.CmdUnfreezeAccount, chronicle.CmdCloseAccount:
 		c.AccountID, c.Reason = f.AccountID, f.Reason
+	case chronicle.CmdCaptureTransfer, chronicle.CmdVoidTransfer:
+		if err := f.buildPending(&c); err != nil {
+			return c, err
+		}
 	}
 	if err := c.Validate(); err != nil {
 		return c, err

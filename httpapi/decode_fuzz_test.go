@@ -13,11 +13,12 @@ import (
 )
 
 // fuzzCommandTypes are the command types the fuzzer's first input selects among (the
-// lifecycle types were added after the first four, which keep their bytes 0-3; 255 still
-// selects transfer).
-var fuzzCommandTypes = [7]chronicle.CommandType{
+// lifecycle and two-phase types were added after the first four, which keep their bytes
+// 0-3; 255 still selects transfer).
+var fuzzCommandTypes = [9]chronicle.CommandType{
 	chronicle.CmdCreateAccount, chronicle.CmdDeposit, chronicle.CmdWithdraw, chronicle.CmdTransfer,
 	chronicle.CmdFreezeAccount, chronicle.CmdUnfreezeAccount, chronicle.CmdCloseAccount,
+	chronicle.CmdCaptureTransfer, chronicle.CmdVoidTransfer,
 }
 
 // decodeFuzzSeeds are the seed inputs; testdata/fuzz/FuzzDecodeCommand holds the same
@@ -88,6 +89,23 @@ var decodeFuzzSeeds = []struct {
 	{"close-valid", 6, `{"account_id":"b","reason":"customer left"}`},
 	{"close-nonzero", 6, `{"account_id":"a","reason":"customer left"}`},
 	{"close-missing-id", 6, `{"reason":"x"}`},
+	// Two-phase transfers.
+	{"hold-valid", 3, `{"from_account_id":"a","to_account_id":"b","amount":"1","pending":true,"timeout_seconds":60}`},
+	{"hold-default-timeout", 3, `{"from_account_id":"a","to_account_id":"b","amount":"1","pending":true}`},
+	{"hold-timeout-zero", 3, `{"from_account_id":"a","to_account_id":"b","amount":"1","pending":true,"timeout_seconds":0}`},
+	{"hold-timeout-fraction", 3, `{"from_account_id":"a","to_account_id":"b","amount":"1","pending":true,"timeout_seconds":1.5}`},
+	{"hold-timeout-huge", 3, `{"from_account_id":"a","to_account_id":"b","amount":"1","pending":true,"timeout_seconds":1e30}`},
+	{"hold-timeout-not-pending", 3, `{"from_account_id":"a","to_account_id":"b","amount":"1","pending":false,"timeout_seconds":5}`},
+	{"hold-pending-string", 3, `{"from_account_id":"a","to_account_id":"b","amount":"1","pending":"true"}`},
+	{"capture-valid", 7, `{"transfer_id":"00000000-0000-0000-0000-000000000000","amount":"0.50"}`},
+	{"capture-full", 7, `{"transfer_id":"t-1"}`},
+	{"capture-null-amount", 7, `{"transfer_id":"t-1","amount":null}`},
+	{"capture-missing-id", 7, `{"amount":"1"}`},
+	{"capture-reason", 7, `{"transfer_id":"t-1","reason":"x"}`},
+	{"void-valid", 8, `{"transfer_id":"t-1","reason":"customer cancelled"}`},
+	{"void-control-reason", 8, `{"transfer_id":"t-1","reason":"a\u0001b"}`},
+	{"void-long-id", 8, `{"transfer_id":"` + strings.Repeat("t", 65) + `"}`},
+	{"void-amount", 8, `{"transfer_id":"t-1","amount":"1"}`},
 }
 
 // decodeFuzzState is a small ledger for decoded commands to run against.
@@ -150,16 +168,23 @@ func FuzzDecodeCommand(f *testing.F) {
 		}
 
 		// The decoded fields, written back as a request body, decode to the same command.
-		fields := map[string]string{}
+		fields := map[string]any{}
 		for name, v := range map[string]string{
 			"account_id": c.AccountID, "owner_name": c.OwnerName, "currency": c.Currency,
 			"initial_balance": string(c.InitialBalance), "overdraft_limit": string(c.OverdraftLimit),
 			"amount": string(c.Amount), "description": c.Description,
-			"from_account_id": c.FromAccountID, "to_account_id": c.ToAccountID, "reason": c.Reason,
+			"from_account_id": c.FromAccountID, "to_account_id": c.ToAccountID,
+			"transfer_id": c.TransferID, "reason": c.Reason,
 		} {
 			if v != "" {
 				fields[name] = v
 			}
+		}
+		if c.Pending {
+			fields["pending"] = true
+		}
+		if c.TimeoutSeconds != 0 {
+			fields["timeout_seconds"] = c.TimeoutSeconds
 		}
 		again, err := json.Marshal(fields)
 		if err != nil {

@@ -235,6 +235,8 @@ func New(cfg Config) *API {
 			r.Post("/freeze-account", a.command(chronicle.CmdFreezeAccount))
 			r.Post("/unfreeze-account", a.command(chronicle.CmdUnfreezeAccount))
 			r.Post("/close-account", a.command(chronicle.CmdCloseAccount))
+			r.Post("/capture-transfer", a.command(chronicle.CmdCaptureTransfer))
+			r.Post("/void-transfer", a.command(chronicle.CmdVoidTransfer))
 			r.Post("/batch", a.batch)
 		})
 		if cfg.Tokens != nil {

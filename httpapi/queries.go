@@ -17,7 +17,8 @@ import (
 func toAccountJSON(a chronicle.Account) api.Account {
 	cur, _ := chronicle.LookupCurrency(a.Currency) // stored accounts hold known currencies
 	out := api.Account{AccountID: a.ID, OwnerName: a.OwnerName, Balance: chronicle.FormatMinor(a.Balance, cur),
-		Currency: a.Currency, Status: string(a.Status), CreatedAt: a.CreatedAt, LastUpdated: a.LastUpdated, Version: a.Version}
+		Currency: a.Currency, Status: string(a.Status), CreatedAt: a.CreatedAt, LastUpdated: a.LastUpdated, Version: a.Version,
+		Held: chronicle.FormatMinor(a.Held, cur), Available: chronicle.FormatMinor(a.Available(), cur)}
 	if a.OverdraftLimit > 0 {
 		out.OverdraftLimit = chronicle.FormatMinor(a.OverdraftLimit, cur)
 	}

@@ -166,6 +166,14 @@ func TestResponsesDecodeIntoAPITypes(t *testing.T) {
 	}
 	expect("POST", "/commands/unfreeze-account", `{"account_id":"C"}`, nil, http.StatusCreated, &api.CommandResult{})
 
+	// Two-phase transfers: a hold captured in part, another voided with a reason.
+	res = api.CommandResult{}
+	expect("POST", "/commands/transfer", `{"from_account_id":"B","to_account_id":"A","amount":"5","pending":true,"timeout_seconds":600}`, nil, http.StatusCreated, &res)
+	expect("POST", "/commands/capture-transfer", `{"transfer_id":"`+res.TransferID+`","amount":"2","description":"part"}`, nil, http.StatusCreated, &api.CommandResult{})
+	res = api.CommandResult{}
+	expect("POST", "/commands/transfer", `{"from_account_id":"B","to_account_id":"A","amount":"1","pending":true}`, nil, http.StatusCreated, &res)
+	expect("POST", "/commands/void-transfer", `{"transfer_id":"`+res.TransferID+`","reason":"cancelled"}`, nil, http.StatusCreated, &api.CommandResult{})
+
 	var accts api.Accounts
 	expect("GET", "/accounts?limit=2", "", nil, http.StatusOK, &accts)
 	if accts.Total != 2 || accts.NextAfter != "B" || accts.Accounts[0].OverdraftLimit != "50.00" {
@@ -173,7 +181,7 @@ func TestResponsesDecodeIntoAPITypes(t *testing.T) {
 	}
 	var acc api.Account
 	expect("GET", "/accounts/A", "", nil, http.StatusOK, &acc)
-	if acc.Balance != "89.50" || acc.Version == 0 {
+	if acc.Balance != "91.50" || acc.Held != "0.00" || acc.Available != "91.50" || acc.Version == 0 {
 		t.Fatalf("account: %+v", acc)
 	}
 	var txs api.Transactions
@@ -183,7 +191,7 @@ func TestResponsesDecodeIntoAPITypes(t *testing.T) {
 	}
 	var bal api.Balance
 	expect("GET", "/accounts/A/balance-at?timestamp="+time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "", nil, http.StatusOK, &bal)
-	if bal.Balance != "89.50" || bal.AsOf.IsZero() || bal.Position == 0 {
+	if bal.Balance != "91.50" || bal.AsOf.IsZero() || bal.Position == 0 {
 		t.Fatalf("balance-at: %+v", bal)
 	}
 	var evs api.Events

@@ -71,6 +71,10 @@ type Config struct {
 	// ScrubInterval is how often the background scrub re-reads the Raft log and the
 	// state DB (0: raftstore.DefaultScrubInterval; negative: never).
 	ScrubInterval time.Duration
+	// HoldSweepInterval is how often the leader (SQL mode: the hold-sweep lease holder)
+	// looks for pending transfers past their deadline (0: holdsweep.DefaultInterval;
+	// negative: never, expiry is then only lazy).
+	HoldSweepInterval time.Duration
 	// TrailingLogs overrides the entries kept behind a snapshot (0: default).
 	TrailingLogs uint64
 	// Pebble tunes the state DB of the Raft store (zero fields: defaults).
@@ -517,6 +521,11 @@ func (n *Node) Run(ctx context.Context) error {
 		defer close(diskDone)
 		n.disk.Run(projCtx, func(st diskguard.State) { n.afterDiskCheck(projCtx, st) })
 	}()
+	sweepDone := make(chan struct{})
+	go func() {
+		defer close(sweepDone)
+		n.sweepHolds(projCtx)
+	}()
 	clusterDone := make(chan struct{})
 	go func() {
 		defer close(clusterDone)
@@ -553,6 +562,7 @@ func (n *Node) Run(ctx context.Context) error {
 	stopProj()
 	<-clusterDone
 	<-diskDone
+	<-sweepDone
 	<-sqlDone
 	stopWake()
 	stopPubWake()

@@ -225,6 +225,7 @@ func joinTime(t time.Time, nanos int32) time.Time {
 type accountRows struct {
 	id, owner, balance, currency, status []string
 	balanceMinor, overdraft, version     []int64
+	held                                 []int64
 	created, updated                     []time.Time
 	createdNanos, updatedNanos           []int32
 }
@@ -244,6 +245,7 @@ func (r *accountRows) add(a chronicle.Account) error {
 	r.overdraft = append(r.overdraft, a.OverdraftLimit)
 	r.status = append(r.status, string(a.Status))
 	r.version = append(r.version, int64(a.Version))
+	r.held = append(r.held, a.Held)
 	r.created = append(r.created, created)
 	r.createdNanos = append(r.createdNanos, cn)
 	r.updated = append(r.updated, updated)
@@ -255,19 +257,20 @@ func (r *accountRows) add(a chronicle.Account) error {
 // PostgreSQL itself: no float on the way.
 const upsertAccountsSQL = `
 INSERT INTO account_balance (account_id, owner_name, balance, balance_minor, currency,
-	overdraft_limit_minor, status, version, created_at, created_at_nanos, last_updated, last_updated_nanos)
+	overdraft_limit_minor, status, version, created_at, created_at_nanos, last_updated, last_updated_nanos, held_minor)
 SELECT u.account_id, u.owner_name, u.balance::numeric, u.balance_minor, u.currency,
-	u.overdraft_limit_minor, u.status, u.version, u.created_at, u.created_at_nanos, u.last_updated, u.last_updated_nanos
+	u.overdraft_limit_minor, u.status, u.version, u.created_at, u.created_at_nanos, u.last_updated, u.last_updated_nanos, u.held_minor
 FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::text[],
-	$8::bigint[], $9::timestamptz[], $10::int[], $11::timestamptz[], $12::int[])
+	$8::bigint[], $9::timestamptz[], $10::int[], $11::timestamptz[], $12::int[], $13::bigint[])
 	AS u(account_id, owner_name, balance, balance_minor, currency, overdraft_limit_minor, status,
-		version, created_at, created_at_nanos, last_updated, last_updated_nanos)
+		version, created_at, created_at_nanos, last_updated, last_updated_nanos, held_minor)
 ON CONFLICT (account_id) DO UPDATE SET
 	owner_name = EXCLUDED.owner_name, balance = EXCLUDED.balance, balance_minor = EXCLUDED.balance_minor,
 	currency = EXCLUDED.currency, overdraft_limit_minor = EXCLUDED.overdraft_limit_minor,
 	status = EXCLUDED.status, version = EXCLUDED.version,
 	created_at = EXCLUDED.created_at, created_at_nanos = EXCLUDED.created_at_nanos,
-	last_updated = EXCLUDED.last_updated, last_updated_nanos = EXCLUDED.last_updated_nanos`
+	last_updated = EXCLUDED.last_updated, last_updated_nanos = EXCLUDED.last_updated_nanos,
+	held_minor = EXCLUDED.held_minor`
 
 // lineRows holds statement lines column by column.
 type lineRows struct {
@@ -330,7 +333,7 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::te
 	AS u(transfer_id, from_account_id, to_account_id, amount, amount_minor, currency, ts, ts_nanos, position)`
 
 const accountColumns = `account_id, owner_name, currency, balance_minor, overdraft_limit_minor, status,
-	version, created_at, created_at_nanos, last_updated, last_updated_nanos`
+	version, created_at, created_at_nanos, last_updated, last_updated_nanos, held_minor`
 
 func scanAccount(row pgx.Row) (chronicle.Account, error) {
 	var (
@@ -341,7 +344,7 @@ func scanAccount(row pgx.Row) (chronicle.Account, error) {
 		createdN, updatedN int32
 	)
 	err := row.Scan(&a.ID, &a.OwnerName, &a.Currency, &a.Balance, &a.OverdraftLimit, &status,
-		&version, &created, &createdN, &updated, &updatedN)
+		&version, &created, &createdN, &updated, &updatedN, &a.Held)
 	a.Status = chronicle.AccountStatus(status)
 	a.Version = uint64(version)
 	a.CreatedAt = joinTime(created, createdN)
@@ -436,6 +439,7 @@ func (v *PostgresView) Apply(ctx context.Context, events []chronicle.Event) erro
 	var (
 		lines     lineRows
 		transfers transferRows
+		holds     holdRows
 		order     []string // accounts in first-touched order
 		touched   = make(map[string]bool, len(ids))
 	)
@@ -454,6 +458,7 @@ func (v *PostgresView) Apply(ctx context.Context, events []chronicle.Event) erro
 			return err
 		}
 		lines.add(line, cur)
+		holds.add(e)
 		if line.Type == chronicle.LineTransferOut {
 			to := line.Counterparty
 			if e.Data.ToAccountID != "" {
@@ -483,7 +488,7 @@ func (v *PostgresView) Apply(ctx context.Context, events []chronicle.Event) erro
 	var w pgx.Batch
 	w.Queue(upsertAccountsSQL, accounts.id, accounts.owner, accounts.balance, accounts.balanceMinor,
 		accounts.currency, accounts.overdraft, accounts.status, accounts.version, accounts.created,
-		accounts.createdNanos, accounts.updated, accounts.updatedNanos)
+		accounts.createdNanos, accounts.updated, accounts.updatedNanos, accounts.held)
 	w.Queue(insertLinesSQL, lines.txID, lines.account, lines.typ, lines.eventType, lines.amount,
 		lines.amountMinor, lines.balanceAfter, lines.balanceAfterMinor, lines.currency, lines.description,
 		lines.transferID, lines.counterparty, lines.position, lines.version, lines.ts, lines.tsNanos)
@@ -491,6 +496,7 @@ func (v *PostgresView) Apply(ctx context.Context, events []chronicle.Event) erro
 		w.Queue(insertTransfersSQL, transfers.id, transfers.from, transfers.to, transfers.amount,
 			transfers.amountMinor, transfers.currency, transfers.ts, transfers.tsNanos, transfers.position)
 	}
+	holds.queue(&w)
 	w.Queue(`UPDATE event_position SET last_event_id = $2, last_processed_at = now() WHERE processor_name = $1`,
 		v.processor, int64(next-1))
 	if err := tx.SendBatch(ctx, &w).Close(); err != nil {
@@ -514,7 +520,7 @@ func (v *PostgresView) Reset(ctx context.Context) error {
 		if _, err := tx.Exec(ctx, `SELECT 1 FROM event_position WHERE processor_name = $1 FOR UPDATE`, v.processor); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `TRUNCATE transfers, transactions, account_balance`); err != nil {
+		if _, err := tx.Exec(ctx, `TRUNCATE pending_transfers, transfers, transactions, account_balance`); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `UPDATE event_position SET last_event_id = 0, last_processed_at = now() WHERE processor_name = $1`, v.processor)

@@ -46,6 +46,9 @@ func genLedger(t testing.TB, seed uint64, minEvents int) *chronicle.MemState {
 		if rng.IntN(4) > 0 {
 			now = now.Add(time.Duration(rng.Int64N(int64(3 * time.Millisecond))))
 		}
+		if rng.IntN(25) == 0 {
+			now = now.Add(2 * time.Second) // pending transfers come due
+		}
 		cmds := make([]chronicle.Command, 1+rng.IntN(40))
 		for i := range cmds {
 			cmds[i] = genCommand(rng, st, &ids)
@@ -89,6 +92,35 @@ func genCommand(rng *rand.Rand, st *chronicle.MemState, ids *[]string) chronicle
 	}
 	cur := acc.Currency
 	avail := max(acc.Balance+acc.OverdraftLimit, 1)
+	// Two-phase transfers: holds (short timeouts, so that later commands find some
+	// due), captures, voids and the node's expire-transfers.
+	if r >= 90 {
+		var open []string
+		for id, p := range st.Holds {
+			if p.Open() {
+				open = append(open, id)
+			}
+		}
+		slices.Sort(open)
+		switch {
+		case len(open) > 0 && r < 94:
+			c.Type, c.TransferID = chronicle.CmdCaptureTransfer, open[rng.IntN(len(open))]
+			if rng.IntN(2) == 0 {
+				c.Amount = genAmount(rng, st.Holds[c.TransferID].Currency, st.Holds[c.TransferID].Amount)
+			}
+			return c
+		case len(open) > 0 && r < 97:
+			c.Type, c.TransferID, c.Reason = chronicle.CmdVoidTransfer, open[rng.IntN(len(open))], "changed my mind"
+			return c
+		case r == 99:
+			c.Type = chronicle.CmdExpireTransfers
+			return c
+		}
+		c.Type, c.FromAccountID, c.Amount = chronicle.CmdTransfer, acc.ID, genAmount(rng, cur, avail)
+		c.ToAccountID = (*ids)[rng.IntN(len(*ids))]
+		c.Pending, c.TimeoutSeconds = true, 1+rng.Int64N(3)
+		return c
+	}
 	switch {
 	case r < 45:
 		c.Type, c.AccountID, c.Amount = chronicle.CmdDeposit, acc.ID, genAmount(rng, cur, 500_000)
@@ -559,9 +591,40 @@ func TestPostgresViewConcurrentApply(t *testing.T) {
 		if e.EventType == chronicle.EventMoneyWithdrawn && e.Data.TransferID != "" {
 			wantTransfers++
 		}
+		// A capture posts like a transfer: its debit leg writes the transfers row.
+		if e.EventType == chronicle.EventTransferCaptured && e.AggregateID == e.Data.FromAccountID {
+			wantTransfers++
+		}
 	}
 	if lines != len(log) || transfers != wantTransfers {
 		t.Fatalf("%d lines and %d transfers, want %d and %d", lines, transfers, len(log), wantTransfers)
+	}
+	// pending_transfers holds every hold with its final status.
+	rows, err := v1.Pool().Query(t.Context(), `SELECT transfer_id::text, status, amount_minor, coalesce(captured_minor, 0) FROM pending_transfers`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]chronicle.PendingTransfer{}
+	for rows.Next() {
+		var p chronicle.PendingTransfer
+		var status string
+		if err := rows.Scan(&p.ID, &status, &p.Amount, &p.CapturedAmount); err != nil {
+			t.Fatal(err)
+		}
+		p.State = chronicle.TransferState(status)
+		got[p.ID] = p
+	}
+	rows.Close()
+	states := map[chronicle.TransferState]int{}
+	for id, want := range st.Holds {
+		g := got[id]
+		if g.State != want.State || g.Amount != want.Amount || g.CapturedAmount != want.CapturedAmount {
+			t.Fatalf("pending transfer %s: view %+v, ledger %+v", id, g, want)
+		}
+		states[want.State]++
+	}
+	if len(got) != len(st.Holds) || len(states) != 4 {
+		t.Fatalf("%d pending transfers in the view, %d in the ledger; states %v (want all four)", len(got), len(st.Holds), states)
 	}
 	checkView(t, v1, x, rng)
 	checkView(t, v2, x, rng)
@@ -701,14 +764,17 @@ func TestPostgresViewMigrations(t *testing.T) {
 
 	want := map[string]string{
 		"account_balance": "account_id:character varying balance:numeric balance_minor:bigint created_at:timestamp with time zone " +
-			"created_at_nanos:integer currency:character last_updated:timestamp with time zone last_updated_nanos:integer " +
+			"created_at_nanos:integer currency:character held_minor:bigint last_updated:timestamp with time zone last_updated_nanos:integer " +
 			"overdraft_limit_minor:bigint owner_name:text status:character varying version:bigint",
 		"transactions": "account_id:character varying amount:numeric amount_minor:bigint balance_after:numeric balance_after_minor:bigint " +
 			"counterparty:character varying currency:character description:text event_type:character varying position:bigint " +
 			"timestamp:timestamp with time zone timestamp_nanos:integer transaction_id:uuid transfer_id:uuid type:character varying version:bigint",
 		"transfers": "amount:numeric amount_minor:bigint currency:character from_account_id:character varying position:bigint " +
 			"status:character varying timestamp:timestamp with time zone timestamp_nanos:integer to_account_id:character varying transfer_id:uuid",
-		"event_position":    "last_event_id:bigint last_processed_at:timestamp with time zone processor_name:character varying",
+		"event_position": "last_event_id:bigint last_processed_at:timestamp with time zone processor_name:character varying",
+		"pending_transfers": "amount_minor:bigint captured_minor:bigint currency:character expires_at:timestamp with time zone " +
+			"expires_at_nanos:integer finished_position:bigint from_account_id:character varying position:bigint " +
+			"status:character varying to_account_id:character varying transfer_id:uuid",
 		"schema_migrations": "applied_at:timestamp with time zone version:integer",
 	}
 	for table, cols := range want {
@@ -729,8 +795,8 @@ func TestPostgresViewMigrations(t *testing.T) {
 		AND column_name IN ('account_id', 'from_account_id', 'to_account_id', 'counterparty')`).Scan(&collations); err != nil {
 		t.Fatal(err)
 	}
-	const wantColl = "account_balance.account_id:C transactions.account_id:C transactions.counterparty:C " +
-		"transfers.from_account_id:C transfers.to_account_id:C"
+	const wantColl = "account_balance.account_id:C pending_transfers.from_account_id:C pending_transfers.to_account_id:C " +
+		"transactions.account_id:C transactions.counterparty:C transfers.from_account_id:C transfers.to_account_id:C"
 	if collations != wantColl {
 		t.Errorf("collations %s, want %s", collations, wantColl)
 	}
@@ -739,7 +805,8 @@ func TestPostgresViewMigrations(t *testing.T) {
 		WHERE schemaname = current_schema() AND indexname LIKE 'idx_%'`).Scan(&indexes); err != nil {
 		t.Fatal(err)
 	}
-	const wantIdx = "idx_account_balance_owner_name idx_account_balance_status idx_transactions_account_timestamp " +
+	const wantIdx = "idx_account_balance_owner_name idx_account_balance_status " +
+		"idx_pending_transfers_from_account idx_pending_transfers_open idx_transactions_account_timestamp " +
 		"idx_transactions_type idx_transfers_from_account idx_transfers_to_account"
 	if indexes != wantIdx {
 		t.Errorf("indexes %s, want %s", indexes, wantIdx)

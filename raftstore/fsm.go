@@ -106,6 +106,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	b := f.db.NewBatch()
 	defer b.Close()
 	o := newOverlay(f.mem)
+	o.db = f.db
 	applied, head := f.mem.applied, f.mem.head
 	last := applied
 	var appended []chronicle.Event

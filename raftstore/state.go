@@ -135,5 +135,8 @@ func writeOutcome(b *pebble.Batch, out chronicle.Outcome) error {
 			return err
 		}
 	}
+	if err := writeHolds(b, out.Holds); err != nil {
+		return err
+	}
 	return setBinary(b, metaKey(metaHead), out.Head)
 }

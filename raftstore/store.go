@@ -75,6 +75,9 @@ type Config struct {
 	// nil records nothing.
 	Metrics *metrics.Raft
 	Logger  *slog.Logger
+	// Clock is the leader's clock that commit times come from (nil: time.Now); tests of
+	// commit-time deadlines (pending transfers) move it.
+	Clock func() time.Time
 }
 
 // Store is a chronicle.EventStore on hashicorp/raft with Pebble for the log and state.

@@ -282,6 +282,9 @@ func accountDiff(want, got chronicle.Account) string {
 	if want.Version != got.Version {
 		d = append(d, fmt.Sprintf("version %d != %d", got.Version, want.Version))
 	}
+	if want.Held != got.Held {
+		d = append(d, fmt.Sprintf("held %d != %d", got.Held, want.Held))
+	}
 	return strings.Join(d, "; ")
 }
 

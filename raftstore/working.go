@@ -34,6 +34,8 @@ type working struct {
 	expiry  []expiryEntry
 	head    chronicle.Head
 	applied uint64
+	// holds are the open pending transfers (holds.go).
+	holds openHolds
 }
 
 // expiryEntry is one x key: x | at | key.
@@ -53,7 +55,7 @@ func (e expiryEntry) less(o expiryEntry) bool {
 
 func newWorking() *working {
 	return &working{accounts: map[string]chronicle.Account{}, keys: map[string]chronicle.IdempotencyRecord{},
-		head: chronicle.GenesisHead()}
+		head: chronicle.GenesisHead(), holds: newOpenHolds()}
 }
 
 // loadWorking reads the working state from the state DB: one scan of the account,
@@ -113,6 +115,9 @@ func loadWorking(r pebble.Reader) (*working, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load idempotency expiry index: %w", err)
 	}
+	if w.holds, err = loadHolds(r); err != nil {
+		return nil, err
+	}
 	return w, nil
 }
 
@@ -150,6 +155,7 @@ func (w *working) replace(n *working) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.accounts, w.keys, w.expiry, w.head, w.applied = n.accounts, n.keys, n.expiry, n.head, n.applied
+	w.holds = n.holds
 }
 
 // account is a query's read.
@@ -187,6 +193,9 @@ type overlay struct {
 	// tokens written by this call: token entries read the state DB (they are rare and
 	// not ledger commands), which does not see the call's uncommitted batch.
 	tokens map[string]chronicle.Token
+	// holds written by this call; db is the committed state DB, read for finished holds.
+	holds map[string]chronicle.PendingTransfer
+	db    pebble.Reader
 }
 
 // keySlot is a record this call wrote or (deleted) purged.
@@ -230,6 +239,7 @@ func (o *overlay) stage(out chronicle.Outcome) {
 		o.keys[r.Key] = keySlot{rec: r}
 		o.addExpiry(expiryEntry{at: timeOrder(r.CommitTime), key: r.Key})
 	}
+	o.stageHolds(out.Holds)
 }
 
 func (o *overlay) addExpiry(e expiryEntry) {
@@ -317,6 +327,7 @@ func (o *overlay) fold(head chronicle.Head, applied uint64) {
 	for _, e := range o.added {
 		w.expiry = insertExpiry(w.expiry, e)
 	}
+	o.foldHolds()
 	w.head, w.applied = head, applied
 }
 

@@ -141,7 +141,11 @@ func (s *Store) propose(reqs []*request, n int) {
 		failAll(reqs, err)
 		return
 	}
-	batch := chronicle.Batch{Time: time.Now().UTC(), IdempotencyWindow: s.cfg.IdempotencyWindow,
+	now := time.Now
+	if s.cfg.Clock != nil {
+		now = s.cfg.Clock
+	}
+	batch := chronicle.Batch{Time: now().UTC(), IdempotencyWindow: s.cfg.IdempotencyWindow,
 		Commands: make([]chronicle.Command, 0, n)}
 	for _, r := range reqs {
 		batch.Commands = append(batch.Commands, r.cmds...)

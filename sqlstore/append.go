@@ -12,13 +12,13 @@ import (
 	"github.com/chronicle-ledger/chronicle"
 )
 
-const accountColumns = `account_id, owner_name, currency, balance, overdraft_limit, status, created_at_nanos, last_updated_nanos, version`
+const accountColumns = `account_id, owner_name, currency, balance, overdraft_limit, status, created_at_nanos, last_updated_nanos, version, held`
 
 func scanAccount(row pgx.Row) (chronicle.Account, error) {
 	var a chronicle.Account
 	var status string
 	var created, updated, version int64
-	if err := row.Scan(&a.ID, &a.OwnerName, &a.Currency, &a.Balance, &a.OverdraftLimit, &status, &created, &updated, &version); err != nil {
+	if err := row.Scan(&a.ID, &a.OwnerName, &a.Currency, &a.Balance, &a.OverdraftLimit, &status, &created, &updated, &version, &a.Held); err != nil {
 		return chronicle.Account{}, err
 	}
 	a.Status, a.CreatedAt, a.LastUpdated, a.Version = chronicle.AccountStatus(status), fromNanos(created), fromNanos(updated), uint64(version)
@@ -32,6 +32,7 @@ type txState struct {
 	tx       pgx.Tx
 	accounts map[string]*chronicle.Account
 	keys     map[string]*chronicle.IdempotencyRecord
+	holds    map[string]*chronicle.PendingTransfer // holds.go
 }
 
 func (st *txState) Account(id string) (chronicle.Account, bool, error) {
@@ -407,18 +408,21 @@ func queueWrites(b *pgx.Batch, out chronicle.Outcome, head chronicle.Head) error
 		n := len(out.Accounts)
 		id, owner, cur, status := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		bal, limit, created, updated, ver := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		held := make([]int64, n)
 		for i, a := range out.Accounts {
 			id[i], owner[i], cur[i], status[i] = a.ID, a.OwnerName, a.Currency, string(a.Status)
 			bal[i], limit[i], created[i], updated[i], ver[i] = a.Balance, a.OverdraftLimit, nanos(a.CreatedAt), nanos(a.LastUpdated), int64(a.Version)
+			held[i] = a.Held
 		}
 		b.Queue(`INSERT INTO chronicle_accounts (`+accountColumns+`)
-			SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::INT8[], $5::INT8[], $6::TEXT[], $7::INT8[], $8::INT8[], $9::INT8[])
+			SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::INT8[], $5::INT8[], $6::TEXT[], $7::INT8[], $8::INT8[], $9::INT8[], $10::INT8[])
 			ON CONFLICT (account_id) DO UPDATE SET owner_name = excluded.owner_name, currency = excluded.currency,
 				balance = excluded.balance, overdraft_limit = excluded.overdraft_limit, status = excluded.status,
 				created_at_nanos = excluded.created_at_nanos, last_updated_nanos = excluded.last_updated_nanos,
-				version = excluded.version`,
-			id, owner, cur, bal, limit, status, created, updated, ver)
+				version = excluded.version, held = excluded.held`,
+			id, owner, cur, bal, limit, status, created, updated, ver, held)
 	}
+	queueHoldWrites(b, out.Holds)
 	if len(out.Idempotency) > 0 {
 		n := len(out.Idempotency)
 		key, fp := make([]string, n), make([]string, n)

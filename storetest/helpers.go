@@ -352,6 +352,9 @@ func accountDiff(want, got chronicle.Account) string {
 	if want.Version != got.Version {
 		add("version", want.Version, got.Version)
 	}
+	if want.Held != got.Held {
+		add("held", want.Held, got.Held)
+	}
 	return strings.Join(d, "; ")
 }
 

@@ -25,6 +25,8 @@ type tally struct {
 	accepted int
 	refused  map[string]int // per refusal code
 	maxPos   uint64
+	// holds are the accepted pending transfers, by transfer id (loadholds.go).
+	holds map[string]loadHold
 }
 
 // runLoad opens perCur accounts in each load currency, then runs workers goroutines of
@@ -32,7 +34,8 @@ type tally struct {
 // or currency, some several to one Execute call), worker i on stores[i%len(stores)].
 func runLoad(t *testing.T, stores []chronicle.EventStore, perCur, workers, steps int, seed uint64) *tally {
 	t.Helper()
-	tl := &tally{balance: map[string]int64{}, version: map[string]uint64{}, inflow: map[string]int64{}, refused: map[string]int{}}
+	tl := &tally{balance: map[string]int64{}, version: map[string]uint64{}, inflow: map[string]int64{}, refused: map[string]int{},
+		holds: map[string]loadHold{}}
 	curOf := map[string]string{}
 	var ids [][]string // per currency
 	var opens []chronicle.Command
@@ -58,6 +61,7 @@ func runLoad(t *testing.T, stores []chronicle.EventStore, perCur, workers, steps
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(seed, uint64(w)))
 			s := stores[w%len(stores)]
+			var open []string // this worker's holds not yet captured or voided
 			for step := 0; step < steps; {
 				n := 1
 				if rng.IntN(4) == 0 {
@@ -66,6 +70,9 @@ func runLoad(t *testing.T, stores []chronicle.EventStore, perCur, workers, steps
 				cmds := make([]chronicle.Command, n)
 				for i := range cmds {
 					cmds[i] = randomCommand(rng, ids)
+					// Some commands become two-phase: a hold, or the capture or void of
+					// one of this worker's own open holds (no other worker finishes it).
+					cmds[i], open = twoPhase(rng, cmds[i], open)
 				}
 				step += n
 				ctx, cancel := callCtx(t)
@@ -78,6 +85,11 @@ func runLoad(t *testing.T, stores []chronicle.EventStore, perCur, workers, steps
 				if err := tl.record(cmds, res, curOf); err != nil {
 					t.Errorf("worker %d: %v", w, err)
 					return
+				}
+				for i, r := range res {
+					if r.Err == nil && cmds[i].Pending {
+						open = append(open, r.TransferID)
+					}
 				}
 			}
 		}()
@@ -120,6 +132,11 @@ func (tl *tally) record(cmds []chronicle.Command, res []chronicle.Result, curOf 
 	defer tl.mu.Unlock()
 	for i, r := range res {
 		c := cmds[i]
+		if done, err := tl.recordTwoPhase(c, r, curOf); err != nil {
+			return err
+		} else if done {
+			continue
+		}
 		if r.Err != nil {
 			if r.Err.Code != chronicle.CodeInsufficientFunds && r.Err.Code != chronicle.CodeCurrencyMismatch {
 				return fmt.Errorf("%s refused: %v", c.Type, r.Err)

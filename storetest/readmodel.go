@@ -97,6 +97,16 @@ func ExpectedReadModel(t testing.TB, log []chronicle.Event) ReadModelDump {
 			TransferID: d.TransferID, Counterparty: d.Counterparty, Position: e.Position, Version: e.EventVersion,
 			Timestamp: e.CreatedAt.UTC()}
 		switch {
+		case e.EventType == chronicle.EventTransferPending:
+			l.Type = chronicle.LineHold
+		case e.EventType == chronicle.EventTransferVoided:
+			l.Type = chronicle.LineHoldVoided
+		case e.EventType == chronicle.EventTransferExpired:
+			l.Type = chronicle.LineHoldExpired
+		case e.EventType == chronicle.EventTransferCaptured && e.AggregateID == d.FromAccountID:
+			l.Type = chronicle.LineTransferOut
+		case e.EventType == chronicle.EventTransferCaptured:
+			l.Type = chronicle.LineTransferIn
 		case e.EventType == chronicle.EventAccountCreated:
 			l.Type, l.Amount = chronicle.LineOpening, d.InitialBalance
 		case e.EventType == chronicle.EventAccountFrozen:

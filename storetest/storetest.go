@@ -53,6 +53,7 @@ func Run(t *testing.T, h Harness) {
 		{"Restart", testRestart},
 		{"Tokens", testTokens},
 		{"AccountLifecycle", testLifecycle},
+		{"PendingTransfers", testPendingTransfers},
 	} {
 		t.Run(st.name, func(t *testing.T) {
 			t.Parallel()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chronicle-ledger/chronicle/httpapi"
+	"github.com/chronicle-ledger/chronicle/internal/holdsweep"
 	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
 	"github.com/chronicle-ledger/chronicle/node"
 	"github.com/chronicle-ledger/chronicle/raftstore"
@@ -63,6 +64,7 @@ func newServeFlags() (*flag.FlagSet, *serveOptions) {
 	fs.StringVar(&cfg.DefaultCurrency, "default-currency", "USD", "ISO 4217 currency of a create-account that names none (the original system assumed USD)")
 	fs.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", 0, "Raft entries between snapshots (default 8192)")
 	fs.DurationVar(&cfg.ScrubInterval, "scrub-interval", raftstore.DefaultScrubInterval, "how often a low-priority pass re-reads the Raft log and the state DB for damage (negative: never)")
+	fs.DurationVar(&cfg.HoldSweepInterval, "hold-sweep-interval", holdsweep.DefaultInterval, "how often the leader (SQL mode: the hold-sweep lease holder) expires pending transfers past their deadline (negative: never; expiry is then only lazy)")
 	fs.Uint64Var(&cfg.TrailingLogs, "trailing-logs", 0, "Raft entries kept behind a snapshot for slow followers (default 10240)")
 	fs.Uint64Var(&cfg.Pebble.MemTableSize, "pebble-memtable-size", pebbleutil.DefaultMemTableSize, "bytes of one memtable of the state DB (Pebble holds up to 4)")
 	fs.Int64Var(&cfg.Pebble.CacheSize, "pebble-cache-size", pebbleutil.DefaultCacheSize, "bytes of the state DB's block cache (reads of statements, balance-at and the event log)")

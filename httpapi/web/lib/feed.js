@@ -9,6 +9,7 @@ import { api, auth, url, token, authHeaders, unauthorized } from './api.js';
 
 const EVENT_TYPES = new Set(['AccountCreated', 'MoneyDeposited', 'MoneyWithdrawn', 'message',
   'AccountFrozen', 'AccountUnfrozen', 'AccountClosed']);
+for (const t of ['TransferPending', 'TransferCaptured', 'TransferVoided', 'TransferExpired']) EVENT_TYPES.add(t); // two-phase transfers
 const FAILURES_BEFORE_POLLING = 3;
 const POLL_MS = 2000;
 const STREAM_RETRY_MS = 30000;

@@ -82,6 +82,10 @@ const LINE_NAMES = {
   account_frozen: 'Frozen',
   account_unfrozen: 'Unfrozen',
   account_closed: 'Closed',
+  // Two-phase transfers: a hold and its release leave the balance as it was.
+  hold: 'Hold',
+  hold_voided: 'Hold voided',
+  hold_expired: 'Hold expired',
 };
 export const lineName = (t) => LINE_NAMES[t] || t;
 

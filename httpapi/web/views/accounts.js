@@ -268,6 +268,9 @@ export class AccountsView {
       fact('Status', h('span', { class: `status status-${a.status}` }, a.status)),
       fact('Currency', a.currency),
       fact('Overdraft limit', a.overdraft_limit ? money(a.overdraft_limit, a.currency) : 'none'),
+      // Two-phase transfers: what open holds reserve, and what is left to spend.
+      fact('Held', money(a.held || '0', a.currency)),
+      fact('Available', money(a.available || a.balance, a.currency)),
       fact('Opened', h('time', { datetime: a.created_at, title: a.created_at }, dateTime(a.created_at, { ms: false }))),
       fact('Last change', h('time', { datetime: a.last_updated, title: a.last_updated }, dateTime(a.last_updated, { ms: false }))),
       fact('Version', String(a.version)));

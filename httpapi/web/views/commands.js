@@ -6,7 +6,7 @@ import { api, command, ApiError } from '../lib/api.js';
 import { h, $, $$, replace, uuid } from '../lib/dom.js';
 import { money } from '../lib/format.js';
 
-const OPTIONAL = new Set(['initial_balance', 'overdraft_limit', 'description', 'reason']);
+const OPTIONAL = new Set(['initial_balance', 'overdraft_limit', 'description', 'reason', 'timeout_seconds']);
 const UNKNOWN_OUTCOME = new Set(['network', 'timeout', 'unavailable', 'no_leader', 'not_leader', 'http_502', 'http_503', 'http_504']);
 
 export class CommandsView {
@@ -39,7 +39,13 @@ export class CommandsView {
     const out = {};
     for (const el of form.elements) {
       if (!el.name) continue;
+      if (el.type === 'checkbox') { // "pending": sent only when ticked
+        if (el.checked) out[el.name] = true;
+        continue;
+      }
       let v = el.value.trim();
+      if (v === '' && el.dataset.optional !== undefined) continue;
+      if (el.name === 'timeout_seconds' && /^[0-9]{1,9}$/.test(v)) { out[el.name] = Number(v); continue; }
       if (el.name === 'currency') v = v.toUpperCase();
       if (v === '' && OPTIONAL.has(el.name)) continue;
       out[el.name] = v; // amounts go as strings: exact decimals, never floats
@@ -85,9 +91,15 @@ export class CommandsView {
 
   async success(form, name, p, res, result) {
     const replay = res.idempotent_replay ? ' (already applied: this is the original result)' : '';
-    const ids = name === 'transfer' ? [p.from_account_id, p.to_account_id] : [res.account_id || p.account_id];
+    let ids = name === 'transfer' ? [p.from_account_id, p.to_account_id] : [res.account_id || p.account_id];
+    if (name === 'capture-transfer' || name === 'void-transfer') ids = [...new Set((res.events || []).map((e) => e.aggregate_id))];
     let head;
     switch (name) {
+      case 'capture-transfer': head = `Captured ${p.amount || 'the whole hold'} of transfer ${p.transfer_id}`; break;
+      case 'void-transfer': head = `Voided transfer ${p.transfer_id}`; break;
+      case 'transfer':
+        if (p.pending) { head = `Held ${p.amount} on ${p.from_account_id} for ${p.to_account_id}`; break; }
+        head = `Transferred ${p.amount} from ${p.from_account_id} to ${p.to_account_id}`; break;
       case 'create-account': head = `Account ${p.account_id} opened for ${p.owner_name}`; break;
       case 'deposit': head = `Deposited ${p.amount} into ${p.account_id}`; break;
       case 'withdraw': head = `Withdrew ${p.amount} from ${p.account_id}`; break;
@@ -107,9 +119,10 @@ export class CommandsView {
       h('span', { class: 'result-links' }, ...ids.flatMap((id, i) => [i ? ' · ' : '', h('a', { href: `#/accounts/${encodeURIComponent(id)}` }, `Open ${id}`)]),
         ' · ', h('a', { href: '#/events' }, 'Event log')));
     // Clear what should not be sent twice by accident; keep the accounts.
-    for (const field of ['amount', 'description', 'initial_balance', 'overdraft_limit', 'reason']) {
+    for (const field of ['amount', 'description', 'initial_balance', 'overdraft_limit', 'transfer_id', 'reason', 'timeout_seconds']) {
       if (form.elements[field]) form.elements[field].value = '';
     }
+    if (form.elements.pending) form.elements.pending.checked = false;
     if (name === 'create-account') {
       form.elements.account_id.value = '';
       form.elements.owner_name.value = '';
@@ -119,7 +132,8 @@ export class CommandsView {
     for (const id of ids) {
       try {
         const a = await api.account(id, { min_position: res.position });
-        parts.push(`${a.account_id}: ${money(a.balance, a.currency)}`);
+        const held = a.held && Number(a.held) !== 0 ? ` (held ${a.held}, available ${a.available})` : '';
+        parts.push(`${a.account_id}: ${money(a.balance, a.currency)}${held}`);
       } catch { /* the result above stands on its own */ }
     }
     if (parts.length) balances.textContent = `Balance now ${parts.join(' · ')}`;

@@ -339,6 +339,18 @@ export function summary(ev) {
       const reason = d.reason ? h('span', { class: 'ev-desc' }, ` “${d.reason}”`) : null;
       return [h('span', { class: `status status-${what === 'unfrozen' ? 'active' : what}` }, what), reason, bal];
     }
+    // Two-phase transfers.
+    case 'TransferPending':
+      return [h('span', { class: 'amount' }, `hold ${money(d.amount, d.currency)}`), ` for ${d.to_account_id}`,
+        d.expires_at ? ` · expires ${d.expires_at}` : '', desc, ` · held ${d.held_after || '0'}`, bal];
+    case 'TransferCaptured':
+      return ev.aggregate_id === d.from_account_id
+        ? [h('span', { class: 'amount minus' }, `−${money(d.amount, d.currency)}`), ` captured to ${d.to_account_id}`, desc, ` · held ${d.held_after || '0'}`, bal]
+        : [h('span', { class: 'amount plus' }, `+${money(d.amount, d.currency)}`), ` captured from ${d.from_account_id}`, desc, bal];
+    case 'TransferVoided':
+    case 'TransferExpired':
+      return [`${ev.event_type === 'TransferVoided' ? 'released' : 'expired'} hold of ${money(d.amount, d.currency)}`,
+        d.reason ? ` (${d.reason})` : '', ` · held ${d.held_after || '0'}`, bal];
     default:
       return JSON.stringify(d).slice(0, 160);
   }
