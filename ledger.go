@@ -473,27 +473,33 @@ func (tx *txn) depositWithdraw() error {
 	return nil
 }
 
-func (tx *txn) transfer() error {
+// transferParties reads what a transfer and a hold both start from: the debit and credit
+// accounts (their status rules applied), one currency, and a positive amount in it.
+func (tx *txn) transferParties() (from, to Account, cur Currency, amount int64, err error) {
 	c := tx.cmd
-	from, err := tx.existing("from_account_id", c.FromAccountID, debit)
-	if err != nil {
-		return err
+	if from, err = tx.existing("from_account_id", c.FromAccountID, debit); err != nil {
+		return
 	}
-	to, err := tx.existing("to_account_id", c.ToAccountID, credit)
-	if err != nil {
-		return err
+	if to, err = tx.existing("to_account_id", c.ToAccountID, credit); err != nil {
+		return
 	}
 	if from.Currency != to.Currency {
-		return FieldErrorf(KindRejected, CodeCurrencyMismatch, "to_account_id", "account %q holds %s, account %q holds %s", from.ID, from.Currency, to.ID, to.Currency)
+		err = FieldErrorf(KindRejected, CodeCurrencyMismatch, "to_account_id", "account %q holds %s, account %q holds %s", from.ID, from.Currency, to.ID, to.Currency)
+		return
 	}
-	if err := requireCurrency(c.Currency, from.Currency); err != nil {
-		return err
+	if err = requireCurrency(c.Currency, from.Currency); err != nil {
+		return
 	}
-	cur, err := LookupCurrency(from.Currency)
-	if err != nil {
-		return err
+	if cur, err = LookupCurrency(from.Currency); err != nil {
+		return
 	}
-	amount, err := positive("amount", c.Amount, cur)
+	amount, err = positive("amount", c.Amount, cur)
+	return
+}
+
+func (tx *txn) transfer() error {
+	c := tx.cmd
+	from, to, cur, amount, err := tx.transferParties()
 	if err != nil {
 		return err
 	}

@@ -243,26 +243,8 @@ func (tx *txn) putHold(p PendingTransfer) {
 // hold is a transfer with Pending set: it reserves the amount on the debit account.
 func (tx *txn) hold() error {
 	c := tx.cmd
-	from, err := tx.existing("from_account_id", c.FromAccountID, debit)
-	if err != nil {
-		return err
-	}
 	// The credit account must accept the transfer now, as it must again at capture.
-	to, err := tx.existing("to_account_id", c.ToAccountID, credit)
-	if err != nil {
-		return err
-	}
-	if from.Currency != to.Currency {
-		return FieldErrorf(KindRejected, CodeCurrencyMismatch, "to_account_id", "account %q holds %s, account %q holds %s", from.ID, from.Currency, to.ID, to.Currency)
-	}
-	if err := requireCurrency(c.Currency, from.Currency); err != nil {
-		return err
-	}
-	cur, err := LookupCurrency(from.Currency)
-	if err != nil {
-		return err
-	}
-	amount, err := positive("amount", c.Amount, cur)
+	from, to, cur, amount, err := tx.transferParties()
 	if err != nil {
 		return err
 	}
