@@ -19,5 +19,5 @@ type Overview struct {
 // balance in it (overdrawn ones counted negative).
 type CurrencyHeld struct {
 	Currency string `json:"currency"`
-	Held     string `json:"held"`
+	Held     string `json:"total"` // "total", not "held": accounts' held is money reserved by pending transfers
 }

@@ -92,7 +92,7 @@ export class OverviewView {
       $('#overview-position').textContent = `as of log position ${number(o.position)}${o.scanned ? ' (recounted every 10 s)' : ''}`;
       const rows = (o.currencies || []).map((c) => h('tr', { dataset: { currency: c.currency } },
         h('th', { scope: 'row' }, c.currency),
-        h('td', { class: `num${c.held.startsWith('-') ? ' warn-text' : ''}` }, c.held)));
+        h('td', { class: `num${c.total.startsWith('-') ? ' warn-text' : ''}` }, c.total)));
       replace($('#overview-money-rows'), rows);
       $('#overview-money-empty').hidden = rows.length > 0;
       root.dataset.state = 'ok';
