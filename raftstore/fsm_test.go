@@ -38,7 +38,7 @@ func (s *bufferSink) Cancel() error { s.canceled = true; return nil }
 var _ raft.SnapshotSink = (*bufferSink)(nil)
 
 // newBareFSM is an fsm over a new, empty Pebble DB in its own directory.
-func newBareFSM(t *testing.T) *fsm {
+func newBareFSM(t testing.TB) *fsm {
 	t.Helper()
 	db, err := pebble.Open(t.TempDir(), &pebble.Options{FormatMajorVersion: pebbleutil.FormatMajorVersion})
 	if err != nil {
@@ -77,7 +77,7 @@ func restore(f *fsm, data []byte) error {
 	return f.Restore(io.NopCloser(bytes.NewReader(data)))
 }
 
-func batchEntry(t *testing.T, index uint64, at time.Time, cmds ...chronicle.Command) *raft.Log {
+func batchEntry(t testing.TB, index uint64, at time.Time, cmds ...chronicle.Command) *raft.Log {
 	t.Helper()
 	for i := range cmds {
 		cmds[i].ID = chronicle.NewID()
