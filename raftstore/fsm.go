@@ -105,6 +105,11 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	// index to read its own writes: o holds them until the batch commits.
 	b := f.db.NewBatch()
 	defer b.Close()
+	// Event records are staged apart and appended to b at the end, so that the memtable
+	// takes them as one ascending run: Pebble's skiplist inserter then finds each one next
+	// to the last instead of searching from the top (BenchmarkApplyTransfers).
+	events := f.db.NewBatch()
+	defer events.Close()
 	o := newOverlay(f.mem)
 	o.db = f.db
 	applied, head := f.mem.applied, f.mem.head
@@ -156,7 +161,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		if err != nil {
 			return f.fail(resp, fmt.Errorf("apply entry %d: %w", l.Index, err))
 		}
-		if err := writeOutcome(b, out); err != nil {
+		if err := writeOutcome(b, events, out); err != nil {
 			return f.fail(resp, fmt.Errorf("stage entry %d: %w", l.Index, err))
 		}
 		o.stage(out)
@@ -177,6 +182,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	}
 	if err := b.Set(metaKey(metaApplied), pebbleutil.U64(last), nil); err != nil {
 		return f.fail(resp, err)
+	}
+	if err := b.Apply(events, nil); err != nil {
+		return f.fail(resp, fmt.Errorf("stage events: %w", err))
 	}
 	// NoSync: the Raft log is fsynced before an entry is applied, and a restart replays
 	// whatever the state DB lost from it (entries at or below the applied index are

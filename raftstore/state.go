@@ -104,10 +104,10 @@ func (rd reader) balanceAt(id string, t time.Time) (chronicle.BalancePoint, bool
 }
 
 // writeOutcome stages everything one applied batch changed.
-func writeOutcome(b *pebble.Batch, out chronicle.Outcome) error {
+func writeOutcome(b, events *pebble.Batch, out chronicle.Outcome) error {
 	for i := range out.Events {
 		e := &out.Events[i]
-		if err := setBinary(b, eventKey(e.Position), e); err != nil {
+		if err := setBinary(events, eventKey(e.Position), e); err != nil {
 			return fmt.Errorf("stage event %d: %w", e.Position, err)
 		}
 		if err := b.Set(streamKey(e.AggregateID, e.EventVersion), pebbleutil.U64(e.Position), nil); err != nil {
