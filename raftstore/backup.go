@@ -555,6 +555,12 @@ func (s *Store) adoptRestored(rc *raft.Config, snaps raft.SnapshotStore) error {
 			return fmt.Errorf("raftstore: %s was restored from a backup and starts a new cluster of its own: start it without --join, then join other nodes to it", s.cfg.DataDir)
 		}
 		applied := s.fsm.mem.applied
+		if applied == 0 {
+			// A backup taken before its node applied a single entry holds an empty ledger.
+			// Raft takes a snapshot at index 0 as no configuration at all (it would never
+			// hold an election), and there is nothing to carry: bootstrap as a new node does.
+			return s.removeRestoredMarker(path)
+		}
 		conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: s.transport.LocalAddr()}}}
 		snap, err := recoveryFSM{s.fsm}.Snapshot()
 		if err != nil {
@@ -572,6 +578,11 @@ func (s *Store) adoptRestored(rc *raft.Config, snaps raft.SnapshotStore) error {
 			return fmt.Errorf("raftstore: %w", err)
 		}
 	}
+	return s.removeRestoredMarker(path)
+}
+
+// removeRestoredMarker ends adoptRestored: the directory is an ordinary one from now on.
+func (s *Store) removeRestoredMarker(path string) error {
 	if err := os.Remove(path); err != nil {
 		return fmt.Errorf("raftstore: remove %s: %w", path, err)
 	}

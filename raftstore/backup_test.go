@@ -200,12 +200,42 @@ func TestRestoreRefusesBeforeWriting(t *testing.T) {
 
 // TestBackupOfEmptyLedger: a ledger without events backs up and restores too.
 func TestBackupOfEmptyLedger(t *testing.T) {
-	env := newLedgerEnv(t, nil)
-	s := env.open()
+	t.Run("after the first entries", func(t *testing.T) { testBackupOfEmptyLedger(t, true) })
+	// A node that has applied nothing yet (here: one that never bootstrapped) backs up
+	// applied index 0; a restore must still found a cluster that elects itself, not file
+	// a snapshot at index 0, which Raft reads as no configuration (it once did).
+	t.Run("at applied index 0", func(t *testing.T) { testBackupOfEmptyLedger(t, false) })
+}
+
+func testBackupOfEmptyLedger(t *testing.T, bootstrap bool) {
+	env := newLedgerEnv(t, func(c *Config) { c.Bootstrap = bootstrap })
+	var s *Store
+	if bootstrap {
+		s = env.open()
+	} else {
+		var err error
+		if s, err = Open(env.cfg); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+	}
 	data := takeBackup(t, s)
+	if bootstrap { // until the backup holds the first applied entries
+		waitUntil(t, "a backup past applied index 0", func() bool {
+			f, err := readBackup(data)
+			if err == nil && f.Header.AppliedIndex > 0 {
+				return true
+			}
+			data = takeBackup(t, s)
+			return false
+		})
+	}
 	f, err := readBackup(data)
 	if err != nil || f.Header.Position != 0 || f.Header.HeadHash != chronicle.GenesisHash {
 		t.Fatalf("empty backup: %+v, %v", f, err)
+	}
+	if (f.Header.AppliedIndex > 0) != bootstrap {
+		t.Fatalf("backup at applied index %d", f.Header.AppliedIndex)
 	}
 	dir := filepath.Join(t.TempDir(), "e")
 	if err := RestoreBackup(f, dir, env.cfg.Logger); err != nil {
