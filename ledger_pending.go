@@ -333,27 +333,27 @@ func (tx *txn) void() error {
 	if err != nil {
 		return err
 	}
-	from, err := tx.holdAccount(p)
-	if err != nil {
+	if err := tx.unhold(p, EventTransferVoided, TransferStateVoided, EventData{Description: c.Description, Reason: c.Reason}); err != nil {
 		return err
 	}
-	if err := release(&from, p); err != nil {
-		return err
-	}
-	from.LastUpdated = tx.t
-	tx.emit(&from, EventTransferVoided, EventData{AccountID: from.ID, Currency: p.Currency, Amount: p.Amount,
-		Description: c.Description, TransferID: p.ID, FromAccountID: p.FromAccountID, ToAccountID: p.ToAccountID,
-		Counterparty: p.ToAccountID, Reason: c.Reason, HeldAfter: from.Held})
-	tx.put(from)
 	tx.transferID = p.ID
-	p.State, p.FinishedAt = TransferStateVoided, tx.t
-	tx.putHold(p)
 	return nil
 }
 
 // expire releases an open hold whose deadline has passed. Its event id derives from the
 // transfer id, so it is the same whichever command expires the hold.
 func (tx *txn) expire(p PendingTransfer) error {
+	if err := tx.unhold(p, EventTransferExpired, TransferStateExpired, EventData{ExpiresAt: p.ExpiresAt}); err != nil {
+		return err
+	}
+	tx.events[len(tx.events)-1].EventID = derivedID(p.ID, 1)
+	return nil
+}
+
+// unhold finishes p without posting it (a void or an expiry): the debit account's held
+// total drops by p's amount, one event of type eventType records it (d brings the fields
+// that differ between the two), and p's record moves to state.
+func (tx *txn) unhold(p PendingTransfer, eventType string, state TransferState, d EventData) error {
 	from, err := tx.holdAccount(p)
 	if err != nil {
 		return err
@@ -362,12 +362,11 @@ func (tx *txn) expire(p PendingTransfer) error {
 		return err
 	}
 	from.LastUpdated = tx.t
-	tx.emit(&from, EventTransferExpired, EventData{AccountID: from.ID, Currency: p.Currency, Amount: p.Amount,
-		TransferID: p.ID, FromAccountID: p.FromAccountID, ToAccountID: p.ToAccountID, Counterparty: p.ToAccountID,
-		ExpiresAt: p.ExpiresAt, HeldAfter: from.Held})
-	tx.events[len(tx.events)-1].EventID = derivedID(p.ID, 1)
+	d.AccountID, d.Currency, d.Amount, d.TransferID = from.ID, p.Currency, p.Amount, p.ID
+	d.FromAccountID, d.ToAccountID, d.Counterparty, d.HeldAfter = p.FromAccountID, p.ToAccountID, p.ToAccountID, from.Held
+	tx.emit(&from, eventType, d)
 	tx.put(from)
-	p.State, p.FinishedAt = TransferStateExpired, tx.t
+	p.State, p.FinishedAt = state, tx.t
 	tx.putHold(p)
 	return nil
 }
