@@ -316,6 +316,17 @@ func (tx *txn) external(cur string) (Account, error) {
 	return a, nil
 }
 
+// spendable refuses a debit that would leave a with balance less held below its overdraft
+// limit: open holds reserve part of the balance, so a debit may spend only what is
+// available. The message names what a has available before the debit.
+func spendable(a *Account, balance, held int64, field string) error {
+	if avail, ok := subInt64(balance, held); !ok || avail < -a.OverdraftLimit {
+		cur, _ := LookupCurrency(a.Currency)
+		return FieldErrorf(KindRejected, CodeInsufficientFunds, field, "account %q has %s %s available", a.ID, FormatMinor(a.Available()+a.OverdraftLimit, cur), a.Currency)
+	}
+	return nil
+}
+
 // post moves amount (minor units, > 0) from debit to credit, checking the debit side's limit.
 func (tx *txn) post(debit, credit *Account, amount int64, field string) error {
 	if debit.Currency != credit.Currency {
@@ -326,10 +337,10 @@ func (tx *txn) post(debit, credit *Account, amount int64, field string) error {
 	if !ok1 || !ok2 {
 		return FieldErrorf(KindRejected, CodeInvalidAmount, "amount", "amount would overflow a balance")
 	}
-	// Open holds reserve part of the balance: a debit may spend only what is available.
-	if avail, ok := subInt64(nd, debit.Held); !debit.External() && (!ok || avail < -debit.OverdraftLimit) {
-		cur, _ := LookupCurrency(debit.Currency)
-		return FieldErrorf(KindRejected, CodeInsufficientFunds, field, "account %q has %s %s available", debit.ID, FormatMinor(debit.Available()+debit.OverdraftLimit, cur), debit.Currency)
+	if !debit.External() {
+		if err := spendable(debit, nd, debit.Held, field); err != nil {
+			return err
+		}
 	}
 	debit.Balance, credit.Balance = nd, nc
 	debit.LastUpdated, credit.LastUpdated = tx.t, tx.t

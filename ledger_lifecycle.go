@@ -120,15 +120,10 @@ func closable(a Account) error {
 // lifecycle runs freeze-account, unfreeze-account and close-account.
 func (tx *txn) lifecycle() error {
 	c := tx.cmd
-	a, ok, err := tx.get(c.AccountID)
+	// As a credit: a closed account refuses, a frozen one may still be unfrozen or closed.
+	a, err := tx.existing("account_id", c.AccountID, credit)
 	if err != nil {
 		return err
-	}
-	if !ok || a.External() {
-		return FieldErrorf(KindNotFound, CodeAccountNotFound, "account_id", "account %q not found", c.AccountID)
-	}
-	if a.Status == StatusClosed {
-		return FieldErrorf(KindRejected, CodeAccountClosed, "account_id", "account %q is closed", a.ID)
 	}
 	var eventType string
 	switch c.Type {
@@ -164,8 +159,8 @@ func replayLifecycle(a *Account, e Event) error {
 	case e.EventType == EventAccountFrozen && a.Status != StatusActive,
 		e.EventType == EventAccountUnfrozen && a.Status != StatusFrozen:
 		return errorfPos(e, "%s on %s account %s", e.EventType, a.Status, a.ID)
-	case e.EventType == EventAccountClosed && a.Balance != 0:
-		return errorfPos(e, "account %s closed with balance %d", a.ID, a.Balance)
+	case e.EventType == EventAccountClosed && (a.Balance != 0 || a.Held != 0):
+		return errorfPos(e, "account %s closed with balance %d and %d held", a.ID, a.Balance, a.Held)
 	case e.Data.Amount != 0:
 		return errorfPos(e, "%s carries amount %d", e.EventType, e.Data.Amount)
 	}

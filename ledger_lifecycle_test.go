@@ -284,14 +284,23 @@ func TestReplayRefusesImpossibleLifecycle(t *testing.T) {
 			chronicle.Event{EventType: chronicle.EventAccountFrozen, Data: chronicle.EventData{BalanceAfter: 10000, Reason: "y"}}},
 		{"close with a balance", nil,
 			chronicle.Event{EventType: chronicle.EventAccountClosed, Data: chronicle.EventData{BalanceAfter: 10000, Reason: "y"}}},
+		// With pending transfers: a close while money is held, a hold from a frozen account.
+		{"close with money held", []chronicle.Command{newCreate("o", "USD", "", "50"), newHold("o", "a", "10", 60)},
+			chronicle.Event{EventType: chronicle.EventAccountClosed, Data: chronicle.EventData{Reason: "y", HeldAfter: 1000}}},
+		{"hold from frozen", []chronicle.Command{newFreeze("a", "x")},
+			chronicle.Event{EventType: chronicle.EventTransferPending, Data: chronicle.EventData{Amount: 1, BalanceAfter: 10000, HeldAfter: 1,
+				TransferID: "t-frozen", FromAccountID: "a", ToAccountID: "z", Counterparty: "z", ExpiresAt: t0.Add(2 * time.Hour)}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s := lifecycleSetup(t)
 			mustOK(t, s, t0.Add(time.Minute), tc.setup...)
 			id := "a"
-			if strings.Contains(tc.name, "closed") {
+			switch {
+			case strings.Contains(tc.name, "closed"):
 				id = "z"
+			case strings.Contains(tc.name, "held"):
+				id = "o"
 			}
 			e := tc.fake
 			e.Position, e.EventID, e.AggregateID, e.AggregateType = s.Head.Position+1, chronicle.NewID(), id, chronicle.AggregateAccount

@@ -252,8 +252,8 @@ func (tx *txn) hold() error {
 	if !ok {
 		return FieldErrorf(KindRejected, CodeInvalidAmount, "amount", "amount would overflow the held total")
 	}
-	if avail, ok := subInt64(from.Balance, held); !ok || avail < -from.OverdraftLimit {
-		return FieldErrorf(KindRejected, CodeInsufficientFunds, "from_account_id", "account %q has %s %s available", from.ID, FormatMinor(from.Available()+from.OverdraftLimit, cur), from.Currency)
+	if err := spendable(&from, from.Balance, held, "from_account_id"); err != nil {
+		return err
 	}
 	timeout := c.TimeoutSeconds
 	if timeout == 0 {
@@ -412,6 +412,11 @@ func (r *Replayer) replayHold(a *Account, e Event) (int64, error) {
 	holds := r.State.Holds
 	p, found := holds[d.TransferID]
 	debitLeg := e.AggregateID == d.FromAccountID
+	// The lifecycle rules: nothing lands on a closed account, and only an active one makes
+	// a hold (a frozen one still sees its earlier holds captured, voided or expired).
+	if a.Status == StatusClosed || e.EventType == EventTransferPending && a.Status != StatusActive {
+		return 0, fmt.Errorf("position %d: %s on %s account %s", e.Position, e.EventType, a.Status, a.ID)
+	}
 	var delta int64
 	switch e.EventType {
 	case EventTransferPending:
@@ -423,7 +428,11 @@ func (r *Replayer) replayHold(a *Account, e Event) (int64, error) {
 		}
 		p = PendingTransfer{ID: d.TransferID, FromAccountID: d.FromAccountID, ToAccountID: d.ToAccountID,
 			Currency: d.Currency, Amount: d.Amount, CreatedAt: e.CreatedAt, ExpiresAt: d.ExpiresAt, State: TransferStatePending}
-		a.Held += d.Amount
+		held, ok := addInt64(a.Held, d.Amount)
+		if !ok {
+			return 0, fmt.Errorf("position %d: held total of %s overflows", e.Position, a.ID)
+		}
+		a.Held = held
 	default:
 		if !found {
 			return 0, fmt.Errorf("position %d: %s of unknown pending transfer %s", e.Position, e.EventType, d.TransferID)
