@@ -71,7 +71,7 @@ type AccountLifecycle struct {
 
 // BatchItem is one command of POST /commands/batch: its type ("create-account",
 // "deposit", "withdraw", "transfer", "freeze-account", "unfreeze-account",
-// "close-account"), an optional idempotency key, and that command's fields (a field the
+// "close-account", "capture-transfer", "void-transfer"), an optional idempotency key, and that command's fields (a field the
 // command does not take is refused).
 type BatchItem struct {
 	Type           string `json:"type"`

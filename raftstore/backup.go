@@ -138,10 +138,9 @@ func (s *Store) OpenBackup() (*Backup, error) {
 		s.backups.wg.Done()
 		return nil, fmt.Errorf("backup: read the state: %w", err)
 	}
-	st := s.raft.Stats()
 	return &Backup{snap: snap, stop: s.stop, done: s.backups.wg.Done, Header: BackupHeader{
 		Position: head.Position, HeadHash: head.Hash, CommitTime: head.CommitTime,
-		AppliedIndex: applied, Term: parseUint(st["term"]), NodeID: s.cfg.NodeID,
+		AppliedIndex: applied, Term: s.raft.CurrentTerm(), NodeID: s.cfg.NodeID,
 		Created: time.Now().UTC(), DataFormat: DataFormat,
 	}}, nil
 }
@@ -561,6 +560,11 @@ func (s *Store) adoptRestored(rc *raft.Config, snaps raft.SnapshotStore) error {
 			// hold an election), and there is nothing to carry: bootstrap as a new node does.
 			return s.removeRestoredMarker(path)
 		}
+		// The snapshot's term, set first: a crash after the snapshot but before this
+		// would leave term 0 under it, and the next start only removes the marker.
+		if err := s.logs.SetUint64([]byte("CurrentTerm"), 1); err != nil {
+			return fmt.Errorf("raftstore: %w", err)
+		}
 		conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: s.transport.LocalAddr()}}}
 		snap, err := recoveryFSM{s.fsm}.Snapshot()
 		if err != nil {
@@ -572,10 +576,6 @@ func (s *Store) adoptRestored(rc *raft.Config, snaps raft.SnapshotStore) error {
 		}
 		if err := snap.Persist(sink); err != nil {
 			return fmt.Errorf("raftstore: snapshot the restored state: %w", err)
-		}
-		// The snapshot's term: elections start after it.
-		if err := s.logs.SetUint64([]byte("CurrentTerm"), 1); err != nil {
-			return fmt.Errorf("raftstore: %w", err)
 		}
 	}
 	return s.removeRestoredMarker(path)
