@@ -131,6 +131,10 @@ func Apply(st State, head Head, b Batch) (Outcome, error) {
 	m := machine{st: st, head: head, base: b.Time.UTC().Round(0), window: b.IdempotencyWindow,
 		accounts: map[string]Account{}, keys: map[string]IdempotencyRecord{}}
 	out := Outcome{Results: make([]Result, len(b.Commands))}
+	// Most commands write one or two events: size for two, so the common batch grows
+	// neither slice.
+	out.Events = make([]Event, 0, 2*len(b.Commands))
+	out.History = make([]BalancePoint, 0, 2*len(b.Commands))
 	for i, c := range b.Commands {
 		r, err := m.command(c, &out)
 		if err != nil {
@@ -214,7 +218,7 @@ func (m *machine) command(c Command, out *Outcome) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	tx := &txn{m: m, t: t, cmd: c, changed: map[string]Account{}}
+	tx := &txn{m: m, t: t, cmd: c}
 	if err := tx.run(); err != nil {
 		if e, ok := err.(*Error); ok {
 			return Result{Err: e}, nil
@@ -248,11 +252,11 @@ func (m *machine) commit(tx *txn, out *Outcome) error {
 		m.head.Position, m.head.Hash = e.Position, e.Hash
 	}
 	m.head.CommitTime = t
-	for _, id := range tx.touched {
-		if _, seen := m.accounts[id]; !seen {
-			m.order = append(m.order, id)
+	for _, a := range tx.changed {
+		if _, seen := m.accounts[a.ID]; !seen {
+			m.order = append(m.order, a.ID)
 		}
-		m.accounts[id] = tx.changed[id]
+		m.accounts[a.ID] = a
 	}
 	for _, e := range tx.events {
 		out.History = append(out.History, BalancePoint{AccountID: e.AggregateID, Time: t, Balance: e.Data.BalanceAfter, Position: e.Position})
@@ -264,28 +268,37 @@ func (m *machine) commit(tx *txn, out *Outcome) error {
 
 // txn is one command's work, kept apart until the command is known to succeed.
 type txn struct {
-	m          *machine
-	t          time.Time
-	cmd        Command
-	changed    map[string]Account
-	touched    []string
+	m   *machine
+	t   time.Time
+	cmd Command
+	// changed is the accounts the txn changed, in the order first changed: a command
+	// touches at most three, so a slice searched in order beats a map.
+	changed    []Account
 	events     []Event
 	transferID string
 	holds      txnHolds
+	// md is the metadata every event of the txn carries, built once and shared (nothing
+	// writes to an event's metadata after it is made).
+	md map[string]string
 }
 
 func (tx *txn) get(id string) (Account, bool, error) {
-	if a, ok := tx.changed[id]; ok {
-		return a, true, nil
+	for _, a := range tx.changed {
+		if a.ID == id {
+			return a, true, nil
+		}
 	}
 	return tx.m.account(id)
 }
 
 func (tx *txn) put(a Account) {
-	if _, ok := tx.changed[a.ID]; !ok {
-		tx.touched = append(tx.touched, a.ID)
+	for i := range tx.changed {
+		if tx.changed[i].ID == a.ID {
+			tx.changed[i] = a
+			return
+		}
 	}
-	tx.changed[a.ID] = a
+	tx.changed = append(tx.changed, a)
 }
 
 // existing returns a customer account whose status allows a posting on side s, or the
@@ -359,7 +372,10 @@ func (tx *txn) emit(a *Account, eventType string, data EventData) {
 }
 
 func (tx *txn) metadata() map[string]string {
-	md := map[string]string{}
+	if tx.md != nil {
+		return tx.md
+	}
+	md := make(map[string]string, 3)
 	if tx.cmd.ID != "" {
 		md["command_id"] = tx.cmd.ID
 	}
@@ -372,6 +388,7 @@ func (tx *txn) metadata() map[string]string {
 	if len(md) == 0 {
 		return nil
 	}
+	tx.md = md
 	return md
 }
 
@@ -534,9 +551,8 @@ func (tx *txn) transfer() error {
 // checkBalanced asserts double entry: the command's changes sum to zero per currency.
 func (tx *txn) checkBalanced() error {
 	sums := map[string]int64{}
-	for _, id := range tx.touched {
-		after := tx.changed[id]
-		before, _, err := tx.m.account(id)
+	for _, after := range tx.changed {
+		before, _, err := tx.m.account(after.ID)
 		if err != nil {
 			return err
 		}

@@ -128,7 +128,7 @@ func (m *machine) expireTouched(c Command, t time.Time, out *Outcome) (time.Time
 		if err != nil || len(due) == 0 {
 			return t, err
 		}
-		tx := &txn{m: m, t: t, cmd: c, changed: map[string]Account{}}
+		tx := &txn{m: m, t: t, cmd: c}
 		for _, p := range due {
 			if err := tx.expire(p); err != nil {
 				return t, err

@@ -19,7 +19,11 @@ const (
 //	overdraft_limit i64 | status str | created_at i64 | last_updated i64 | version u64 |
 //	(version 2 only, when held != 0:) held i64
 func (a Account) MarshalBinary() ([]byte, error) {
-	b := make([]byte, 0, 72+len(a.ID)+len(a.OwnerName))
+	return a.AppendBinary(make([]byte, 0, 72+len(a.ID)+len(a.OwnerName)))
+}
+
+// AppendBinary appends MarshalBinary's encoding of a to b.
+func (a Account) AppendBinary(b []byte) ([]byte, error) {
 	if a.Held != 0 {
 		b = appendU8(b, accountVersion2)
 	} else {

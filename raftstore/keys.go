@@ -61,23 +61,40 @@ func join(parts ...[]byte) []byte {
 	return out
 }
 
-func eventKey(pos uint64) []byte { return join([]byte{prefixEvent}, pebbleutil.U64(pos)) }
-func accountKey(id string) []byte {
-	return join([]byte{prefixAccount}, []byte(id))
-}
-func streamPrefix(id string) []byte { return join([]byte{prefixStream}, []byte(id), []byte{0}) }
+func eventKey(pos uint64) []byte    { return appendEventKey(nil, pos) }
+func accountKey(id string) []byte   { return appendAccountKey(nil, id) }
+func streamPrefix(id string) []byte { return appendIDPrefix(nil, prefixStream, id) }
 func streamKey(id string, version uint64) []byte {
-	return join(streamPrefix(id), pebbleutil.U64(version))
+	return appendStreamKey(nil, id, version)
 }
-func historyPrefix(id string) []byte { return join([]byte{prefixHistory}, []byte(id), []byte{0}) }
+func historyPrefix(id string) []byte { return appendIDPrefix(nil, prefixHistory, id) }
 func historyKey(id string, t time.Time) []byte {
-	return join(historyPrefix(id), timeKey(t))
+	return appendHistoryKey(nil, id, t)
 }
-func typePrefix(eventType string) []byte {
-	return join([]byte{prefixType}, []byte(eventType), []byte{0})
-}
+func typePrefix(eventType string) []byte { return appendIDPrefix(nil, prefixType, eventType) }
 func typeKey(eventType string, pos uint64) []byte {
-	return join(typePrefix(eventType), pebbleutil.U64(pos))
+	return appendTypeKey(nil, eventType, pos)
+}
+
+// The append forms build a key in a reused buffer: the apply path stages a dozen keys per
+// transfer, and Batch.Set copies them.
+func appendEventKey(dst []byte, pos uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(dst, prefixEvent), pos)
+}
+func appendAccountKey(dst []byte, id string) []byte { return append(append(dst, prefixAccount), id...) }
+
+// appendIDPrefix appends p | id 0: the prefix of one id's range.
+func appendIDPrefix(dst []byte, p byte, id string) []byte {
+	return append(append(append(dst, p), id...), 0)
+}
+func appendStreamKey(dst []byte, id string, version uint64) []byte {
+	return binary.BigEndian.AppendUint64(appendIDPrefix(dst, prefixStream, id), version)
+}
+func appendHistoryKey(dst []byte, id string, t time.Time) []byte {
+	return binary.BigEndian.AppendUint64(appendIDPrefix(dst, prefixHistory, id), timeOrder(t))
+}
+func appendTypeKey(dst []byte, eventType string, pos uint64) []byte {
+	return binary.BigEndian.AppendUint64(appendIDPrefix(dst, prefixType, eventType), pos)
 }
 func idemKey(key string) []byte { return join([]byte{prefixIdem}, []byte(key)) }
 func idemExpiryKey(t time.Time, key string) []byte {

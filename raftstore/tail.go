@@ -28,7 +28,7 @@ type tailEntry struct {
 }
 
 func (t *tailEntry) encoded() []byte {
-	t.once.Do(func() { t.json = t.ev.AppendJSON(make([]byte, 0, 768)) })
+	t.once.Do(func() { t.json = t.ev.AppendJSON(make([]byte, 0, 1024)) })
 	return t.json
 }
 
