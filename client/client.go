@@ -210,8 +210,9 @@ func minPos(sep string, p uint64) string {
 	return sep + "min_position=" + strconv.FormatUint(p, 10)
 }
 
-// Do sends a request and decodes a JSON response into out (when not nil). A status of
-// 400 or more comes back as *APIError, with the status.
+// Do sends a request and decodes a JSON response into out (when not nil); an out of type
+// *[]byte receives the body as it is (GET /metrics is text, not JSON). A status of 400 or
+// more comes back as *APIError, with the status.
 func (c *Client) Do(ctx context.Context, method, path string, body []byte, hdr http.Header, out any) (int, error) {
 	var rd io.Reader
 	if body != nil {
@@ -245,6 +246,10 @@ func (c *Client) Do(ctx context.Context, method, path string, body []byte, hdr h
 			e.Code, e.Message = "http_"+strconv.Itoa(resp.StatusCode), strings.TrimSpace(string(data))
 		}
 		return resp.StatusCode, e
+	}
+	if raw, ok := out.(*[]byte); ok {
+		*raw = data
+		return resp.StatusCode, nil
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {

@@ -26,6 +26,9 @@ type balanceAtConfig struct {
 	batch       int // deposits per batch request
 	concurrency int // batch requests in flight while loading
 	requests    int // timed balance-at requests
+	// settle bounds the wait for the node to settle before the second timing (0: no
+	// second timing).
+	settle      time.Duration
 	account     string
 	amount      string // of each deposit: 1.00 USD
 	amountMinor int64
@@ -37,9 +40,13 @@ type balanceAtResult struct {
 	events      int
 	loadElapsed time.Duration
 	first, last time.Time       // commit times of the first and last deposit
-	latencies   []time.Duration // balance-at requests, sorted
-	elapsed     time.Duration   // of the timed requests
-	balance     string          // the account's balance after the load (checked)
+	latencies   []time.Duration // balance-at requests straight after the load, sorted
+	// settle is the wait for the node to settle; settledLatencies the same requests timed
+	// after it (nil when not asked for).
+	settle           settleResult
+	settledLatencies []time.Duration
+	elapsed          time.Duration // of the timed requests
+	balance          string        // the account's balance after the load (checked)
 }
 
 func (r balanceAtResult) loadRate() float64 {
@@ -72,12 +79,14 @@ func parseBalanceAtFlags(args []string, stderr io.Writer) (balanceAtConfig, erro
 	fs.IntVar(&cfg.batch, "batch", 0, "deposits per POST /commands/batch while loading (default: --events/100, between 1 and 4000, so the history has about a hundred commit instants)")
 	fs.IntVar(&cfg.concurrency, "concurrency", 2, "batch requests in flight while loading")
 	fs.IntVar(&cfg.requests, "requests", 1000, "balance-at requests to time, one at a time")
+	fs.DurationVar(&cfg.settle, "settle", 3*time.Minute, "after the first timing, wait up to this long for the node to settle (its publisher and projector caught up, no compaction running) and time the requests again (0: time once)")
 	fs.StringVar(&cfg.account, "account", "balat-"+strconv.FormatInt(time.Now().UnixNano(), 36), "id of the account to create and load (must not exist)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: chronicle bench balance-at [flags]\n\n"+
 			"Creates one account, loads --events deposits of 1.00 USD into it through batches, then\n"+
 			"times --requests sequential GET /accounts/{id}/balance-at requests at random instants\n"+
-			"between the first and the last deposit: p50, p99. Also reports the load's rate.\n\n")
+			"between the first and the last deposit: p50, p99, straight after the load and again once\n"+
+			"the node has settled (--settle). Also reports the load's rate.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args, stderr); err != nil {
@@ -99,6 +108,8 @@ func (cfg *balanceAtConfig) validate() error {
 		return fmt.Errorf("bench balance-at: --concurrency must be at least 1, got %d", cfg.concurrency)
 	case cfg.requests < 1:
 		return fmt.Errorf("bench balance-at: --requests must be at least 1, got %d", cfg.requests)
+	case cfg.settle < 0:
+		return fmt.Errorf("bench balance-at: --settle must not be negative, got %s", cfg.settle)
 	}
 	cfg.url = strings.TrimRight(cfg.url, "/")
 	if !strings.HasPrefix(cfg.url, "http://") && !strings.HasPrefix(cfg.url, "https://") {
@@ -147,8 +158,29 @@ func runBalanceAtBench(ctx context.Context, cfg balanceAtConfig, stderr io.Write
 	res.balance = b.Balance
 
 	r := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	if res.latencies, res.elapsed, err = timeBalanceAt(ctx, c, cfg, res, r); err != nil {
+		return res, err
+	}
+	if cfg.settle <= 0 {
+		return res, nil
+	}
+	// Again once the node has caught up with what the load left it (the publisher and
+	// the compactions behind it): the same reads, without that work on the same cores.
+	fmt.Fprintf(stderr, "bench balance-at: waiting up to %s for the node to settle\n", cfg.settle)
+	if res.settle, err = waitSettled(ctx, c, cfg.settle, 250*time.Millisecond); err != nil {
+		return res, fmt.Errorf("bench balance-at: %w", err)
+	}
+	if res.settledLatencies, _, err = timeBalanceAt(ctx, c, cfg, res, r); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// timeBalanceAt times cfg.requests sequential balance-at requests at random instants
+// between the first and the last deposit; the latencies come back sorted.
+func timeBalanceAt(ctx context.Context, c *client.Client, cfg balanceAtConfig, res balanceAtResult, r *rand.Rand) ([]time.Duration, time.Duration, error) {
 	span := res.last.Sub(res.first)
-	res.latencies = make([]time.Duration, 0, cfg.requests)
+	lat := make([]time.Duration, 0, cfg.requests)
 	start := time.Now()
 	for range cfg.requests {
 		at := res.first
@@ -157,13 +189,13 @@ func runBalanceAtBench(ctx context.Context, cfg balanceAtConfig, stderr io.Write
 		}
 		t0 := time.Now()
 		if _, err := c.BalanceAt(ctx, cfg.account, at); err != nil {
-			return res, fmt.Errorf("bench balance-at: at %s: %w", at.Format(time.RFC3339Nano), err)
+			return nil, 0, fmt.Errorf("bench balance-at: at %s: %w", at.Format(time.RFC3339Nano), err)
 		}
-		res.latencies = append(res.latencies, time.Since(t0))
+		lat = append(lat, time.Since(t0))
 	}
-	res.elapsed = time.Since(start)
-	slices.Sort(res.latencies)
-	return res, nil
+	elapsed := time.Since(start)
+	slices.Sort(lat)
+	return lat, elapsed, nil
 }
 
 // loadDeposits sends cfg.events deposits in batches of cfg.batch, cfg.concurrency at a
@@ -236,12 +268,20 @@ func writeBalanceAtReport(w io.Writer, cfg balanceAtConfig, res balanceAtResult)
 	fmt.Fprintf(w, "account:       %s (%d deposits of %s %s, balance %s)\n", cfg.account, res.events, cfg.amount, cfg.cur.Code, res.balance)
 	fmt.Fprintf(w, "load:          %s, %.0f events/s (%d per batch, %d in flight)\n", res.loadElapsed.Round(time.Millisecond), res.loadRate(), cfg.batch, cfg.concurrency)
 	fmt.Fprintf(w, "requests:      %d sequential balance-at at random instants in %s\n", len(res.latencies), res.last.Sub(res.first).Round(time.Millisecond))
+	writeLatencies(w, "straight after the load", res.latencies)
+	if res.settledLatencies != nil {
+		writeLatencies(w, "once settled ("+res.settle.describe()+")", res.settledLatencies)
+	}
+}
+
+func writeLatencies(w io.Writer, when string, lat []time.Duration) {
+	fmt.Fprintf(w, "%s:\n", when)
 	for _, p := range []int{50, 90, 99} {
-		fmt.Fprintf(w, "latency p%d:   %s\n", p, formatLatency(percentile(res.latencies, p)))
+		fmt.Fprintf(w, "  latency p%d:  %s\n", p, formatLatency(percentile(lat, p)))
 	}
 	var maxLat time.Duration
-	if len(res.latencies) > 0 {
-		maxLat = res.latencies[len(res.latencies)-1]
+	if len(lat) > 0 {
+		maxLat = lat[len(lat)-1]
 	}
-	fmt.Fprintf(w, "latency max:   %s\n", formatLatency(maxLat))
+	fmt.Fprintf(w, "  latency max: %s\n", formatLatency(maxLat))
 }

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/chronicle-ledger/chronicle/client"
@@ -157,4 +159,88 @@ func writeLagReport(w io.Writer, st lagStats) {
 		fmt.Fprintf(w, "publisher lag: mean %.1f, p99 %.0f, max %d events behind the log's head\n",
 			st.publisherMean, st.publisherP99, st.publisherMax)
 	}
+}
+
+// settleResult is how long a node took to settle after a load, and whether it did.
+type settleResult struct {
+	took    time.Duration
+	settled bool
+	// why names what was still busy when the wait gave up.
+	why string
+}
+
+// waitSettled polls the node until the work a load leaves behind is done: its projector
+// and publisher have caught up with the head of the log (GET /ready) and no Pebble
+// compaction is running (GET /metrics, where the node serves it). Reads timed after it
+// measure the reads, not the catching up that shares the node's cores with them. It gives
+// up after limit and says what was still busy.
+func waitSettled(ctx context.Context, c *client.Client, limit, interval time.Duration) (settleResult, error) {
+	start := time.Now()
+	quiet := 0 // consecutive samples with nothing busy: one could fall between two compactions
+	why := ""
+	for {
+		busy, err := nodeBusy(ctx, c)
+		if err != nil {
+			return settleResult{}, err
+		}
+		if busy == "" {
+			quiet++
+			if quiet >= 3 {
+				return settleResult{took: time.Since(start), settled: true}, nil
+			}
+		} else {
+			quiet, why = 0, busy
+		}
+		if time.Since(start) >= limit {
+			return settleResult{took: time.Since(start), why: why}, nil
+		}
+		if err := sleepCtx(ctx, interval); err != nil {
+			return settleResult{}, err
+		}
+	}
+}
+
+// nodeBusy says what background work the node is doing, or "" when it is idle.
+func nodeBusy(ctx context.Context, c *client.Client) (string, error) {
+	var rv readyView
+	if _, err := c.Do(ctx, http.MethodGet, "/ready", nil, nil, &rv); err != nil {
+		return "", fmt.Errorf("read /ready: %w", err)
+	}
+	s, _, _ := lagOf(rv)
+	switch {
+	case s.projector > 0:
+		return fmt.Sprintf("projector %d events behind", s.projector), nil
+	case s.publisher > 0:
+		return fmt.Sprintf("publisher %d events behind", s.publisher), nil
+	}
+	var text []byte
+	if _, err := c.Do(ctx, http.MethodGet, "/metrics", nil, nil, &text); err != nil {
+		// Metrics off, or a token without the reader role: the lag is all there is to go on.
+		return "", nil
+	}
+	if n, ok := gaugeValue(text, "chronicle_pebble_compactions_in_progress"); ok && n > 0 {
+		return fmt.Sprintf("%g Pebble compactions running", n), nil
+	}
+	return "", nil
+}
+
+// gaugeValue finds an unlabelled sample of name in Prometheus text exposition.
+func gaugeValue(text []byte, name string) (float64, bool) {
+	for line := range strings.SplitSeq(string(text), "\n") {
+		rest, ok := strings.CutPrefix(line, name+" ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		return v, err == nil
+	}
+	return 0, false
+}
+
+// describe says how the wait ended, for a report.
+func (r settleResult) describe() string {
+	if r.settled {
+		return "settled in " + r.took.Round(100*time.Millisecond).String()
+	}
+	return "not settled after " + r.took.Round(time.Second).String() + ": " + r.why
 }

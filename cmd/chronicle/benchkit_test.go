@@ -31,14 +31,14 @@ func TestBenchSubcommandFlags(t *testing.T) {
 		t.Errorf("batch %+v, %v", b, err)
 	}
 	ba, err := parseBalanceAtFlags([]string{"--events", "1000000"}, io.Discard)
-	if err != nil || ba.events != 1000000 || ba.batch != 4000 || ba.requests != 1000 || ba.amountMinor != 100 {
+	if err != nil || ba.events != 1000000 || ba.batch != 4000 || ba.requests != 1000 || ba.amountMinor != 100 || ba.settle != 3*time.Minute {
 		t.Errorf("balance-at %+v, %v", ba, err)
 	}
 	if ba, _ := parseBalanceAtFlags([]string{"--events", "10000"}, io.Discard); ba.batch != 100 {
 		t.Errorf("balance-at batch for 10000 events = %d, want 100", ba.batch)
 	}
 	s, err := parseSuiteFlags([]string{"--concurrency", "1, 16,64", "--balance-at-events", "10_000,1000000"}, io.Discard)
-	if err != nil || !equalInts(s.concurrencies, []int{1, 16, 64}) || !equalInts(s.balanceAt, []int{10000, 1000000}) || !s.cluster {
+	if err != nil || !equalInts(s.concurrencies, []int{1, 16, 64}) || !equalInts(s.balanceAt, []int{10000, 1000000}) || !s.cluster || s.settle != 3*time.Minute {
 		t.Errorf("suite %+v, %v", s, err)
 	}
 	tr, err := parseBenchFlags([]string{"--lag-interval", "50ms"}, io.Discard)
@@ -58,7 +58,7 @@ func TestBenchSubcommandFlags(t *testing.T) {
 			"disk":       {{"--concurrency", "0"}, {"--duration", "0s"}, {"--size", "0"}, {"extra"}},
 			"http":       {{"--concurrency", "0"}, {"--accounts", "1"}, {"--serve", ":1", "--url", "http://x"}, {"--in-process", "--url", "http://x"}, {"--url", "ftp://x"}},
 			"batch":      {{"--size", "0"}, {"--size", "8191"}, {"--concurrency", "0"}, {"--amount", "0"}},
-			"balance-at": {{"--events", "0"}, {"--batch", "9000"}, {"--requests", "0"}, {"--account", "has space"}, {"--url", "x"}},
+			"balance-at": {{"--events", "0"}, {"--batch", "9000"}, {"--requests", "0"}, {"--account", "has space"}, {"--url", "x"}, {"--settle", "-1s"}},
 			"suite":      {{"--concurrency", "1,x"}, {"--concurrency", "0"}, {"--balance-at-events", "-5"}, {"--duration", "0s"}, {"--batch-size", "0"}},
 			"transfers":  {{"--lag-interval", "-1s"}},
 		}[name]
@@ -276,7 +276,8 @@ func TestBenchBatchAndBalanceAt(t *testing.T) {
 		t.Fatalf("balance-at: exit %d\n%s\n%s", code, rep, errOut.String())
 	}
 	t.Logf("balance-at report:\n%s", rep)
-	for _, want := range []string{"balance 300.00", "requests:      20 sequential", "latency p99:"} {
+	for _, want := range []string{"balance 300.00", "requests:      20 sequential", "straight after the load:\n  latency p50:",
+		"once settled (settled in ", "latency p99:"} {
 		if !strings.Contains(rep, want) {
 			t.Errorf("balance-at report lacks %q:\n%s", want, rep)
 		}
@@ -288,6 +289,38 @@ func TestBenchBatchAndBalanceAt(t *testing.T) {
 	// A second run on the same account refuses: its history is not what it would load.
 	if code := run(ctx, []string{"bench", "balance-at", "--url", n.URL(), "--events", "1", "--account", "balat-test"}, io.Discard, io.Discard); code == 0 {
 		t.Error("balance-at on an existing account: exit 0")
+	}
+}
+
+func TestGaugeValue(t *testing.T) {
+	text := []byte("# HELP chronicle_pebble_compactions_in_progress x\n" +
+		"chronicle_pebble_compactions_in_progress_total 9\n" +
+		"chronicle_pebble_compactions_in_progress{db=\"x\"} 7\n" +
+		"chronicle_pebble_compactions_in_progress 2\n")
+	if v, ok := gaugeValue(text, "chronicle_pebble_compactions_in_progress"); !ok || v != 2 {
+		t.Errorf("gaugeValue = %v, %v; want 2 (not the longer name's or the labelled sample's)", v, ok)
+	}
+	if _, ok := gaugeValue(text, "chronicle_head_position"); ok {
+		t.Error("gaugeValue found a sample that is not there")
+	}
+}
+
+// TestWaitSettledGivesUp: a node whose publisher never catches up. The stand-in is an
+// httptest server answering /ready as such a node would: a real node that stays behind
+// for as long as the test wants cannot be had.
+func TestWaitSettledGivesUp(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"node":{"raft":{"position":100},"nats":{"published":40}}}`)
+	}))
+	defer srv.Close()
+	c := client.New(srv.URL, srv.Client())
+	res, err := waitSettled(context.Background(), c, 100*time.Millisecond, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.settled || res.why != "publisher 60 events behind" || !strings.Contains(res.describe(), "not settled after") {
+		t.Errorf("waitSettled = %+v (%s)", res, res.describe())
 	}
 }
 
