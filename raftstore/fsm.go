@@ -53,7 +53,7 @@ func newFSM(log *slog.Logger, db *pebble.DB, onApply func(chronicle.Head, uint64
 	if err != nil {
 		return nil, fmt.Errorf("load working state: %w", err)
 	}
-	log.Info("loaded working state from the state DB", "accounts", len(mem.accounts),
+	log.Info("loaded working state from the state DB", "accounts", mem.accounts.len(),
 		"idempotency_keys", len(mem.keys), "position", mem.head.Position, "took", time.Since(start))
 	return &fsm{log: log, db: db, mem: mem, onApply: onApply}, nil
 }

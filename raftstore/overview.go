@@ -20,9 +20,9 @@ func (s *Store) Overview(ctx context.Context) (chronicle.Overview, error) {
 	w := s.fsm.mem
 	w.mu.RLock()
 	defer w.mu.RUnlock()
-	out := chronicle.Overview{Position: w.head.Position, Accounts: int64(len(w.accounts))}
+	out := chronicle.Overview{Position: w.head.Position, Accounts: int64(w.accounts.len())}
 	for _, cur := range chronicle.Currencies() {
-		x, ok := w.accounts[chronicle.ExternalPrefix+cur.Code]
+		x, ok := w.accounts.get(chronicle.ExternalPrefix + cur.Code)
 		if !ok {
 			continue
 		}

@@ -307,7 +307,7 @@ func (f *fsm) reloadWorking() error {
 		return err
 	}
 	f.mem.replace(mem)
-	f.log.Info("loaded working state from the restored state DB", "accounts", len(mem.accounts),
+	f.log.Info("loaded working state from the restored state DB", "accounts", mem.accounts.len(),
 		"idempotency_keys", len(mem.keys), "position", mem.head.Position, "took", time.Since(start))
 	return nil
 }

@@ -26,7 +26,7 @@ import (
 // it reads without the lock; it takes mu to change the state, and queries take it to read.
 type working struct {
 	mu       sync.RWMutex
-	accounts map[string]chronicle.Account
+	accounts *accountTable
 	keys     map[string]chronicle.IdempotencyRecord
 	// expiry mirrors the state DB's x keys in their key order (commit time, then key),
 	// including entries whose record was since replaced by a reuse of its key. Commit
@@ -54,7 +54,7 @@ func (e expiryEntry) less(o expiryEntry) bool {
 }
 
 func newWorking() *working {
-	return &working{accounts: map[string]chronicle.Account{}, keys: map[string]chronicle.IdempotencyRecord{},
+	return &working{accounts: newAccountTable(), keys: map[string]chronicle.IdempotencyRecord{},
 		head: chronicle.GenesisHead(), holds: newOpenHolds()}
 }
 
@@ -79,8 +79,7 @@ func loadWorking(r pebble.Reader) (*working, error) {
 		if string(k[1:]) != a.ID {
 			return fmt.Errorf("account record under %q holds id %q", k[1:], a.ID)
 		}
-		internAccount(&a)
-		w.accounts[a.ID] = a
+		w.accounts.put(a)
 		return nil
 	})
 	if err != nil {
@@ -135,21 +134,6 @@ func scanPrefix(r pebble.Reader, p byte, fn func(k, v []byte) error) error {
 	return it.Close()
 }
 
-// internAccount shares the strings every account repeats (currency, status) instead of
-// keeping a copy per decoded account: with a million accounts that is two small
-// allocations each.
-func internAccount(a *chronicle.Account) {
-	if c, err := chronicle.LookupCurrency(a.Currency); err == nil && c.Code == a.Currency {
-		a.Currency = c.Code
-	}
-	for _, s := range []chronicle.AccountStatus{chronicle.StatusActive, chronicle.StatusFrozen, chronicle.StatusClosed} {
-		if a.Status == s {
-			a.Status = s
-			break
-		}
-	}
-}
-
 // replace swaps in the contents of n (a fresh load after a restore).
 func (w *working) replace(n *working) {
 	w.mu.Lock()
@@ -162,8 +146,7 @@ func (w *working) replace(n *working) {
 func (w *working) account(id string) (chronicle.Account, bool) {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
-	a, ok := w.accounts[id]
-	return a, ok
+	return w.accounts.get(id)
 }
 
 // insertExpiry adds e in order; commit times only grow, so this is almost always an append.
@@ -215,7 +198,7 @@ func (o *overlay) Account(id string) (chronicle.Account, bool, error) {
 	if a, ok := o.accounts[id]; ok {
 		return a, true, nil
 	}
-	a, ok := o.w.accounts[id]
+	a, ok := o.w.accounts.get(id)
 	return a, ok, nil
 }
 
@@ -310,8 +293,8 @@ func (o *overlay) fold(head chronicle.Head, applied uint64) {
 	w := o.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for id, a := range o.accounts {
-		w.accounts[id] = a
+	for _, a := range o.accounts {
+		w.accounts.put(a)
 	}
 	for k, s := range o.keys {
 		if s.deleted {

@@ -34,7 +34,9 @@ type workingCopy struct {
 func copyWorking(w *working) workingCopy {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
-	return workingCopy{accounts: maps.Clone(w.accounts), keys: maps.Clone(w.keys), expiry: slices.Clone(w.expiry),
+	accounts := map[string]chronicle.Account{}
+	w.accounts.each(func(a chronicle.Account) { accounts[a.ID] = a })
+	return workingCopy{accounts: accounts, keys: maps.Clone(w.keys), expiry: slices.Clone(w.expiry),
 		head: w.head, applied: w.applied}
 }
 
@@ -530,8 +532,8 @@ func benchmarkLoad(b *testing.B, accounts, keys int) {
 		b.StopTimer()
 		runtime.GC()
 		runtime.ReadMemStats(&m1)
-		if len(w.accounts) != accounts || len(w.keys) != keys || len(w.expiry) != keys {
-			b.Fatalf("loaded %d accounts, %d keys, %d expiry entries", len(w.accounts), len(w.keys), len(w.expiry))
+		if w.accounts.len() != accounts || len(w.keys) != keys || len(w.expiry) != keys {
+			b.Fatalf("loaded %d accounts, %d keys, %d expiry entries", w.accounts.len(), len(w.keys), len(w.expiry))
 		}
 		heap = int64(m1.HeapAlloc) - int64(m0.HeapAlloc)
 		runtime.KeepAlive(w)
