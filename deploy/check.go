@@ -140,6 +140,21 @@ type tokenRun struct {
 	out     string
 }
 
+// createRun is a `chronicle token create` one-shot: it asks a node (url, with the admin
+// token in tokenFile) for a token of role and writes its secret to out, and with
+// cacertOut a copy of the CA certificate cacert. The compose files make Prometheus'
+// reader token with one.
+type createRun struct {
+	service, url, tokenFile, role, out, cacert, cacertOut string
+}
+
+// oneShots are the services of a file that make files others use.
+type oneShots struct {
+	certs   []certsRun
+	tokens  []tokenRun
+	creates []createRun
+}
+
 // certsRun is a `chronicle certs cluster` service: where it writes and for which nodes.
 type certsRun struct {
 	service string
@@ -510,8 +525,7 @@ func CheckComposeFS(data []byte, b Binary, repo fs.FS) error {
 	}
 
 	nodes := map[string]*node{}
-	var certs []certsRun
-	var tokens []tokenRun
+	var runs oneShots
 	var clients []clientRun
 	for _, name := range sortedKeys(f.Services) {
 		s := f.Services[name]
@@ -532,7 +546,7 @@ func CheckComposeFS(data []byte, b Binary, repo fs.FS) error {
 			if err != nil {
 				fail(name, err)
 			} else {
-				certs = append(certs, run)
+				runs.certs = append(runs.certs, run)
 			}
 		}
 		if inv.command == "token generate" {
@@ -540,11 +554,18 @@ func CheckComposeFS(data []byte, b Binary, repo fs.FS) error {
 			if err != nil {
 				fail(name, err)
 			} else {
-				tokens = append(tokens, run)
+				runs.tokens = append(runs.tokens, run)
 			}
 		}
-		if inv.command == "cluster status" {
-			clients = append(clients, clientRun{service: name, url: inv.get("url"), tokenFile: inv.get("token-file"), token: inv.get("token")})
+		if inv.command == "token create" {
+			run, errs := checkTokenCreateRun(name, s, inv)
+			for _, err := range errs {
+				fail(name, err)
+			}
+			runs.creates = append(runs.creates, run)
+		}
+		if inv.command == "cluster status" || inv.command == "token create" {
+			clients = append(clients, clientRun{service: name, url: inv.get("url"), tokenFile: inv.get("token-file"), token: inv.get("token"), cacert: inv.get("cacert")})
 		}
 		if inv.command != "serve" {
 			if hc != nil && !hc.Disable {
@@ -579,11 +600,11 @@ func CheckComposeFS(data []byte, b Binary, repo fs.FS) error {
 
 	errs = append(errs, checkHostPorts(f)...)
 	errs = append(errs, checkCluster(f, nodes, names)...)
-	errs = append(errs, checkTLS(f, nodes, certs)...)
-	errs = append(errs, checkAuth(f, nodes, tokens)...)
-	errs = append(errs, checkClients(f, nodes, names, tokens, clients)...)
+	errs = append(errs, checkTLS(f, nodes, runs.certs)...)
+	errs = append(errs, checkAuth(f, nodes, runs.tokens)...)
+	errs = append(errs, checkClients(f, nodes, names, runs.tokens, clients)...)
 	errs = append(errs, checkSQLTopology(f, nodes, names)...)
-	errs = append(errs, checkMonitoring(f, repo, nodes, names)...)
+	errs = append(errs, checkMonitoring(f, repo, nodes, names, runs)...)
 	return errors.Join(errs...)
 }
 
@@ -914,6 +935,36 @@ func checkTokenRun(name string, s *service, inv *invocation) (tokenRun, error) {
 	return run, nil
 }
 
+// checkTokenCreateRun reads a `chronicle token create` service: a one-shot has nowhere
+// useful to print a secret (its log would keep it), so it writes it with --out, like
+// --cacert-out the certificate, to a named volume it mounts read-write; its role is one
+// the API knows.
+func checkTokenCreateRun(name string, s *service, inv *invocation) (createRun, []error) {
+	run := createRun{service: name, url: inv.get("url"), tokenFile: inv.get("token-file"), role: inv.get("role"),
+		out: inv.get("out"), cacert: inv.get("cacert"), cacertOut: inv.get("cacert-out")}
+	var errs []error
+	if run.out == "" {
+		errs = append(errs, errors.New("chronicle token create without --out: a one-shot would print the secret into its log; write it to a file on a volume with --out"))
+	}
+	for _, f := range []struct{ flag, file string }{{"out", run.out}, {"cacert-out", run.cacertOut}} {
+		if f.file == "" {
+			continue
+		}
+		if m, ok := mountOf(s, f.file); !path.IsAbs(f.file) || !ok || m.Source == "" || m.ReadOnly {
+			errs = append(errs, fmt.Errorf("chronicle token create --%s %q: want an absolute path on a named volume mounted read-write", f.flag, f.file))
+		}
+	}
+	if run.cacertOut != "" && run.cacert == "" {
+		errs = append(errs, errors.New("chronicle token create --cacert-out copies --cacert: give both"))
+	}
+	switch run.role {
+	case "admin", "writer", "reader":
+	default:
+		errs = append(errs, fmt.Errorf("chronicle token create --role %q: want admin, writer or reader", run.role))
+	}
+	return run, errs
+}
+
 // volumeFile names a file by the volume that holds it and its path inside the volume, so
 // that services mounting the volume at different places agree on it.
 type volumeFile struct{ source, rel string }
@@ -1005,14 +1056,17 @@ func checkAuth(f *composeFile, nodes map[string]*node, tokens []tokenRun) []erro
 	return errs
 }
 
-// clientRun is a chronicle command of the file that calls a node's API (cluster status).
+// clientRun is a chronicle command of the file that calls a node's API (cluster status,
+// token create).
 type clientRun struct {
-	service, url, tokenFile, token string
+	service, url, tokenFile, token, cacert string
 }
 
-// checkClients checks the one-shots that call a node: a node that requires tokens is
-// asked with --token-file, a file on a volume the one-shot mounts, waited for when a
-// `token generate` service of the file makes it.
+// checkClients checks the one-shots that call a node: the URL names a node of the file at
+// its API port, with the scheme it serves (and --cacert, its --tls-ca, over HTTPS); the
+// one-shot waits for the node to be healthy; a node that requires tokens is asked with
+// --token-file, a file on a volume the one-shot mounts, waited for when a `token
+// generate` service of the file makes it.
 func checkClients(f *composeFile, nodes map[string]*node, names map[string]string, tokens []tokenRun, clients []clientRun) []error {
 	var errs []error
 	for _, c := range clients {
@@ -1022,12 +1076,18 @@ func checkClients(f *composeFile, nodes map[string]*node, names map[string]strin
 			continue
 		}
 		u, err := url.Parse(c.url)
-		if err != nil {
+		if err != nil || u.Host == "" {
+			fail(fmt.Errorf("--url %q: want http://service:port", c.url))
 			continue
 		}
 		n := nodes[names[u.Hostname()]]
+		if n == nil {
+			fail(fmt.Errorf("--url %s: no chronicle serve of this file answers to %s", c.url, u.Hostname()))
+			continue
+		}
+		errs = append(errs, checkClientReach(f, c, u, n)...)
 		if c.tokenFile == "" {
-			if n != nil && n.tokenFile != "" {
+			if n.tokenFile != "" {
 				fail(fmt.Errorf("asks %s, which requires an API token (--bootstrap-token-file %s), without --token-file: it would get 401 unauthorized", n.service, n.tokenFile))
 			}
 			continue
@@ -1045,12 +1105,47 @@ func checkClients(f *composeFile, nodes map[string]*node, names map[string]strin
 		if exact, _ := producer(f, tokens, vf); exact != nil && !dependsOnTransitively(f, c.service, exact.service) {
 			fail(fmt.Errorf("--token-file %s is made by %s, which is not among its depends_on (directly or through another service)", c.tokenFile, exact.service))
 		}
-		if n != nil && n.tokenFile != "" {
+		if n.tokenFile != "" {
 			if nf, _, ok := fileOn(f.Services[n.service], n.tokenFile); ok && nf != vf {
 				if exact, _ := producer(f, tokens, nf); exact != nil {
 					fail(fmt.Errorf("--token-file %s is not the admin token %s uses (%s, made by %s)", c.tokenFile, n.service, n.tokenFile, exact.service))
 				}
 			}
+		}
+	}
+	return errs
+}
+
+// checkClientReach checks how client c reaches node n at u: it waits for the node to be
+// healthy (a one-shot runs once, so one started before the node answers just fails), at
+// its API port, with the scheme the node serves, and over HTTPS with the node's CA.
+func checkClientReach(f *composeFile, c clientRun, u *url.URL, n *node) []error {
+	var errs []error
+	fail := func(err error) { errs = append(errs, fmt.Errorf("service %s: %w", c.service, err)) }
+	s := f.Services[c.service]
+	if s.DependsOn[n.service] != "service_healthy" {
+		fail(fmt.Errorf("asks %s, which is not among its depends_on with condition service_healthy: it would run before the node answers, and fail", n.service))
+	}
+	port, _ := strconv.Atoi(u.Port())
+	if u.Port() == "" {
+		port = map[string]int{"http": 80, "https": 443}[u.Scheme]
+	}
+	if port != n.httpPort {
+		fail(fmt.Errorf("--url %s: %s serves its API on container port %d", c.url, n.service, n.httpPort))
+	}
+	switch {
+	case n.tlsFiles == nil && u.Scheme != "http":
+		fail(fmt.Errorf("--url %s: %s serves plain HTTP", c.url, n.service))
+	case n.tlsFiles == nil:
+	case u.Scheme != "https":
+		fail(fmt.Errorf("--url %s: %s serves HTTPS (cluster TLS)", c.url, n.service))
+	case c.cacert == "":
+		fail(fmt.Errorf("--url %s without --cacert: %s's certificate is signed by the cluster CA, which the image does not trust", c.url, n.service))
+	default:
+		want, _, ok1 := fileOn(f.Services[n.service], n.tlsFiles[0])
+		got, _, ok2 := fileOn(s, c.cacert)
+		if !ok1 || !ok2 || want != got {
+			fail(fmt.Errorf("--cacert %s is not %s's --tls-ca %s (mount its volume)", c.cacert, n.service, n.tlsFiles[0]))
 		}
 	}
 	return errs

@@ -84,7 +84,7 @@ func repoPath(source string) (string, bool) {
 
 // checkMonitoring checks the Prometheus and Grafana services of f against its nodes;
 // repo holds the deployment files (Files(), or a variant in tests).
-func checkMonitoring(f *composeFile, repo fs.FS, nodes map[string]*node, names map[string]string) []error {
+func checkMonitoring(f *composeFile, repo fs.FS, nodes map[string]*node, names map[string]string, runs oneShots) []error {
 	var errs []error
 	var proms []string
 	for _, name := range sortedKeys(f.Services) {
@@ -116,7 +116,7 @@ func checkMonitoring(f *composeFile, repo fs.FS, nodes map[string]*node, names m
 		switch kind {
 		case "prom/prometheus":
 			proms = append(proms, name)
-			for _, err := range checkPrometheus(f, repo, name, nodes, names) {
+			for _, err := range checkPrometheus(f, repo, name, nodes, names, runs) {
 				fail(err)
 			}
 		default:
@@ -169,28 +169,31 @@ func mountedFile(s *service, target string) (string, bool) {
 
 // checkPrometheus checks the Prometheus service name: it mounts a configuration from the
 // repository whose jobs scrape every node of the file at its API port, over HTTPS with the
-// cluster CA where the node serves it, with the nodes' token file (on a volume Prometheus
-// mounts read-only) where they require tokens; a job targets either this file's services
-// only (a job of this deployment) or none of them (another deployment's).
-func checkPrometheus(f *composeFile, repo fs.FS, name string, nodes map[string]*node, names map[string]string) []error {
+// cluster CA where the node serves it, with a reader token of its own where the nodes
+// require tokens; a job targets either this file's services only (a job of this
+// deployment) or none of them (another deployment's). It mounts no volume holding a
+// secret of the nodes: its UI is published, and whoever gets into its container has what
+// it mounts.
+func checkPrometheus(f *composeFile, repo fs.FS, name string, nodes map[string]*node, names map[string]string, runs oneShots) []error {
 	s := f.Services[name]
+	mountErrs := checkPrometheusMounts(f, s, nodes, runs)
 	conf := flagValue(s.Command, "config.file")
 	if conf == "" {
 		conf = "/etc/prometheus/prometheus.yml"
 	}
 	file, ok := mountedFile(s, conf)
 	if !ok {
-		return []error{fmt.Errorf("--config.file %s: mount deploy/prometheus/prometheus.yml there (read-only)", conf)}
+		return append(mountErrs, fmt.Errorf("--config.file %s: mount deploy/prometheus/prometheus.yml there (read-only)", conf))
 	}
 	data, err := fs.ReadFile(repo, file)
 	if err != nil {
-		return []error{fmt.Errorf("--config.file %s: %w", conf, err)}
+		return append(mountErrs, fmt.Errorf("--config.file %s: %w", conf, err))
 	}
 	var pc promConfig
 	if err := yaml.Unmarshal(data, &pc); err != nil {
-		return []error{fmt.Errorf("deploy/%s: %w", file, err)}
+		return append(mountErrs, fmt.Errorf("deploy/%s: %w", file, err))
 	}
-	var errs []error
+	errs := mountErrs
 	fail := func(format string, a ...any) {
 		errs = append(errs, fmt.Errorf("deploy/%s: "+format, append([]any{file}, a...)...))
 	}
@@ -234,7 +237,7 @@ func checkPrometheus(f *composeFile, repo fs.FS, name string, nodes map[string]*
 				continue
 			}
 			scraped[svc] = true
-			for _, err := range checkScrapeAuth(f, s, job, n, t) {
+			for _, err := range checkScrapeAuth(f, s, job, n, t, runs) {
 				fail("%v", err)
 			}
 		}
@@ -247,9 +250,82 @@ func checkPrometheus(f *composeFile, repo fs.FS, name string, nodes map[string]*
 	return errs
 }
 
+// secretVolumes maps each volume of f that holds a secret of the nodes to what it holds:
+// a node's data directory (the ledger itself, and the admin token the node writes
+// there), TLS keys, the cluster CA's key, an admin token, a token of more than the reader
+// role.
+func secretVolumes(f *composeFile, nodes map[string]*node, runs oneShots) map[string]string {
+	secret := map[string]string{}
+	add := func(volume, what string) {
+		if _, ok := secret[volume]; !ok && volume != "" {
+			secret[volume] = what
+		}
+	}
+	for _, name := range sortedKeys(nodes) {
+		n, s := nodes[name], f.Services[name]
+		if path.IsAbs(n.dataDir) {
+			if m, ok := mountOf(s, n.dataDir); ok {
+				add(m.Source, fmt.Sprintf("is the data directory of %s (--data-dir %s)", name, n.dataDir))
+			}
+		}
+		if n.tlsFiles != nil {
+			if vf, _, ok := fileOn(s, n.tlsFiles[2]); ok {
+				add(vf.source, fmt.Sprintf("holds %s's TLS private key (--tls-key %s)", name, n.tlsFiles[2]))
+			}
+		}
+		if n.tokenFile != "" {
+			if vf, _, ok := fileOn(s, n.tokenFile); ok {
+				add(vf.source, fmt.Sprintf("holds the admin token %s starts with (--bootstrap-token-file %s)", name, n.tokenFile))
+			}
+		}
+	}
+	for _, r := range runs.certs {
+		if m, ok := mountOf(f.Services[r.service], r.out); ok {
+			add(m.Source, fmt.Sprintf("holds the private keys %s writes (the cluster CA's and the nodes')", r.service))
+		}
+	}
+	for _, r := range runs.tokens {
+		if vf, _, ok := fileOn(f.Services[r.service], r.out); ok {
+			add(vf.source, fmt.Sprintf("holds the admin token %s writes", r.service))
+		}
+	}
+	for _, r := range runs.creates {
+		if vf, _, ok := fileOn(f.Services[r.service], r.out); ok && r.role != "reader" {
+			add(vf.source, fmt.Sprintf("holds the %s token %s writes", r.role, r.service))
+		}
+	}
+	return secret
+}
+
+// checkPrometheusMounts refuses a Prometheus service mounting a volume that holds a
+// secret of the nodes: it gets its own reader token and the public CA certificate on a
+// volume of their own.
+func checkPrometheusMounts(f *composeFile, prom *service, nodes map[string]*node, runs oneShots) []error {
+	secret := secretVolumes(f, nodes, runs)
+	var errs []error
+	for _, m := range prom.Volumes {
+		if what, ok := secret[m.Source]; ok && m.Type == "volume" {
+			errs = append(errs, fmt.Errorf("mounts volume %s, which %s: anyone who gets into the Prometheus container would have it; "+
+				"mount only the volume a one-shot `chronicle token create --role reader --out FILE` writes its token to", m.Source, what))
+		}
+	}
+	return errs
+}
+
+// creator is the token create run of f that writes vf.
+func creator(f *composeFile, runs oneShots, vf volumeFile) *createRun {
+	for i, r := range runs.creates {
+		if out, _, ok := fileOn(f.Services[r.service], r.out); ok && out == vf {
+			return &runs.creates[i]
+		}
+	}
+	return nil
+}
+
 // checkScrapeAuth checks how a job reaches node n (target t): the scheme it serves, the
-// CA it is signed by, the token file it requires.
-func checkScrapeAuth(f *composeFile, prom *service, job scrapeConfig, n *node, t string) []error {
+// CA it is signed by (the node's --tls-ca, or a copy a token create one-shot makes), the
+// token it requires: a reader token a token create one-shot makes, never the admin token.
+func checkScrapeAuth(f *composeFile, prom *service, job scrapeConfig, n *node, t string, runs oneShots) []error {
 	var errs []error
 	fail := func(format string, a ...any) {
 		errs = append(errs, fmt.Errorf("job %s: target %s: "+format, append([]any{job.JobName, t}, a...)...))
@@ -270,10 +346,21 @@ func checkScrapeAuth(f *composeFile, prom *service, job scrapeConfig, n *node, t
 			ca = job.TLSConfig.CAFile
 			want, _, ok1 := fileOn(node, n.tlsFiles[0])
 			got, m, ok2 := fileOn(prom, ca)
-			if !ok1 || !ok2 || want != got {
-				fail("tls_config.ca_file %s is not the node's --tls-ca %s (mount its volume)", ca, n.tlsFiles[0])
-			} else if !m.ReadOnly {
+			var copier *createRun
+			for i, r := range runs.creates {
+				out, _, ok3 := fileOn(f.Services[r.service], r.cacertOut)
+				src, _, ok4 := fileOn(f.Services[r.service], r.cacert)
+				if ok1 && ok2 && ok3 && ok4 && out == got && src == want {
+					copier = &runs.creates[i]
+				}
+			}
+			switch {
+			case !ok1 || !ok2 || (want != got && copier == nil):
+				fail("tls_config.ca_file %s is not the node's --tls-ca %s nor a copy of it made by a one-shot `chronicle token create --cacert %s --cacert-out FILE`", ca, n.tlsFiles[0], n.tlsFiles[0])
+			case !m.ReadOnly:
 				fail("tls_config.ca_file %s: mount the volume read-only", ca)
+			case copier != nil && prom.DependsOn[copier.service] != "service_completed_successfully":
+				fail("tls_config.ca_file %s is copied by %s: depend on it with condition service_completed_successfully", ca, copier.service)
 			}
 		}
 	} else if scheme != "http" {
@@ -285,18 +372,35 @@ func checkScrapeAuth(f *composeFile, prom *service, job scrapeConfig, n *node, t
 	a := job.Authorization
 	switch {
 	case a == nil || a.CredentialsFile == "":
-		fail("the node requires a token (--bootstrap-token-file): set authorization.credentials_file to a token file on a volume Prometheus mounts")
+		fail("the node requires a token (--bootstrap-token-file): set authorization.credentials_file to a reader token a one-shot `chronicle token create --role reader --out FILE` makes, on a volume Prometheus mounts")
 	case a.Credentials != "":
 		fail("authorization.credentials: a secret in the repository; use credentials_file")
 	case a.Type != "" && !strings.EqualFold(a.Type, "Bearer"):
 		fail("authorization.type %s: the API takes Bearer tokens", a.Type)
 	default:
-		want, _, ok1 := fileOn(node, n.tokenFile)
-		got, m, ok2 := fileOn(prom, a.CredentialsFile)
-		if !ok1 || !ok2 || want != got {
-			fail("authorization.credentials_file %s is not the node's token file %s (mount its volume)", a.CredentialsFile, n.tokenFile)
-		} else if !m.ReadOnly {
-			fail("authorization.credentials_file %s: mount the volume read-only", a.CredentialsFile)
+		file := a.CredentialsFile
+		admin, _, okAdmin := fileOn(node, n.tokenFile)
+		got, m, ok := fileOn(prom, file)
+		if !ok {
+			fail("authorization.credentials_file %s is on no volume Prometheus mounts", file)
+			break
+		}
+		gen, _ := producer(f, runs.tokens, got)
+		run := creator(f, runs, got)
+		switch {
+		case okAdmin && got == admin:
+			fail("authorization.credentials_file %s is the nodes' admin token (--bootstrap-token-file %s): /metrics needs only the reader role, "+
+				"and whoever gets into Prometheus would hold the ledger; give it a reader token a one-shot `chronicle token create --role reader --out FILE` makes", file, n.tokenFile)
+		case gen != nil:
+			fail("authorization.credentials_file %s is written by %s (`chronicle token generate`), an admin token: give Prometheus a reader token a one-shot `chronicle token create --role reader --out FILE` makes", file, gen.service)
+		case run == nil:
+			fail("authorization.credentials_file %s is made by no one-shot `chronicle token create --role reader --out FILE` of this file", file)
+		case run.role != "reader":
+			fail("authorization.credentials_file %s is a token of role %s (made by %s): /metrics needs only reader; give Prometheus no more", file, run.role, run.service)
+		case prom.DependsOn[run.service] != "service_completed_successfully":
+			fail("authorization.credentials_file %s is made by %s: depend on it with condition service_completed_successfully", file, run.service)
+		case !m.ReadOnly:
+			fail("authorization.credentials_file %s: mount the volume read-only", file)
 		}
 	}
 	return errs

@@ -47,13 +47,13 @@ func TestPromtoolCheckConfig(t *testing.T) {
 	if err := os.Mkdir(token, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"admin.token", "ca.crt"} {
+	for _, name := range []string{"prometheus.token", "ca.crt"} {
 		if err := os.WriteFile(filepath.Join(token, name), []byte("placeholder\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if !strings.Contains(string(data), "/token/admin.token") {
-		t.Fatal("prometheus.yml no longer reads /token/admin.token: update this test's placeholders")
+	if !strings.Contains(string(data), "/token/prometheus.token") {
+		t.Fatal("prometheus.yml no longer reads /token/prometheus.token: update this test's placeholders")
 	}
 	copyFile := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(copyFile, []byte(strings.ReplaceAll(string(data), "/token/", token+"/")), 0o644); err != nil {

@@ -13,8 +13,8 @@ import (
 )
 
 // chronicleBinary describes this binary's real command line to the deployment checks:
-// the flag sets serve, health, certs, cluster status and token generate parse with, and
-// envName.
+// the flag sets serve, health, certs, cluster status, token generate and token create
+// parse with, and envName.
 func chronicleBinary() deploy.Binary {
 	return deploy.Binary{
 		Flags: func(args []string) (*flag.FlagSet, []string, error) {
@@ -34,8 +34,11 @@ func chronicleBinary() deploy.Binary {
 			case args[0] == "token" && len(args) > 1 && args[1] == "generate":
 				fs, _ := newTokenGenerateFlags()
 				return fs, args[2:], nil
+			case args[0] == "token" && len(args) > 1 && args[1] == "create":
+				fs, _ := newTokenCreateFlags()
+				return fs, args[2:], nil
 			}
-			return nil, nil, fmt.Errorf("chronicle %s: not a command the deployments may run (serve, health, certs, cluster status, token generate)", args[0])
+			return nil, nil, fmt.Errorf("chronicle %s: not a command the deployments may run (serve, health, certs, cluster status, token generate, token create)", args[0])
 		},
 		EnvName: envName,
 		Version: node.Version,
@@ -75,8 +78,9 @@ func TestDeployFiles(t *testing.T) {
 }
 
 // TestDeployPrometheusConfig: deploy/prometheus/prometheus.yml has one job per compose
-// deployment, scraping exactly its nodes; broken variants of it are refused by the
-// compose checks, for the reason given.
+// deployment, scraping exactly its nodes; broken variants of it (with the compose file
+// changed to match, where the case needs it) are refused by the compose checks, for the
+// reason given.
 func TestDeployPrometheusConfig(t *testing.T) {
 	jobs, err := deploy.PrometheusJobs()
 	if err != nil {
@@ -88,17 +92,35 @@ func TestDeployPrometheusConfig(t *testing.T) {
 		t.Errorf("scrape jobs %v, want %v", jobs, want)
 	}
 	conf := readDeployFile(t, "prometheus/prometheus.yml")
+	type edit struct{ old, new string }
 	cases := []struct {
 		name, file, old, new, want string
+		compose                    []edit // of the compose file, besides prometheus.yml's
 	}{
-		{"a node not scraped", "compose/cluster.yml", "[n1:4000, n2:4000, n3:4000]", "[n1:4000, n2:4000]", "no job scrapes service n3"},
-		{"wrong port", "compose/sql.yml", "query:4001", "query:4002", "target query:4002: query serves its API on container port 4001"},
-		{"HTTP to a TLS node", "compose/cluster.yml", "scheme: https", "scheme: http", "the node serves HTTPS (cluster TLS): set scheme: https"},
-		{"no CA", "compose/cluster.yml", "ca_file: /token/ca.crt", "ca_file: /etc/ssl/ca.crt", "tls_config.ca_file /etc/ssl/ca.crt is not the node's --tls-ca /certs/ca.crt"},
-		{"no token", "compose/edge.yml", "  - job_name: chronicle-edge\n    scheme: http\n    metrics_path: /metrics\n    authorization:\n      type: Bearer\n      credentials_file: /token/admin.token\n",
-			"  - job_name: chronicle-edge\n    scheme: http\n    metrics_path: /metrics\n", "the node requires a token"},
-		{"two deployments in a job", "compose/edge.yml", "[chronicle:4000]", "[chronicle:4000, n1:4000]", "keep one deployment per job"},
-		{"another path", "compose/sql.yml", "  - job_name: chronicle-sql\n    scheme: http\n    metrics_path: /metrics", "  - job_name: chronicle-sql\n    scheme: http\n    metrics_path: /prom", "metrics_path /prom"},
+		{"a node not scraped", "compose/cluster.yml", "[n1:4000, n2:4000, n3:4000]", "[n1:4000, n2:4000]", "no job scrapes service n3", nil},
+		{"wrong port", "compose/sql.yml", "query:4001", "query:4002", "target query:4002: query serves its API on container port 4001", nil},
+		{"HTTP to a TLS node", "compose/cluster.yml", "scheme: https", "scheme: http", "the node serves HTTPS (cluster TLS): set scheme: https", nil},
+		{"no CA", "compose/cluster.yml", "ca_file: /token/ca.crt", "ca_file: /etc/ssl/ca.crt", "tls_config.ca_file /etc/ssl/ca.crt is not the node's --tls-ca /certs/ca.crt", nil},
+		{"no token", "compose/edge.yml", "  - job_name: chronicle-edge\n    scheme: http\n    metrics_path: /metrics\n    authorization:\n      type: Bearer\n      credentials_file: /token/prometheus.token\n",
+			"  - job_name: chronicle-edge\n    scheme: http\n    metrics_path: /metrics\n", "the node requires a token", nil},
+		{"two deployments in a job", "compose/edge.yml", "[chronicle:4000]", "[chronicle:4000, n1:4000]", "keep one deployment per job", nil},
+		{"another path", "compose/sql.yml", "  - job_name: chronicle-sql\n    scheme: http\n    metrics_path: /metrics", "  - job_name: chronicle-sql\n    scheme: http\n    metrics_path: /prom", "metrics_path /prom", nil},
+		{"a token file nothing makes", "compose/sql.yml", "credentials_file: /token/prometheus.token\n    static_configs:\n      - targets: [command-1", "credentials_file: /token/other.token\n    static_configs:\n      - targets: [command-1",
+			"authorization.credentials_file /token/other.token is made by no one-shot `chronicle token create --role reader --out FILE`", nil},
+
+		// The shipped mistake: Prometheus handed the admin token, on the volume that holds it.
+		{"edge: the admin token from the data volume", "compose/edge.yml", "credentials_file: /token/prometheus.token\n    static_configs:\n      - targets: [chronicle:4000]", "credentials_file: /token/admin.token\n    static_configs:\n      - targets: [chronicle:4000]",
+			"authorization.credentials_file /token/admin.token is the nodes' admin token (--bootstrap-token-file /data/admin.token)", []edit{{`"metrics-token:/token:ro"`, `"chronicle-data:/token:ro"`}}},
+		{"sql: the admin token from its volume", "compose/sql.yml", "credentials_file: /token/prometheus.token\n    static_configs:\n      - targets: [command-1", "credentials_file: /token/admin.token\n    static_configs:\n      - targets: [command-1",
+			"authorization.credentials_file /token/admin.token is the nodes' admin token (--bootstrap-token-file /token/admin.token)", []edit{{`"metrics-token:/token:ro"`, `"chronicle-token:/token:ro"`}}},
+		{"cluster: the admin token and the CA from the certs volume", "compose/cluster.yml", "credentials_file: /token/prometheus.token\n    static_configs:\n      - targets: [n1", "credentials_file: /token/admin.token\n    static_configs:\n      - targets: [n1",
+			"service prometheus: mounts volume certs, which holds", []edit{{`"metrics-token:/token:ro"`, `"certs:/token:ro"`}}},
+		{"cluster: the CA copy not made", "compose/cluster.yml", "ca_file: /token/ca.crt", "ca_file: /token/ca.pem",
+			"tls_config.ca_file /token/ca.pem is not the node's --tls-ca /certs/ca.crt nor a copy of it", nil},
+		{"cluster: the CA copy not waited for", "compose/cluster.yml", "ca_file: /token/ca.crt", "ca_file: /token/ca.crt",
+			"tls_config.ca_file /token/ca.crt is copied by ca-copy: depend on it with condition service_completed_successfully",
+			[]edit{{", --out=/data/prometheus.token, --cacert-out=/data/ca.crt]", ", --out=/data/prometheus.token]"},
+				{"  prometheus:\n    image: prom/prometheus", "  ca-copy:\n    image: chronicle:0.2.0\n    command: [token, create, --url=https://n1:4000, --cacert=/certs/ca.crt, --token-file=/certs/admin.token, --name=x, --role=reader, --out=/data/x.token, --cacert-out=/data/ca.crt]\n    depends_on: {n1: {condition: service_healthy}}\n    volumes: [\"certs:/certs:ro\", \"metrics-token:/data\"]\n    networks: [chronicle]\n    healthcheck: {disable: true}\n  prometheus:\n    image: prom/prometheus"}}},
 	}
 	bin := chronicleBinary()
 	for _, c := range cases {
@@ -119,7 +141,14 @@ func TestDeployPrometheusConfig(t *testing.T) {
 				t.Fatal(err)
 			}
 			repo["prometheus/prometheus.yml"] = &fstest.MapFile{Data: []byte(strings.Replace(conf, c.old, c.new, 1))}
-			err = deploy.CheckComposeFS([]byte(readDeployFile(t, c.file)), bin, repo)
+			composeText := readDeployFile(t, c.file)
+			for _, e := range c.compose {
+				if !strings.Contains(composeText, e.old) {
+					t.Fatalf("deploy/%s has no %q to break", c.file, e.old)
+				}
+				composeText = strings.ReplaceAll(composeText, e.old, e.new)
+			}
+			err = deploy.CheckComposeFS([]byte(composeText), bin, repo)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("deploy/%s with the broken prometheus.yml: %v\nwant an error saying %q", c.file, err, c.want)
 			}
@@ -213,8 +242,33 @@ func TestDeployChecksCatchBreakage(t *testing.T) {
 		{"monitoring: Grafana latest", "compose/cluster.yml", []edit{{"image: grafana/grafana:11.6.0", "image: grafana/grafana:latest"}}, `tag "latest" moves`},
 		{"monitoring: config not in the repository", "compose/sql.yml", []edit{{"../prometheus/prometheus.yml:", "../prometheus/prom.yml:"}}, "deploy/prometheus/prom.yml is not in the repository"},
 		{"monitoring: dashboards mounted writable", "compose/edge.yml", []edit{{"../grafana/dashboards:/etc/grafana/dashboards:ro", "../grafana/dashboards:/etc/grafana/dashboards"}}, "mount the repository's files read-only"},
-		{"monitoring: token volume not mounted", "compose/cluster.yml", []edit{{`"certs:/token:ro"`, `"n1-data:/token:ro"`}}, "authorization.credentials_file /token/admin.token is not the node's token file /certs/admin.token"},
-		{"monitoring: token volume writable", "compose/sql.yml", []edit{{`"chronicle-token:/token:ro"`, `"chronicle-token:/token"`}}, "credentials_file /token/admin.token: mount the volume read-only"},
+		{"monitoring: token volume writable", "compose/sql.yml", []edit{{`"metrics-token:/token:ro"`, `"metrics-token:/token"`}}, "credentials_file /token/prometheus.token: mount the volume read-only"},
+
+		// Monitoring: Prometheus gets a reader token of its own, and no volume with secrets.
+		{"monitoring: a node's data volume instead of the token's", "compose/cluster.yml", []edit{{`"metrics-token:/token:ro"`, `"n1-data:/token:ro"`}}, "service prometheus: mounts volume n1-data, which is the data directory of n1 (--data-dir /data)"},
+		{"monitoring: the edge node's data volume too", "compose/edge.yml", []edit{{`"metrics-token:/token:ro"]`, `"metrics-token:/token:ro", "chronicle-data:/ledger:ro"]`}}, "service prometheus: mounts volume chronicle-data, which is the data directory of chronicle"},
+		{"monitoring: the certs volume too", "compose/cluster.yml", []edit{{`"metrics-token:/token:ro"]`, `"metrics-token:/token:ro", "certs:/certs:ro"]`}}, "service prometheus: mounts volume certs, which holds n1's TLS private key (--tls-key /certs/n1.key)"},
+		{"monitoring: the admin token volume too", "compose/sql.yml", []edit{{`"metrics-token:/token:ro"]`, `"metrics-token:/token:ro", "chronicle-token:/admin:ro"]`}}, "service prometheus: mounts volume chronicle-token, which holds the admin token command-1 starts with"},
+		{"monitoring: an admin token for Prometheus", "compose/edge.yml", []edit{{"--role=reader", "--role=admin"}}, "authorization.credentials_file /token/prometheus.token is a token of role admin (made by metrics-token): /metrics needs only reader"},
+		{"monitoring: a writer token for Prometheus", "compose/sql.yml", []edit{{"--role=reader", "--role=writer"}}, "mounts volume metrics-token, which holds the writer token metrics-token writes"},
+		{"monitoring: the token's one-shot not waited for", "compose/edge.yml", []edit{{"depends_on: {metrics-token: {condition: service_completed_successfully}}", "depends_on: {chronicle: {condition: service_healthy}}"}}, "authorization.credentials_file /token/prometheus.token is made by metrics-token: depend on it with condition service_completed_successfully"},
+		{"monitoring: the token's one-shot only started", "compose/sql.yml", []edit{{"depends_on: {metrics-token: {condition: service_completed_successfully}}", "depends_on: {metrics-token: {condition: service_started}}"}}, "is made by metrics-token: depend on it with condition service_completed_successfully"},
+		{"monitoring: a token generate one-shot for Prometheus", "compose/sql.yml", []edit{{"[token, create, --url=http://command-1:4002, --token-file=/token/admin.token, --name=prometheus, --role=reader, --out=/data/prometheus.token]", "[token, generate, --out=/data/prometheus.token]"}}, "is written by metrics-token (`chronicle token generate`), an admin token"},
+
+		// The one-shot that makes Prometheus' token.
+		{"metrics token: secret printed, not written", "compose/edge.yml", []edit{{", --out=/data/prometheus.token]", "]"}}, "service metrics-token: chronicle token create without --out: a one-shot would print the secret into its log"},
+		{"metrics token: written read-only", "compose/cluster.yml", []edit{{`"metrics-token:/data"`, `"metrics-token:/data:ro"`}}, `chronicle token create --out "/data/prometheus.token": want an absolute path on a named volume mounted read-write`},
+		{"metrics token: CA copy without the CA", "compose/cluster.yml", []edit{{"--cacert=/certs/ca.crt, --token-file=/certs/admin.token, --name=prometheus", "--token-file=/certs/admin.token, --name=prometheus"}}, "--cacert-out copies --cacert: give both"},
+		{"metrics token: unknown role", "compose/edge.yml", []edit{{"--role=reader", "--role=metrics"}}, `chronicle token create --role "metrics": want admin, writer or reader`},
+		{"metrics token: misspelled flag", "compose/edge.yml", []edit{{"--out=/data/prometheus.token", "--output=/data/prometheus.token"}}, "flag provided but not defined: -output"},
+		{"metrics token: before the node is healthy", "compose/edge.yml", []edit{{"      chronicle: {condition: service_healthy}\n    volumes: [\"chronicle-data:/admin:ro\"", "      chronicle: {condition: service_started}\n    volumes: [\"chronicle-data:/admin:ro\""}}, "service metrics-token: asks chronicle, which is not among its depends_on with condition service_healthy"},
+		{"metrics token: a query process", "compose/sql.yml", []edit{{"--url=http://command-1:4002, --token-file", "--url=http://query:4001, --token-file"}}, "service metrics-token: asks query, which is not among its depends_on"},
+		{"metrics token: the wrong port", "compose/sql.yml", []edit{{"--url=http://command-1:4002, --token-file", "--url=http://command-1:4001, --token-file"}}, "--url http://command-1:4001: command-1 serves its API on container port 4002"},
+		{"metrics token: HTTP to a TLS node", "compose/cluster.yml", []edit{{"--url=https://n1:4000, --cacert", "--url=http://n1:4000, --cacert"}}, "--url http://n1:4000: n1 serves HTTPS (cluster TLS)"},
+		{"metrics token: no such node", "compose/cluster.yml", []edit{{"--url=https://n1:4000, --cacert", "--url=https://n4:4000, --cacert"}}, "--url https://n4:4000: no chronicle serve of this file answers to n4"},
+		{"metrics token: without the admin token", "compose/edge.yml", []edit{{"--token-file=/admin/admin.token, ", ""}}, "service metrics-token: asks chronicle, which requires an API token (--bootstrap-token-file /data/admin.token), without --token-file"},
+		{"metrics token: the admin token not mounted", "compose/sql.yml", []edit{{`volumes: ["chronicle-token:/token:ro", "metrics-token:/data"]`, `volumes: ["metrics-token:/data"]`}}, "--token-file /token/admin.token is on no volume this service mounts"},
+		{"metrics token: another token than the admin one", "compose/cluster.yml", []edit{{"--token-file=/certs/admin.token, --name=prometheus", "--token-file=/certs/reader.token, --name=prometheus"}}, "--token-file /certs/reader.token is not the admin token n1 uses"},
 		{"monitoring: no provisioning", "compose/edge.yml", []edit{{"../grafana/provisioning:/etc/grafana/provisioning:ro", "../grafana/provisioning:/etc/grafana/prov:ro"}}, "mount deploy/grafana/provisioning at /etc/grafana/provisioning"},
 		{"monitoring: Grafana before Prometheus", "compose/edge.yml", []edit{{"      prometheus: {condition: service_healthy}\n", ""}}, "Grafana's datasource is prometheus; start it first"},
 		{"monitoring: Prometheus on another port", "compose/cluster.yml", []edit{{"--web.listen-address=0.0.0.0:9090", "--web.listen-address=0.0.0.0:9091"}}, "Prometheus listens on 9091, not 9090"},

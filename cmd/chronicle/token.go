@@ -2,23 +2,30 @@ package main
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/chronicle-ledger/chronicle"
 	"github.com/chronicle-ledger/chronicle/client"
+	"github.com/chronicle-ledger/chronicle/internal/fsutil"
 )
 
 const tokenUsage = `Usage:
-  chronicle token create [--url URL] --name NAME --role admin|writer|reader
-                             make an API token and print its secret (shown this once)
+  chronicle token create [--url URL] --name NAME --role admin|writer|reader [--out FILE]
+                             make an API token and print its secret (shown this once); with
+                             --out, write it to FILE (mode 0600) instead, unless FILE exists:
+                             then keep it and make nothing (for a one-shot container);
+                             --cacert-out FILE copies --cacert's certificates there too
   chronicle token list   [--url URL]
                              list tokens: name, role, who made them, revoked or not
   chronicle token revoke [--url URL] NAME
@@ -93,32 +100,22 @@ func tokenCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprint(stderr, tokenUsage)
 		return errUsage
 	}
-	fs := flag.NewFlagSet("chronicle token "+args[0], flag.ContinueOnError)
-	nodeURL := fs.String("url", defaultClusterURL, "API URL of any node (it forwards changes to the leader)")
-	tf := addTokenFlags(fs)
-	tf.tls = addClientTLSFlags(fs, false)
+	fs, nodeURL, tf := newTokenClientFlags(args[0])
 	switch args[0] {
 	case "create":
-		name := fs.String("name", "", "the token's name: it becomes created_by of every event the token writes (required)")
-		role := fs.String("role", "", "admin, writer or reader (required)")
-		if err := parseFlags(fs, args[1:], stderr); err != nil {
+		cfs, o := newTokenCreateFlags()
+		if err := parseFlags(cfs, args[1:], stderr); err != nil {
 			return err
 		}
-		if *name == "" || *role == "" {
+		if o.name == "" || o.role == "" {
 			fmt.Fprintln(stderr, "chronicle token create: --name and --role are required")
 			return errUsage
 		}
-		c, err := tf.client(*nodeURL)
-		if err != nil {
-			return err
+		if o.cacertOut != "" && o.tf.tls.cacert == "" {
+			fmt.Fprintln(stderr, "chronicle token create: --cacert-out copies --cacert; give both")
+			return errUsage
 		}
-		t, err := c.CreateToken(ctx, *name, *role)
-		if err != nil {
-			return tokenError("create", *nodeURL, err)
-		}
-		fmt.Fprintf(stderr, "token %s (%s) created; its secret is below and is not shown again\n", t.Name, t.Role)
-		fmt.Fprintln(stdout, t.Secret)
-		return nil
+		return createToken(ctx, o, stdout, stderr)
 	case "list", "ls":
 		if err := parseFlags(fs, args[1:], stderr); err != nil {
 			return err
@@ -178,6 +175,115 @@ func tokenCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 }
 
+// newTokenClientFlags builds the flag set of a token subcommand that talks to a node:
+// which node, which token to send, and the CA to verify it with.
+func newTokenClientFlags(sub string) (fset *flag.FlagSet, nodeURL *string, tf *tokenFlags) {
+	fset = flag.NewFlagSet("chronicle token "+sub, flag.ContinueOnError)
+	nodeURL = fset.String("url", defaultClusterURL, "API URL of any node (it forwards changes to the leader)")
+	tf = addTokenFlags(fset)
+	tf.tls = addClientTLSFlags(fset, false)
+	return fset, nodeURL, tf
+}
+
+// tokenCreateOptions are token create's flags.
+type tokenCreateOptions struct {
+	url                        *string
+	tf                         *tokenFlags
+	name, role, out, cacertOut string
+}
+
+// newTokenCreateFlags builds token create's flag set; the deployment tests parse the
+// compose files' one-shot services that make Prometheus' reader token with it.
+func newTokenCreateFlags() (*flag.FlagSet, *tokenCreateOptions) {
+	fset, nodeURL, tf := newTokenClientFlags("create")
+	o := &tokenCreateOptions{url: nodeURL, tf: tf}
+	fset.StringVar(&o.name, "name", "", "the token's name: it becomes created_by of every event the token writes (required)")
+	fset.StringVar(&o.role, "role", "", "admin, writer or reader (required)")
+	fset.StringVar(&o.out, "out", "", "write the secret to this file (mode 0600) instead of printing it; when the file exists, keep it and make no token")
+	fset.StringVar(&o.cacertOut, "cacert-out", "", "also copy the certificates of --cacert (never a key) to this file (mode 0644), for a client given only this file and --out's")
+	return fset, o
+}
+
+// createToken makes a token. With --out the secret goes to that file, never to the
+// output, and an existing file means a token was made by an earlier run: it is kept
+// and no node is asked, so a one-shot container can run this at every start.
+func createToken(ctx context.Context, o *tokenCreateOptions, stdout, stderr io.Writer) error {
+	if o.cacertOut != "" {
+		if err := copyCACert(o.tf.tls.cacert, o.cacertOut); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "copied the CA certificate %s to %s\n", o.tf.tls.cacert, o.cacertOut)
+	}
+	var file *secretFile
+	if o.out != "" {
+		f, kept, err := newSecretFile(o.out)
+		switch {
+		case err != nil:
+			return fmt.Errorf("token create: --out: %w", err)
+		case kept:
+			fmt.Fprintf(stdout, "%s exists; kept (no token made)\n", o.out)
+			return nil
+		}
+		file = f
+		defer file.discard()
+	}
+	c, err := o.tf.client(*o.url)
+	if err != nil {
+		return err
+	}
+	t, err := c.CreateToken(ctx, o.name, o.role)
+	if err != nil {
+		if file != nil && client.CodeOf(err) == chronicle.CodeTokenExists {
+			// Names are never reused and a secret is shown once: the earlier run's secret
+			// is gone with its file, and only a new name can make a new one.
+			return fmt.Errorf("token create: a token named %q exists but %s does not, and its secret cannot be shown again: "+
+				"revoke it (chronicle token revoke %s) and make one under another --name, or put its secret in %s", o.name, o.out, o.name, o.out)
+		}
+		return tokenError("create", *o.url, err)
+	}
+	if file == nil {
+		fmt.Fprintf(stderr, "token %s (%s) created; its secret is below and is not shown again\n", t.Name, t.Role)
+		fmt.Fprintln(stdout, t.Secret)
+		return nil
+	}
+	kept, err := file.commit(t.Secret)
+	switch {
+	case err != nil:
+		return fmt.Errorf("token create: token %s was made but its secret was not written (revoke it and make another): %w", t.Name, err)
+	case kept:
+		return fmt.Errorf("token create: %s appeared while token %s was being made and is kept; the new token's secret is lost: revoke %s", o.out, t.Name, t.Name)
+	}
+	fmt.Fprintf(stdout, "token %s (%s) created; its secret is in %s\n", t.Name, t.Role, o.out)
+	return nil
+}
+
+// copyCACert copies the certificates of the PEM file from to to, atomically and
+// replacing an older copy (a certificate is public). Anything else in the file, a
+// private key above all, is left out.
+func copyCACert(from, to string) error {
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return fmt.Errorf("token create: --cacert: %w", err)
+	}
+	var certs []byte
+	for rest := data; ; {
+		var blk *pem.Block
+		if blk, rest = pem.Decode(rest); blk == nil {
+			break
+		}
+		if blk.Type == "CERTIFICATE" {
+			certs = append(certs, pem.EncodeToMemory(&pem.Block{Type: blk.Type, Bytes: blk.Bytes})...)
+		}
+	}
+	if len(certs) == 0 {
+		return fmt.Errorf("token create: --cacert %s: no PEM certificate in it", from)
+	}
+	if err := fsutil.WriteFileAtomic(to, certs, 0o644); err != nil {
+		return fmt.Errorf("token create: --cacert-out: %w", err)
+	}
+	return nil
+}
+
 // newTokenGenerateFlags builds token generate's flag set; the deployment tests parse the
 // compose files' one-shot token services with it.
 func newTokenGenerateFlags() (fs *flag.FlagSet, out *string) {
@@ -189,20 +295,68 @@ func newTokenGenerateFlags() (fs *flag.FlagSet, out *string) {
 // generateToken writes a new secret to path unless the file exists (so a one-shot
 // container can run it on every start), and never prints the secret.
 func generateToken(path string, stdout io.Writer) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		fmt.Fprintf(stdout, "%s exists; kept\n", path)
-		return nil
-	}
+	f, kept, err := newSecretFile(path)
 	if err != nil {
 		return fmt.Errorf("token generate: %w", err)
 	}
-	_, werr := f.WriteString(chronicle.NewTokenSecret() + "\n")
-	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
-		return fmt.Errorf("token generate: %s: %w", path, err)
+	if !kept {
+		defer f.discard()
+		if kept, err = f.commit(chronicle.NewTokenSecret()); err != nil {
+			return fmt.Errorf("token generate: %w", err)
+		}
+	}
+	if kept {
+		fmt.Fprintf(stdout, "%s exists; kept\n", path)
+		return nil
 	}
 	fmt.Fprintf(stdout, "wrote a new token secret to %s\n", path)
 	return nil
+}
+
+// secretFile writes one secret to a file that must not exist yet, so that the secret
+// appears whole under its name or not at all, and an existing file is never replaced:
+// it goes to a temporary file (mode 0600) in the same directory, which commit links to
+// the name. Made before the secret is, it proves the directory writable first.
+type secretFile struct {
+	path string
+	tmp  *os.File
+}
+
+// newSecretFile prepares writing path, or reports kept when path exists.
+func newSecretFile(path string) (f *secretFile, kept bool, err error) {
+	if _, err := os.Lstat(path); err == nil {
+		return nil, true, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, false, err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return nil, false, fmt.Errorf("write %s: %w", path, err)
+	}
+	return &secretFile{path: path, tmp: tmp}, false, nil
+}
+
+// commit writes secret and gives it the file's name; kept reports that the name was
+// taken meanwhile, and is left as it was.
+func (f *secretFile) commit(secret string) (kept bool, err error) {
+	_, werr := f.tmp.WriteString(secret + "\n")
+	if err := errors.Join(werr, f.tmp.Sync(), f.tmp.Close()); err != nil {
+		return false, fmt.Errorf("write %s: %w", f.path, err)
+	}
+	// A link, unlike a rename, never replaces an existing file.
+	if err := os.Link(f.tmp.Name(), f.path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return true, nil
+		}
+		return false, fmt.Errorf("write %s: %w", f.path, err)
+	}
+	return false, fsutil.SyncDir(filepath.Dir(f.path))
+}
+
+// discard removes the temporary file (after commit: the second name of the secret).
+func (f *secretFile) discard() {
+	_ = f.tmp.Close()
+	_ = os.Remove(f.tmp.Name())
 }
 
 func tokenError(what, base string, err error) error {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chronicle-ledger/chronicle/internal/pki/pkitest"
 	"github.com/chronicle-ledger/chronicle/node"
 	"github.com/chronicle-ledger/chronicle/node/nodetest"
 )
@@ -74,6 +75,113 @@ func TestTokenCommand(t *testing.T) {
 	_, list, _ = cli("list", "--url", n.URL(), "--token-file", file)
 	if !strings.Contains(list, "revoked") {
 		t.Fatalf("list after revoke:\n%s", list)
+	}
+}
+
+// TestTokenCreateOut: token create --out, the compose files' one-shot for Prometheus'
+// reader token, against an HTTPS node. The secret goes to the file (mode 0600), never to
+// the output; --cacert-out copies the CA's certificates and nothing else; a rerun keeps
+// the file and makes no second token; a rerun that lost the file refuses to make one
+// under the taken name and says why; a directory it cannot write makes no token.
+func TestTokenCreateOut(t *testing.T) {
+	certs := pkitest.Write(t, "n1")
+	dir := t.TempDir()
+	admin := filepath.Join(dir, "admin.token")
+	if code, _, errOut := runCmd(t, "token", "generate", "--out", admin); code != 0 {
+		t.Fatalf("generate: %d %q", code, errOut)
+	}
+	n := nodetest.Start(t, nodetest.WithTLS(certs), func(c *node.Config) { c.BootstrapTokenFile = admin })
+	list := func() string {
+		t.Helper()
+		code, out, errOut := runCmd(t, "token", "list", "--url", n.URL(), "--cacert", certs.CACert, "--token-file", admin)
+		if code != 0 {
+			t.Fatalf("list: %d %q", code, errOut)
+		}
+		return out
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for code, _, _ := runCmd(t, "token", "list", "--url", n.URL(), "--cacert", certs.CACert, "--token-file", admin); code != 0; code, _, _ = runCmd(t, "token", "list", "--url", n.URL(), "--cacert", certs.CACert, "--token-file", admin) {
+		if time.Now().After(deadline) {
+			t.Fatal("the bootstrap token never became usable")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// --cacert with the CA key appended: the copy must hold the certificate only.
+	caPEM, _ := os.ReadFile(certs.CACert)
+	keyPEM, _ := os.ReadFile(certs.CAKey)
+	bundle := filepath.Join(dir, "ca-and-key.pem")
+	if err := os.WriteFile(bundle, append(append([]byte{}, caPEM...), keyPEM...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	outDir := filepath.Join(dir, "metrics")
+	if err := os.Mkdir(outDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, caOut := filepath.Join(outDir, "prometheus.token"), filepath.Join(outDir, "ca.crt")
+	create := func(out, name string) (int, string, string) {
+		t.Helper()
+		return runCmd(t, "token", "create", "--url", n.URL(), "--cacert", bundle, "--token-file", admin,
+			"--name", name, "--role", "reader", "--out", out, "--cacert-out", caOut)
+	}
+	code, stdout, stderr := create(out, "prometheus")
+	if code != 0 || strings.Contains(stdout+stderr, "chr_") {
+		t.Fatalf("create --out: %d %q %q (the secret must not be printed)", code, stdout, stderr)
+	}
+	secret, _ := os.ReadFile(out)
+	if fi, err := os.Stat(out); err != nil || fi.Mode().Perm() != 0o600 || !bytes.HasPrefix(secret, []byte("chr_")) {
+		t.Fatalf("--out file: %v %v %q", err, fi, secret)
+	}
+	copied, _ := os.ReadFile(caOut)
+	if fi, err := os.Stat(caOut); err != nil || fi.Mode().Perm() != 0o644 || !bytes.Equal(copied, caPEM) || bytes.Contains(copied, []byte("PRIVATE KEY")) {
+		t.Fatalf("--cacert-out file: %v %v\n%s", err, fi, copied)
+	}
+	entries, _ := os.ReadDir(outDir)
+	if len(entries) != 2 {
+		t.Fatalf("%s holds %d files, want the token and the CA certificate only (a temporary file left?)", outDir, len(entries))
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	reader := n.Client.WithToken(strings.TrimSpace(string(secret)))
+	if code, err := reader.Do(ctx, http.MethodGet, "/metrics", nil, nil, nil); code != http.StatusOK {
+		t.Fatalf("the reader token on /metrics: %d %v", code, err)
+	}
+	if code, _ := reader.Do(ctx, http.MethodPost, "/commands/create-account", []byte(`{"account_id":"x","owner_name":"X"}`), nil, nil); code != http.StatusForbidden {
+		t.Fatalf("the reader token on a command: %d, want 403", code)
+	}
+
+	// A rerun keeps the file and asks no node for a second token.
+	if code, stdout, stderr := create(out, "prometheus"); code != 0 || !strings.Contains(stdout, "kept") {
+		t.Fatalf("rerun: %d %q %q", code, stdout, stderr)
+	}
+	if again, _ := os.ReadFile(out); !bytes.Equal(again, secret) {
+		t.Fatal("a rerun replaced the secret")
+	}
+	if l := list(); strings.Count(l, "prometheus") != 1 || !strings.Contains(l, "reader") {
+		t.Fatalf("after the rerun, want one token prometheus:\n%s", l)
+	}
+
+	// The file lost, the name is taken: refused, saying what to do, and nothing written.
+	if err := os.Remove(out); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := create(out, "prometheus"); code != 1 || !strings.Contains(stderr, "exists but") || !strings.Contains(stderr, "revoke") {
+		t.Fatalf("rerun without the file: %d %q", code, stderr)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatalf("rerun without the file wrote it: %v", err)
+	}
+	if entries, _ := os.ReadDir(outDir); len(entries) != 1 {
+		t.Fatalf("%s holds %d files after a refused create, want the CA certificate only", outDir, len(entries))
+	}
+
+	// A directory it cannot write to: refused before a token is made.
+	if code, _, stderr := create(filepath.Join(dir, "missing", "p.token"), "prometheus-2"); code != 1 || !strings.Contains(stderr, "--out") {
+		t.Fatalf("create into a missing directory: %d %q", code, stderr)
+	}
+	if l := list(); strings.Contains(l, "prometheus-2") {
+		t.Fatalf("a token was made though its secret could not be written:\n%s", l)
 	}
 }
 
