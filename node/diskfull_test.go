@@ -103,6 +103,7 @@ func fillTo(path string, left int64) error {
 	}
 	defer f.Close()
 	chunk := bytes.Repeat([]byte{0xa5}, 256<<10)
+	var size int64
 	for {
 		var st unix.Statfs_t
 		if err := unix.Statfs(filepath.Dir(path), &st); err != nil {
@@ -112,7 +113,22 @@ func fillTo(path string, left int64) error {
 		if free <= left {
 			return nil
 		}
-		if _, err := f.Write(chunk[:min(free-left, int64(len(chunk)))]); err != nil {
+		n, err := f.Write(chunk[:min(free-left, int64(len(chunk)))])
+		size += int64(n)
+		if errors.Is(err, unix.ENOSPC) {
+			// The node's own writers took the rest between the Statfs and the write (a
+			// flush or a compaction writes megabytes at once): give back enough to be at
+			// the target again rather than leave the filesystem full, which is another test.
+			size = max(size-left, 0)
+			if err := f.Truncate(size); err != nil {
+				return fmt.Errorf("fill %s: give back space: %w", path, err)
+			}
+			if _, err := f.Seek(size, io.SeekStart); err != nil {
+				return fmt.Errorf("fill %s: %w", path, err)
+			}
+			continue
+		}
+		if err != nil {
 			return fmt.Errorf("fill %s: %w", path, err)
 		}
 	}
