@@ -96,7 +96,8 @@ func (h *openHolds) remove(id string) {
 // An index that disagrees with the records refuses the load: a key naming a missing or
 // finished hold, or at another deadline than the record's (so two keys for one hold).
 // Memory built from either side alone would silently differ from the other. (An open
-// record with no key cannot be seen without the scan this avoids.)
+// record with no key cannot be seen without the scan this avoids; the scrub looks for
+// it.)
 func loadHolds(r pebble.Reader) (openHolds, error) {
 	h := newOpenHolds()
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixHoldDue}, UpperBound: []byte{prefixHoldDue + 1}})
