@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/internal/fsutil"
 )
 
 // BootstrapTokenName names the first admin token, made from Config.BootstrapTokenFile.
@@ -71,21 +72,20 @@ func checkRaftProtected(cfg Config) error {
 }
 
 // bootstrapSecret reads the bootstrap token from path, or, when there is no such file,
-// writes a new one there (mode 0600) and says so. The secret itself is never logged.
+// writes a new one there (mode 0600) and says so. The secret itself is never logged. The
+// file is written as token generate writes it (fsutil.WriteNew): it appears whole or not
+// at all, so a crash midway never leaves a torn file that the next start would refuse,
+// and a file that appeared meanwhile is kept.
 func bootstrapSecret(path string, log interface{ Info(string, ...any) }) (string, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		secret := chronicle.NewTokenSecret()
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if errors.Is(err, fs.ErrExist) {
-			return bootstrapSecret(path, log) // another node on this machine wrote it first
-		}
+		exists, err := fsutil.WriteNew(path, []byte(secret+"\n"))
 		if err != nil {
 			return "", fmt.Errorf("node: write bootstrap token: %w", err)
 		}
-		_, werr := f.WriteString(secret + "\n")
-		if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
-			return "", fmt.Errorf("node: write bootstrap token %s: %w", path, err)
+		if exists {
+			return bootstrapSecret(path, log) // another node on this machine wrote it first
 		}
 		log.Info("wrote a new admin token; it becomes the first admin token of a cluster this node founds", "file", path)
 		return secret, nil

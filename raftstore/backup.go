@@ -308,23 +308,56 @@ func OpenBackupFile(path string) (*BackupFile, io.Closer, error) {
 // Verify reads the whole file: the checksum must match, and the body must decode to
 // records in key order whose events form an intact hash chain from position 1 to the
 // header's head, with the state's head record and the snapshot's own header agreeing.
-func (f *BackupFile) Verify() error {
+func (f *BackupFile) Verify() error { return f.scan(nil) }
+
+// scan reads the file once, from its first byte to the trailer, and checks it as Verify
+// says, handing each record of the body to each (if not nil) as soon as the records up to
+// it have passed their checks. The checksum and the end of the chain are known only at
+// the end of the file: each may have been handed records of a file that then fails, so
+// it must write them only where nothing depends on them until scan returns nil (restore
+// writes into a hidden directory that it renames into place after).
+//
+// A file that fails a check of its body and also its checksum is reported as failing
+// its checksum, the first thing a reader should know: the rest is read to tell.
+func (f *BackupFile) scan(each func(k, v []byte) error) error {
 	sum := sha256.New()
-	if _, err := io.Copy(sum, io.NewSectionReader(f.ra, 0, f.bodyOff+f.bodyLen)); err != nil {
+	raw := io.TeeReader(io.NewSectionReader(f.ra, 0, f.bodyOff+f.bodyLen), sum)
+	var sinkErr error
+	bodyErr := func() error {
+		if _, err := io.CopyN(io.Discard, raw, f.bodyOff); err != nil {
+			return fmt.Errorf("read the backup header: %w", err)
+		}
+		return f.records(raw, func(k, v []byte) error {
+			if each == nil {
+				return nil
+			}
+			if err := each(k, v); err != nil {
+				sinkErr = err
+				return err
+			}
+			return nil
+		})
+	}()
+	if sinkErr != nil {
+		return sinkErr
+	}
+	// What the body's decoder left unread (all of it after a failure) still counts.
+	if _, err := io.Copy(io.Discard, raw); err != nil {
 		return fmt.Errorf("read the backup: %w", err)
 	}
 	if !bytes.Equal(sum.Sum(nil), f.sum) {
 		return errors.New("damaged backup: the SHA-256 checksum does not match the contents (the file was altered or corrupted)")
 	}
-	if err := f.decodeBody(); err != nil {
-		return fmt.Errorf("damaged backup: %w", err)
+	if bodyErr != nil {
+		return fmt.Errorf("damaged backup: %w", bodyErr)
 	}
 	return nil
 }
 
-// body opens the body as a snapshot stream, its header checked against the file's.
-func (f *BackupFile) body() (snapshotHeader, *bufio.Reader, error) {
-	h, br, err := readFullHeader(io.NewSectionReader(f.ra, f.bodyOff, f.bodyLen))
+// body opens the body (r, from its first byte) as a snapshot stream, its header checked
+// against the file's.
+func (f *BackupFile) body(r io.Reader) (snapshotHeader, *bufio.Reader, error) {
+	h, br, err := readFullHeader(r)
 	if err != nil {
 		return h, nil, err
 	}
@@ -335,8 +368,18 @@ func (f *BackupFile) body() (snapshotHeader, *bufio.Reader, error) {
 	return h, br, nil
 }
 
+// decodeBody checks the body alone, without the checksum (for the fuzz test: a fuzzer
+// cannot forge the checksum, so scan would stop every body at it).
 func (f *BackupFile) decodeBody() error {
-	h, br, err := f.body()
+	return f.records(io.NewSectionReader(f.ra, f.bodyOff, f.bodyLen), func(k, v []byte) error { return nil })
+}
+
+// records decodes the body read from r and checks it, record by record: keys in strictly
+// increasing order, every event under its own key and chained to the one before, the
+// head record as the header says; then nothing after the last record, and the chain
+// ending at the header's head. each gets every record that passed its own checks.
+func (f *BackupFile) records(r io.Reader, each func(k, v []byte) error) error {
+	h, br, err := f.body(r)
 	if err != nil {
 		return err
 	}
@@ -382,6 +425,9 @@ func (f *BackupFile) decodeBody() error {
 			}
 			sawHead = true
 		}
+		if err := each(k, v); err != nil {
+			return err
+		}
 	}
 	if _, err := br.ReadByte(); err != io.EOF {
 		return errors.New("data after the end of the records")
@@ -397,10 +443,12 @@ func (f *BackupFile) decodeBody() error {
 
 // RestoreBackup makes dir a new data directory holding the backup's state, from which a
 // node starts as the founder of a new cluster (its Raft log empty; the node id and Raft
-// address come from the flags it is started with; see adoptRestored). The file is verified in full first;
-// dir must not exist or be empty. Everything is written into a temporary directory
-// beside dir, synced, and renamed to dir only when complete, so a crash leaves dir as it
-// was (and a hidden .restore-* directory to remove).
+// address come from the flags it is started with; see adoptRestored). dir must not exist
+// or be empty. Everything is written into a temporary directory beside dir, synced, and
+// renamed to dir only when complete and the file verified in full (Verify's checks, made
+// in the same single read of the file that writes the state DB), so a damaged file, a
+// failure or a crash leaves dir as it was (a crash also leaves a hidden .restore-*
+// directory to remove; a refusal removes it).
 func RestoreBackup(f *BackupFile, dir string, log *slog.Logger) error {
 	if log == nil {
 		log = slog.Default()
@@ -408,41 +456,74 @@ func RestoreBackup(f *BackupFile, dir string, log *slog.Logger) error {
 	if err := checkRestoreTarget(dir); err != nil {
 		return err
 	}
-	if err := f.Verify(); err != nil {
-		return err
-	}
 	parent := filepath.Dir(filepath.Clean(dir))
-	if err := os.MkdirAll(parent, 0o755); err != nil {
+	// The directories made for dir's parent are removed again on a refusal (each only
+	// if empty), so that a refused restore leaves nothing behind.
+	made, err := mkdirs(parent)
+	if err != nil {
 		return fmt.Errorf("restore: create %s: %w", parent, err)
 	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(filepath.Clean(dir))+".restore-")
-	if err != nil {
-		return fmt.Errorf("restore: %w", err)
+	var tmp string
+	fail := func(err error) error {
+		if tmp != "" {
+			_ = os.RemoveAll(tmp)
+		}
+		for i := len(made) - 1; i >= 0; i-- {
+			_ = os.Remove(made[i])
+		}
+		return err
+	}
+	if tmp, err = os.MkdirTemp(parent, "."+filepath.Base(filepath.Clean(dir))+".restore-"); err != nil {
+		return fail(fmt.Errorf("restore: %w", err))
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
-		_ = os.RemoveAll(tmp)
-		return fmt.Errorf("restore: %w", err)
+		return fail(fmt.Errorf("restore: %w", err))
 	}
 	if err := restoreInto(f, tmp, log); err != nil {
-		_ = os.RemoveAll(tmp)
-		return err
+		return fail(err)
 	}
 	// Checked again: another process may have filled dir meanwhile. An empty dir is
 	// removed first (os.Rename will not replace a directory); rmdir fails on a non-empty
 	// one, so nothing is clobbered.
 	if err := checkRestoreTarget(dir); err != nil {
-		_ = os.RemoveAll(tmp)
-		return err
+		return fail(err)
 	}
 	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
-		_ = os.RemoveAll(tmp)
-		return fmt.Errorf("restore: %w", err)
+		return fail(fmt.Errorf("restore: %w", err))
 	}
 	if err := os.Rename(tmp, dir); err != nil {
-		_ = os.RemoveAll(tmp)
-		return fmt.Errorf("restore: move the restored data into %s: %w", dir, err)
+		return fail(fmt.Errorf("restore: move the restored data into %s: %w", dir, err))
 	}
 	return fsutil.SyncDir(parent)
+}
+
+// mkdirs is os.MkdirAll(dir, 0o755) that returns the directories it made, outermost
+// first (none: it removed them again, on an error).
+func mkdirs(dir string) ([]string, error) {
+	var missing []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		missing = append(missing, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	var made []string
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := os.Mkdir(missing[i], 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			for j := len(made) - 1; j >= 0; j-- {
+				_ = os.Remove(made[j])
+			}
+			return nil, err
+		} else if err == nil {
+			made = append(made, missing[i])
+		}
+	}
+	return made, nil
 }
 
 // checkRestoreTarget refuses a dir that exists and is not an empty directory.
@@ -466,8 +547,11 @@ const RestoredFile = "RESTORED"
 
 // restoreInto builds the data directory in dir (new and empty): FORMAT, an empty raft/
 // and snapshots/, state/ loaded from the body the way a Raft snapshot is installed
-// (fsm.load) at the backup's applied index, and the RESTORED marker. The old cluster's
-// node records are left out.
+// (stateLoad) at the backup's applied index, and the RESTORED marker. The old cluster's
+// node records are left out. The state DB's records are written as the file is read and
+// checked (BackupFile.scan), the applied index only once the whole file has passed: a
+// damaged file returns its "damaged backup" error with dir half written, for the caller
+// to remove.
 func restoreInto(f *BackupFile, dir string, log *slog.Logger) error {
 	if err := writeFormatFile(dir); err != nil {
 		return fmt.Errorf("restore: %w", err)
@@ -491,23 +575,34 @@ func restoreInto(f *BackupFile, dir string, log *slog.Logger) error {
 		}
 		return nil
 	}
-	fm, err := newFSM(log, db, nil)
+	l, err := newStateLoad(db, func(k []byte) bool { return k[0] == prefixNode })
 	if err != nil {
 		return errors.Join(fmt.Errorf("restore: %w", err), closeDB())
 	}
-	h, br, err := f.body()
+	err = f.scan(func(k, v []byte) error {
+		if err := l.set(k, v); err != nil {
+			return fmt.Errorf("restore: write the state DB: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return errors.Join(fmt.Errorf("restore: %w", err), closeDB())
+		// The file's own errors as they are ("damaged backup: …").
+		l.close()
+		return errors.Join(err, closeDB())
 	}
-	fm.mu.Lock()
-	err = fm.load(h, br, h.Applied, func(k []byte) bool { return k[0] == prefixNode })
-	fm.mu.Unlock()
+	err = l.commit(f.Header.AppliedIndex)
+	l.close()
+	var mem *working
 	if err == nil {
-		err = checkHead(reader{db}, fm.mem.head, stateDir)
+		// As a node would load it at its first start.
+		mem, err = loadWorking(db)
 	}
-	if err == nil && (fm.mem.head.Position != f.Header.Position || fm.mem.head.Hash != f.Header.HeadHash) {
+	if err == nil {
+		err = checkHead(reader{db}, mem.head, stateDir)
+	}
+	if err == nil && (mem.head.Position != f.Header.Position || mem.head.Hash != f.Header.HeadHash) {
 		err = fmt.Errorf("the restored state's head is position %d hash %s, the backup's %d %s",
-			fm.mem.head.Position, fm.mem.head.Hash, f.Header.Position, f.Header.HeadHash)
+			mem.head.Position, mem.head.Hash, f.Header.Position, f.Header.HeadHash)
 	}
 	if err != nil {
 		return errors.Join(fmt.Errorf("restore: %w", err), closeDB())

@@ -1,12 +1,21 @@
 package raftstore
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/golang/snappy"
 
 	"github.com/chronicle-ledger/chronicle"
 )
@@ -276,5 +285,169 @@ func TestCloseEndsABackupInFlight(t *testing.T) {
 	}
 	if _, err := s.OpenBackup(); err == nil {
 		t.Fatal("a closed store opened a backup")
+	}
+}
+
+// countingReaderAt counts the bytes read through it.
+type countingReaderAt struct {
+	r io.ReaderAt
+	n atomic.Int64
+}
+
+func (c *countingReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(p, off)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// TestRestoreReadsTheFileOnce: restore checks the whole file and writes the state DB in
+// one read of it, not one read per check and another to write.
+func TestRestoreReadsTheFileOnce(t *testing.T) {
+	env := newLedgerEnv(t, nil)
+	s := env.open()
+	fillLedger(t, s, 3, 200)
+	data := takeBackup(t, s)
+	cr := &countingReaderAt{r: bytes.NewReader(data)}
+	f, err := ReadBackupFile(cr, int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr.n.Store(0) // the framing's two ends, read once by every reader of a backup
+	dir := filepath.Join(t.TempDir(), "restored")
+	if err := RestoreBackup(f, dir, env.cfg.Logger); err != nil {
+		t.Fatal(err)
+	}
+	if n := cr.n.Load(); n > int64(len(data)) {
+		t.Fatalf("restore read %d bytes of a %d-byte backup (%.1f times)", n, len(data), float64(n)/float64(len(data)))
+	}
+	if _, err := os.Stat(filepath.Join(dir, RestoredFile)); err != nil {
+		t.Fatalf("the restore made no data directory: %v", err)
+	}
+}
+
+// rewriteBackup re-encodes the backup data with its records passed through edit, and a
+// checksum that matches: damage only the body's own checks can find.
+func rewriteBackup(t *testing.T, data []byte, edit func([]kv) []kv) []byte {
+	t.Helper()
+	f, err := ReadBackupFile(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, br, err := readFullHeader(bytes.NewReader(data[f.bodyOff : f.bodyOff+f.bodyLen]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []kv
+	for {
+		k, err := readChunk(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(k) == 0 {
+			break
+		}
+		v, err := readChunk(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, kv{k, v})
+	}
+	var body bytes.Buffer
+	sw := snappy.NewBufferedWriter(&body)
+	bw := bufio.NewWriter(sw)
+	hb, err := h.marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks := [][]byte{hb}
+	for _, r := range edit(recs) {
+		chunks = append(chunks, r.k, r.v)
+	}
+	for _, c := range append(chunks, nil) {
+		if err := writeChunk(bw, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := errors.Join(bw.Flush(), sw.Close()); err != nil {
+		t.Fatal(err)
+	}
+	out := append(bytes.Clone(data[:f.bodyOff]), body.Bytes()...)
+	out = append(out, backupTrailerMagic...)
+	out = binary.BigEndian.AppendUint64(out, uint64(body.Len()))
+	sum := sha256.Sum256(out[:len(out)-len(backupTrailerMagic)-8])
+	return append(out, sum[:]...)
+}
+
+// TestRestoreRefusesForgedChecksum: a body that fails its own checks under a checksum
+// that matches is refused, and leaves neither the target, nor the hidden directory it was
+// being written into, nor the target's parent made for it, wherever in the body the
+// damage is (the last event missing is found only after every record was written).
+func TestRestoreRefusesForgedChecksum(t *testing.T) {
+	env := newLedgerEnv(t, nil)
+	s := env.open()
+	fillLedger(t, s, 2, 20)
+	data := takeBackup(t, s)
+	if _, err := readBackup(rewriteBackup(t, data, func(r []kv) []kv { return r })); err != nil {
+		t.Fatalf("the rewrite of an intact backup does not verify: %v", err)
+	}
+	lastEvent := func(r []kv) int {
+		i := len(r) - 1
+		for r[i].k[0] != prefixEvent {
+			i--
+		}
+		return i
+	}
+	for _, c := range []struct {
+		name, want string
+		edit       func([]kv) []kv
+	}{
+		{"an event altered", "hash chain", func(r []kv) []kv {
+			i := lastEvent(r) / 2
+			var e chronicle.Event
+			if err := e.UnmarshalBinary(r[i].v); err != nil {
+				t.Fatal(err)
+			}
+			e.Data.Amount++
+			v, err := e.MarshalBinary()
+			if err != nil {
+				t.Fatal(err)
+			}
+			r[i].v = v
+			return r
+		}},
+		{"the last event missing", "the events end at position", func(r []kv) []kv {
+			i := lastEvent(r)
+			return append(r[:i], r[i+1:]...)
+		}},
+		{"records out of order", "out of order", func(r []kv) []kv {
+			r[1], r[2] = r[2], r[1]
+			return r
+		}},
+		{"the head record missing", "no head record", func(r []kv) []kv {
+			return slices.DeleteFunc(r, func(e kv) bool { return bytes.Equal(e.k, metaKey(metaHead)) })
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			bad := rewriteBackup(t, data, func(r []kv) []kv {
+				return c.edit(slices.Clone(r))
+			})
+			if _, err := readBackup(bad); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("Verify: %v; want %q", err, c.want)
+			}
+			f, err := ReadBackupFile(bytes.NewReader(bad), int64(len(bad)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The target's parent does not exist yet: it is made for the restore, and
+			// removed again with it.
+			parent := t.TempDir()
+			err = RestoreBackup(f, filepath.Join(parent, "new", "d"), env.cfg.Logger)
+			if err == nil || !strings.HasPrefix(err.Error(), "damaged backup") || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("restore: %v; want a damaged backup and %q", err, c.want)
+			}
+			if entries, _ := os.ReadDir(parent); len(entries) != 0 {
+				t.Fatalf("a refused restore left %v in %s", entries, parent)
+			}
+		})
 	}
 }

@@ -88,26 +88,57 @@ func (h *openHolds) remove(id string) {
 	}
 }
 
-// loadHolds reads the open holds from the state DB.
+// loadHolds reads the open holds from the state DB: a walk of the deadline index and a
+// point read of each record it names. The p records of finished holds stay forever, so a
+// scan of them would make start-up grow with every hold ever made; the index names
+// exactly the open ones, as writeHolds keeps it in the batch that writes the record.
+//
+// An index that disagrees with the records refuses the load: a key naming a missing or
+// finished hold, or at another deadline than the record's (so two keys for one hold).
+// Memory built from either side alone would silently differ from the other. (An open
+// record with no key cannot be seen without the scan this avoids; the scrub looks for
+// it.)
 func loadHolds(r pebble.Reader) (openHolds, error) {
 	h := newOpenHolds()
-	err := scanPrefix(r, prefixHold, func(k, v []byte) error {
-		var p chronicle.PendingTransfer
-		if err := p.UnmarshalBinary(v); err != nil {
-			return fmt.Errorf("pending transfer %q: %w", k[1:], err)
-		}
-		if string(k[1:]) != p.ID {
-			return fmt.Errorf("pending transfer record under %q holds id %q", k[1:], p.ID)
-		}
-		if p.Open() {
-			h.add(p)
-		}
-		return nil
-	})
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixHoldDue}, UpperBound: []byte{prefixHoldDue + 1}})
 	if err != nil {
 		return h, fmt.Errorf("load pending transfers: %w", err)
 	}
+	for valid := it.First(); valid; valid = it.Next() {
+		if err := loadDueHold(r, &h, it.Key()); err != nil {
+			_ = it.Close()
+			return h, fmt.Errorf("load pending transfers: %w", err)
+		}
+	}
+	if err := it.Close(); err != nil {
+		return h, fmt.Errorf("load pending transfers: %w", err)
+	}
 	return h, nil
+}
+
+// loadDueHold adds the hold that the deadline index key k names.
+func loadDueHold(r pebble.Reader, h *openHolds, k []byte) error {
+	if len(k) < 9 {
+		return fmt.Errorf("deadline index key %q is too short", k)
+	}
+	at, id := binary.BigEndian.Uint64(k[1:9]), string(k[9:])
+	var p chronicle.PendingTransfer
+	ok, err := pebbleutil.GetBinary(r, holdKey(id), &p)
+	switch {
+	case err != nil:
+		return fmt.Errorf("pending transfer %q: %w", id, err)
+	case !ok:
+		return fmt.Errorf("deadline index names pending transfer %q, which has no record", id)
+	case p.ID != id:
+		return fmt.Errorf("pending transfer record under %q holds id %q", id, p.ID)
+	case !p.Open():
+		return fmt.Errorf("deadline index names pending transfer %q, whose record is %s", id, p.State)
+	case timeOrder(p.ExpiresAt) != at:
+		return fmt.Errorf("deadline index names pending transfer %q at %s, its record expires at %s",
+			id, orderTime(at).Format(time.RFC3339Nano), p.ExpiresAt.Format(time.RFC3339Nano))
+	}
+	h.add(p)
+	return nil
 }
 
 // storedHold is p with its times as the state DB gives them back.

@@ -1,13 +1,21 @@
 package raftstore
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
+
 	"github.com/chronicle-ledger/chronicle"
 	"github.com/chronicle-ledger/chronicle/internal/holdsweep"
+	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
 )
 
 // testClock is a clock a test moves forward: the store's commit times and the sweep's
@@ -147,4 +155,177 @@ func TestStoreSweepExpiresHolds(t *testing.T) {
 		t.Fatalf("capture after expiry: %+v", res[0])
 	}
 	verifyAgainstReplay(t, s)
+}
+
+// holdsDB is a state DB holding n holds written through writeHolds, as the state machine
+// writes them: every one opened, then all but those open(i) says finished (captured,
+// voided or expired in turn). Deadlines repeat, so the index orders some by id alone.
+func holdsDB(tb testing.TB, n int, open func(i int) bool) *pebble.DB {
+	tb.Helper()
+	db, err := pebble.Open(tb.TempDir(), &pebble.Options{FormatMajorVersion: pebbleutil.FormatMajorVersion,
+		Logger: pebbleutil.Logger(slog.New(slog.NewTextHandler(io.Discard, nil)), "pebble")})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = db.Close() })
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	finished := []chronicle.TransferState{chronicle.TransferStateCaptured, chronicle.TransferStateVoided, chronicle.TransferStateExpired}
+	for lo := 0; lo < n; lo += 10_000 {
+		opened, closed := db.NewBatch(), db.NewBatch()
+		for i := lo; i < min(lo+10_000, n); i++ {
+			p := chronicle.PendingTransfer{ID: fmt.Sprintf("hold-%07d", i), FromAccountID: fmt.Sprintf("acc-%d", i%7),
+				ToAccountID: "merchant", Currency: "USD", Amount: int64(i + 1), CreatedAt: at.Add(time.Duration(i) * time.Second),
+				ExpiresAt: at.Add(time.Duration(i%97) * time.Hour), State: chronicle.TransferStatePending}
+			if err := writeHolds(opened, []chronicle.PendingTransfer{p}); err != nil {
+				tb.Fatal(err)
+			}
+			if open(i) {
+				continue
+			}
+			p.State, p.FinishedAt = finished[i%3], p.CreatedAt.Add(time.Minute)
+			if p.State == chronicle.TransferStateCaptured {
+				p.CapturedAmount = p.Amount / 2
+			}
+			if err := writeHolds(closed, []chronicle.PendingTransfer{p}); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		// Two commits, as two entries would: the finish deletes the d key the open wrote.
+		for _, b := range []*pebble.Batch{opened, closed} {
+			if err := b.Commit(pebble.NoSync); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+	if err := db.Flush(); err != nil {
+		tb.Fatal(err)
+	}
+	return db
+}
+
+// readCounter is the real state DB with a count of what a load reads from the hold
+// records: point reads of p keys, and any iterator whose bounds take in a p key.
+type readCounter struct {
+	pebble.Reader
+	holdGets  int
+	holdScans int
+}
+
+func (r *readCounter) Get(key []byte) ([]byte, io.Closer, error) {
+	if len(key) > 0 && key[0] == prefixHold {
+		r.holdGets++
+	}
+	return r.Reader.Get(key)
+}
+
+func (r *readCounter) NewIter(o *pebble.IterOptions) (*pebble.Iterator, error) {
+	r.countScan(o)
+	return r.Reader.NewIter(o)
+}
+
+func (r *readCounter) NewIterWithContext(ctx context.Context, o *pebble.IterOptions) (*pebble.Iterator, error) {
+	r.countScan(o)
+	return r.Reader.NewIterWithContext(ctx, o)
+}
+
+func (r *readCounter) countScan(o *pebble.IterOptions) {
+	if o == nil || (o.LowerBound == nil || bytes.Compare(o.LowerBound, []byte{prefixHold + 1}) < 0) &&
+		(o.UpperBound == nil || bytes.Compare(o.UpperBound, []byte{prefixHold}) > 0) {
+		r.holdScans++
+	}
+}
+
+// Start-up loads exactly the open holds, in memory as a scan of every record would
+// build them, and reads the record of no finished hold to do it.
+func TestLoadHoldsReadsOpenHoldsOnly(t *testing.T) {
+	t.Parallel()
+	const n = 3_000
+	open := func(i int) bool { return i%401 == 0 || i == n-1 } // 9 open, two at the same deadline
+	db := holdsDB(t, n, open)
+	rc := &readCounter{Reader: db}
+	w, err := loadWorking(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := workingFromDump(t, dumpReader(t, db))
+	if len(want.holds) != 9 {
+		t.Fatalf("the state DB holds %d open holds, want 9", len(want.holds))
+	}
+	requireSameWorking(t, "loaded with holds", want, copyWorking(w))
+	if rc.holdScans != 0 || rc.holdGets != len(want.holds) {
+		t.Fatalf("load read the hold records with %d scans and %d point reads; want none and one per open hold (%d)",
+			rc.holdScans, rc.holdGets, len(want.holds))
+	}
+}
+
+// A deadline index that disagrees with the hold records refuses the load, naming the
+// hold, rather than building memory from one side of the disagreement.
+func TestLoadHoldsRefusesDisagreeingIndex(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	rec := func(id string, state chronicle.TransferState) chronicle.PendingTransfer {
+		return chronicle.PendingTransfer{ID: id, FromAccountID: "a", ToAccountID: "b", Currency: "USD", Amount: 100,
+			CreatedAt: at, ExpiresAt: at.Add(time.Hour), State: state}
+	}
+	for _, c := range []struct {
+		name, id, want string
+		damage         func(b *pebble.Batch) error
+	}{
+		{"due key with no record", "ghost", "has no record", func(b *pebble.Batch) error {
+			return b.Set(holdDueKey(at, "ghost"), nil, nil)
+		}},
+		{"due key of a finished hold", "done", "record is voided", func(b *pebble.Batch) error {
+			if err := setBinary(b, holdKey("done"), rec("done", chronicle.TransferStateVoided)); err != nil {
+				return err
+			}
+			return b.Set(holdDueKey(at.Add(time.Hour), "done"), nil, nil)
+		}},
+		{"due key at another deadline", "moved", "its record expires at", func(b *pebble.Batch) error {
+			if err := writeHolds(b, []chronicle.PendingTransfer{rec("moved", chronicle.TransferStatePending)}); err != nil {
+				return err
+			}
+			return b.Set(holdDueKey(at.Add(2*time.Hour), "moved"), nil, nil)
+		}},
+		{"record under another id", "swapped", `holds id "other"`, func(b *pebble.Batch) error {
+			if err := setBinary(b, holdKey("swapped"), rec("other", chronicle.TransferStatePending)); err != nil {
+				return err
+			}
+			return b.Set(holdDueKey(at.Add(time.Hour), "swapped"), nil, nil)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			db := holdsDB(t, 10, func(i int) bool { return i%2 == 0 })
+			b := db.NewBatch()
+			if err := c.damage(b); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Commit(pebble.Sync); err != nil {
+				t.Fatal(err)
+			}
+			_, err := loadWorking(db)
+			if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%q", c.id)) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("load: %v; want an error naming %q and saying %q", err, c.id, c.want)
+			}
+		})
+	}
+}
+
+// BenchmarkLoadHolds measures the start-up load of a state DB that holds 100,000
+// finished holds and 100 open ones.
+func BenchmarkLoadHolds(b *testing.B) {
+	db := holdsDB(b, 100_000, func(i int) bool { return i%1000 == 0 })
+	if err := db.Compact(context.Background(), []byte{0}, []byte{0xff}, true); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		w, err := loadWorking(db)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(w.holds.byID) != 100 {
+			b.Fatalf("loaded %d open holds, want 100", len(w.holds.byID))
+		}
+	}
 }

@@ -444,6 +444,39 @@ func TestScrubFindsDamage(t *testing.T) {
 		}
 		requireFaulted(t, s, "storage fault in the state DB", filepath.Join(env.cfg.DataDir, "state"))
 	})
+	// An open hold whose deadline key is gone loads as not open (start-up reads the
+	// index only); the scrub finds it.
+	t.Run("hold index", func(t *testing.T) {
+		t.Parallel()
+		env := newLedgerEnv(t, nil)
+		s := env.open()
+		mustOK(t, s, cmdCreate("a", "USD", "100.00", ""), cmdCreate("b", "USD", "", ""))
+		lost := mustOK(t, s, cmdHold("a", "b", "30", 3600))[0].TransferID
+		done := mustOK(t, s, cmdHold("a", "b", "20", 3600))[0].TransferID
+		mustOK(t, s, cmdHold("a", "b", "10", 3600), cmdVoid(done))
+		if st, err := s.Scrub(context.Background()); err != nil || !st.OK {
+			t.Fatalf("scrub of a healthy store with holds: %+v, %v", st, err)
+		}
+		waitAllApplied(t, s)
+		closeStore(t, s)
+		db := openStateDB(t, env.cfg.DataDir)
+		p, ok, err := reader{db}.PendingTransfer(lost)
+		if err != nil || !ok || !p.Open() {
+			t.Fatalf("hold %s in the state DB: %+v %v %v", lost, p, ok, err)
+		}
+		if err := db.Delete(holdDueKey(p.ExpiresAt, lost), pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		s = env.open()
+		st, err := s.Scrub(context.Background())
+		if err == nil || st.OK || !strings.Contains(st.Problem, fmt.Sprintf("%q is open and missing from the deadline index", lost)) {
+			t.Fatalf("scrub after deleting a deadline key: %+v, %v", st, err)
+		}
+		requireFaulted(t, s, "storage fault in the state DB", lost)
+	})
 }
 
 func requireFaulted(t *testing.T, s *Store, wants ...string) {

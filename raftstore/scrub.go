@@ -18,7 +18,8 @@ import (
 // queries and by snapshots sent to followers, so damage to it (or to the Raft log behind
 // the state) could sit unnoticed until the day it is needed. A pass re-reads the whole
 // Raft log (GetLog checks every record's CRC) and the state DB (every event, its hash
-// chain re-computed; every account, compared with memory), and the first problem is a
+// chain re-computed; every account, compared with memory; every hold record, against
+// the deadline index start-up loads the open holds from), and the first problem is a
 // storage fault: the node stops serving and /ready says where.
 
 // DefaultScrubInterval is how often a pass starts when Config.ScrubInterval is 0: often
@@ -217,7 +218,10 @@ func (s *Store) scrubState(ctx context.Context, st *ScrubStatus) error {
 	if pos, hash := v.Head(); pos != head.Position || head.Position > 0 && hash != head.Hash {
 		return problem("state DB event chain ends at position %d (hash %s), the head record names position %d (hash %s)", pos, hash, head.Position, head.Hash)
 	}
-	return s.scrubAccounts(ctx, snap, st, problem)
+	if err := s.scrubAccounts(ctx, snap, st, problem); err != nil {
+		return err
+	}
+	return s.scrubHolds(ctx, snap, problem)
 }
 
 func (s *Store) scrubAccounts(ctx context.Context, snap *pebble.Snapshot, st *ScrubStatus, problem func(string, ...any) error) error {
@@ -258,6 +262,70 @@ func (s *Store) scrubAccounts(ctx context.Context, snap *pebble.Snapshot, st *Sc
 	}
 	if err := it.Error(); err != nil {
 		return problem("state DB accounts after %d: %w", st.Accounts, err)
+	}
+	return nil
+}
+
+// scrubHolds checks the hold records against their deadline index, both in the
+// snapshot: every open record has its key, and every key names an open record at that
+// deadline. Start-up loads the open holds from the index alone (loadHolds), which refuses
+// a key without its open record but cannot see an open record without its key; this is
+// where that is found.
+func (s *Store) scrubHolds(ctx context.Context, snap *pebble.Snapshot, problem func(string, ...any) error) error {
+	n := 0
+	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixHold}, UpperBound: []byte{prefixHold + 1}})
+	if err != nil {
+		return problem("state DB pending transfers: %w", err)
+	}
+	defer it.Close()
+	for valid := it.First(); valid; valid = it.Next() {
+		id := string(it.Key()[1:])
+		var p chronicle.PendingTransfer
+		if err := p.UnmarshalBinary(it.Value()); err != nil {
+			return problem("state DB pending transfer %q: %w", id, err)
+		}
+		if p.ID != id {
+			return problem("state DB pending transfer record under %q holds id %q", id, p.ID)
+		}
+		if p.Open() {
+			_, closer, err := snap.Get(holdDueKey(p.ExpiresAt, id))
+			if errors.Is(err, pebble.ErrNotFound) {
+				return problem("state DB pending transfer %q is open and missing from the deadline index", id)
+			}
+			if err != nil {
+				return problem("state DB deadline index key of pending transfer %q: %w", id, err)
+			}
+			_ = closer.Close()
+		}
+		if n++; n%scrubChunk == 0 {
+			if err := s.scrubYield(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	if err := it.Error(); err != nil {
+		return problem("state DB pending transfers: %w", err)
+	}
+	// Every open record has its key; now every key must name an open record at its
+	// deadline, as start-up requires.
+	h := newOpenHolds()
+	dit, err := snap.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixHoldDue}, UpperBound: []byte{prefixHoldDue + 1}})
+	if err != nil {
+		return problem("state DB deadline index: %w", err)
+	}
+	defer dit.Close()
+	for valid := dit.First(); valid; valid = dit.Next() {
+		if err := loadDueHold(snap, &h, dit.Key()); err != nil {
+			return problem("state DB %w", err)
+		}
+		if n++; n%scrubChunk == 0 {
+			if err := s.scrubYield(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	if err := dit.Error(); err != nil {
+		return problem("state DB deadline index: %w", err)
 	}
 	return nil
 }

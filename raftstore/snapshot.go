@@ -204,15 +204,13 @@ func (f *fsm) Restore(rc io.ReadCloser) (err error) {
 		return fmt.Errorf("state DB diverges from snapshot at position %d", h.Head.Position)
 	}
 	f.log.Info("restoring state from snapshot", "snapshot_index", h.Applied, "applied", applied)
-	return f.load(h, br, h.Applied, nil)
+	return f.load(h, br, h.Applied)
 }
 
 // load replaces the state DB's contents with the records of a snapshot stream (br,
-// positioned after its header h) and files them under applied index applied; records
-// whose key skip reports are left out. f.mu must be held. A restored backup (see
-// backup.go) uses it too, with a new applied index and without the old cluster's node
-// records.
-func (f *fsm) load(h snapshotHeader, br *bufio.Reader, applied uint64, skip func(key []byte) bool) (err error) {
+// positioned after its header h) and files them under applied index applied. f.mu must
+// be held. (A restored backup writes its state DB through stateLoad too, see backup.go.)
+func (f *fsm) load(h snapshotHeader, br *bufio.Reader, applied uint64) (err error) {
 	// Memory must mirror the state DB whatever happens below, even a failure midway
 	// (Raft tries the install again later): load it again from what was written.
 	reloaded := false
@@ -225,12 +223,11 @@ func (f *fsm) load(h snapshotHeader, br *bufio.Reader, applied uint64, skip func
 	}()
 	// Clear everything, then load. A crash midway leaves no applied index, so the next
 	// start restores again.
-	b := f.db.NewBatch()
-	defer func() { _ = b.Close() }()
-	if err := b.DeleteRange([]byte{0}, []byte{0xff, 0xff}, nil); err != nil {
+	l, err := newStateLoad(f.db, nil)
+	if err != nil {
 		return err
 	}
-	n := 0
+	defer l.close()
 	for {
 		k, err := readChunk(br)
 		if err != nil {
@@ -243,27 +240,14 @@ func (f *fsm) load(h snapshotHeader, br *bufio.Reader, applied uint64, skip func
 		if err != nil {
 			return fmt.Errorf("read snapshot value: %w", err)
 		}
-		if string(k) == string(metaKey(metaApplied)) || skip != nil && skip(k) {
-			continue // the applied index is written last, below
-		}
-		if err := b.Set(k, v, nil); err != nil {
+		if err := l.set(k, v); err != nil {
 			return err
 		}
-		n++
-		if b.Len() > 16<<20 {
-			if err := b.Commit(pebble.NoSync); err != nil {
-				return err
-			}
-			_ = b.Close()
-			b = f.db.NewBatch()
-		}
 	}
-	if err := b.Set(metaKey(metaApplied), pebbleutil.U64(applied), nil); err != nil {
+	if err := l.commit(applied); err != nil {
 		return err
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("commit restored state: %w", err)
-	}
+	n := l.n
 	f.log.Info("restored state from snapshot", "keys", n, "position", h.Head.Position)
 	reloaded = true
 	if err := f.reloadWorking(); err != nil {
@@ -274,6 +258,57 @@ func (f *fsm) load(h snapshotHeader, br *bufio.Reader, applied uint64, skip func
 	}
 	return nil
 }
+
+// stateLoad writes the records of a snapshot stream into a state DB, cleared first, in
+// batches; the applied index goes in last, with a synced commit, so a state DB that has
+// one holds the whole stream.
+type stateLoad struct {
+	db   *pebble.DB
+	b    *pebble.Batch
+	skip func(key []byte) bool
+	n    int // records written
+}
+
+func newStateLoad(db *pebble.DB, skip func(key []byte) bool) (*stateLoad, error) {
+	l := &stateLoad{db: db, b: db.NewBatch(), skip: skip}
+	if err := l.b.DeleteRange([]byte{0}, []byte{0xff, 0xff}, nil); err != nil {
+		l.close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// set stages one record of the stream (all but the applied index and what skip names).
+func (l *stateLoad) set(k, v []byte) error {
+	if string(k) == string(metaKey(metaApplied)) || l.skip != nil && l.skip(k) {
+		return nil // the applied index is written last, by commit
+	}
+	if err := l.b.Set(k, v, nil); err != nil {
+		return err
+	}
+	l.n++
+	if l.b.Len() > 16<<20 {
+		if err := l.b.Commit(pebble.NoSync); err != nil {
+			return err
+		}
+		_ = l.b.Close()
+		l.b = l.db.NewBatch()
+	}
+	return nil
+}
+
+// commit files what was staged under the applied index and syncs it.
+func (l *stateLoad) commit(applied uint64) error {
+	if err := l.b.Set(metaKey(metaApplied), pebbleutil.U64(applied), nil); err != nil {
+		return err
+	}
+	if err := l.b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("commit restored state: %w", err)
+	}
+	return nil
+}
+
+func (l *stateLoad) close() { _ = l.b.Close() }
 
 // readFullHeader reads the header of a full snapshot stream and returns the reader
 // positioned at its first record.

@@ -29,6 +29,11 @@ type workingCopy struct {
 	expiry   []expiryEntry
 	head     chronicle.Head
 	applied  uint64
+	// holds are the open holds; holdAccounts their ids by debit account; due the
+	// deadline order.
+	holds        map[string]chronicle.PendingTransfer
+	holdAccounts map[string][]string
+	due          []dueEntry
 }
 
 func copyWorking(w *working) workingCopy {
@@ -36,8 +41,13 @@ func copyWorking(w *working) workingCopy {
 	defer w.mu.RUnlock()
 	accounts := map[string]chronicle.Account{}
 	w.accounts.each(func(a chronicle.Account) { accounts[a.ID] = a })
+	holdAccounts := map[string][]string{}
+	for acc, ids := range w.holds.byAccount {
+		holdAccounts[acc] = slices.Sorted(maps.Keys(ids))
+	}
 	return workingCopy{accounts: accounts, keys: maps.Clone(w.keys), expiry: slices.Clone(w.expiry),
-		head: w.head, applied: w.applied}
+		head: w.head, applied: w.applied, holds: maps.Clone(w.holds.byID), holdAccounts: holdAccounts,
+		due: slices.Clone(w.holds.due)}
 }
 
 // workingFromDump decodes the working state from a state DB's keys and values, apart from
@@ -45,7 +55,7 @@ func copyWorking(w *working) workingCopy {
 func workingFromDump(t testing.TB, kvs []kv) workingCopy {
 	t.Helper()
 	out := workingCopy{accounts: map[string]chronicle.Account{}, keys: map[string]chronicle.IdempotencyRecord{},
-		head: chronicle.GenesisHead()}
+		head: chronicle.GenesisHead(), holds: map[string]chronicle.PendingTransfer{}, holdAccounts: map[string][]string{}}
 	for _, e := range kvs {
 		switch e.k[0] {
 		case prefixAccount:
@@ -62,6 +72,17 @@ func workingFromDump(t testing.TB, kvs []kv) workingCopy {
 			out.keys[string(e.k[1:])] = r
 		case prefixIdemExpiry:
 			out.expiry = append(out.expiry, expiryEntry{at: binary.BigEndian.Uint64(e.k[1:9]), key: string(e.k[9:])})
+		case prefixHold:
+			// Every record, open or finished: the open ones are what memory must hold.
+			var p chronicle.PendingTransfer
+			if err := p.UnmarshalBinary(e.v); err != nil {
+				t.Fatalf("pending transfer %q: %v", e.k, err)
+			}
+			if p.Open() {
+				out.holds[string(e.k[1:])] = p
+				out.holdAccounts[p.FromAccountID] = append(out.holdAccounts[p.FromAccountID], p.ID)
+				out.due = append(out.due, dueEntry{at: timeOrder(p.ExpiresAt), id: p.ID})
+			}
 		case prefixMeta:
 			switch string(e.k[1:]) {
 			case metaHead:
@@ -73,11 +94,23 @@ func workingFromDump(t testing.TB, kvs []kv) workingCopy {
 			}
 		}
 	}
+	for _, ids := range out.holdAccounts {
+		slices.Sort(ids)
+	}
+	slices.SortFunc(out.due, func(a, b dueEntry) int {
+		if a.less(b) {
+			return -1
+		}
+		if b.less(a) {
+			return 1
+		}
+		return 0
+	})
 	return out
 }
 
 // requireSameWorking fails unless both hold the same accounts, records, expiry index,
-// head and applied index, every field of every one.
+// head, applied index and open holds, every field of every one.
 func requireSameWorking(t testing.TB, what string, want, got workingCopy) {
 	t.Helper()
 	var diffs []string
@@ -111,6 +144,27 @@ func requireSameWorking(t testing.TB, what string, want, got workingCopy) {
 	if got.applied != want.applied {
 		diffs = append(diffs, fmt.Sprintf("applied index %d, want %d", got.applied, want.applied))
 	}
+	if len(got.holds) != len(want.holds) {
+		diffs = append(diffs, fmt.Sprintf("%d open holds, want %d", len(got.holds), len(want.holds)))
+	}
+	for id, p := range want.holds {
+		if g, ok := got.holds[id]; !ok {
+			diffs = append(diffs, fmt.Sprintf("open hold %s missing", id))
+		} else if !sameHold(g, p) {
+			diffs = append(diffs, fmt.Sprintf("open hold %s: %+v, want %+v", id, g, p))
+		}
+	}
+	for id := range got.holds {
+		if _, ok := want.holds[id]; !ok {
+			diffs = append(diffs, fmt.Sprintf("hold %s is in memory as open, the state DB has it finished or not at all", id))
+		}
+	}
+	if !maps.EqualFunc(got.holdAccounts, want.holdAccounts, slices.Equal) {
+		diffs = append(diffs, fmt.Sprintf("open holds by account %v, want %v", got.holdAccounts, want.holdAccounts))
+	}
+	if !slices.Equal(got.due, want.due) {
+		diffs = append(diffs, fmt.Sprintf("deadline order of %d holds differs from the %d wanted", len(got.due), len(want.due)))
+	}
 	if len(diffs) > 10 {
 		diffs = diffs[:10]
 	}
@@ -123,6 +177,12 @@ func requireSameWorking(t testing.TB, what string, want, got workingCopy) {
 			return b
 		}(), []byte("\n")))
 	}
+}
+
+func sameHold(a, b chronicle.PendingTransfer) bool {
+	return a.ID == b.ID && a.FromAccountID == b.FromAccountID && a.ToAccountID == b.ToAccountID && a.Currency == b.Currency &&
+		a.Amount == b.Amount && a.CreatedAt.Equal(b.CreatedAt) && a.ExpiresAt.Equal(b.ExpiresAt) && a.State == b.State &&
+		a.CapturedAmount == b.CapturedAmount && a.FinishedAt.Equal(b.FinishedAt)
 }
 
 // requireMemoryMirrorsDB compares f's working state with its state DB, record by record.

@@ -123,7 +123,7 @@ func restoreCmd(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("chronicle restore", flag.ContinueOnError)
 	dataDir := fs.String("data-dir", "", "data directory to create (required; must not exist or be empty)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: chronicle restore FILE --data-dir DIR\n\nChecks the backup FILE in full (checksum, hash chain, head), then creates DIR as a\ndata directory holding its ledger. `chronicle serve --data-dir DIR` (without --join)\nthen starts a new one-node cluster at the backup's head; other nodes join it as usual.\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: chronicle restore FILE --data-dir DIR\n\nChecks the backup FILE in full (checksum, hash chain, head) while it builds a data\ndirectory holding its ledger beside DIR, and moves it to DIR only once every check has\npassed. `chronicle serve --data-dir DIR` (without --join) then starts a new\none-node cluster at the backup's head; other nodes join it as usual.\n\n")
 		fs.PrintDefaults()
 	}
 	// The file may come before or after the flags.

@@ -7,10 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -34,9 +32,10 @@ const tokenUsage = `Usage:
                              write a new random secret to FILE (mode 0600) unless it exists,
                              for serve --bootstrap-token-file; talks to no node
 
-Every subcommand needs an admin token: --token-file FILE, or CHRONICLE_TOKEN in the
-environment (--token works too, but shows the secret to anyone who can list processes).
---url is any node's API (default http://127.0.0.1:4000, or CHRONICLE_URL).
+create, list and revoke ask a node, which wants an admin token once it has any tokens:
+--token-file FILE, or CHRONICLE_TOKEN in the environment (--token works too, but shows
+the secret to anyone who can list processes). --url is any node's API (default
+http://127.0.0.1:4000, or CHRONICLE_URL). generate needs neither.
 `
 
 // tokenFlags are the flags of every command that talks to a node: which token to send.
@@ -214,9 +213,9 @@ func createToken(ctx context.Context, o *tokenCreateOptions, stdout, stderr io.W
 		}
 		fmt.Fprintf(stdout, "copied the CA certificate %s to %s\n", o.tf.tls.cacert, o.cacertOut)
 	}
-	var file *secretFile
+	var file *fsutil.NewFile
 	if o.out != "" {
-		f, kept, err := newSecretFile(o.out)
+		f, kept, err := fsutil.PrepareNew(o.out)
 		switch {
 		case err != nil:
 			return fmt.Errorf("token create: --out: %w", err)
@@ -225,7 +224,7 @@ func createToken(ctx context.Context, o *tokenCreateOptions, stdout, stderr io.W
 			return nil
 		}
 		file = f
-		defer file.discard()
+		defer file.Discard()
 	}
 	c, err := o.tf.client(*o.url)
 	if err != nil {
@@ -246,7 +245,7 @@ func createToken(ctx context.Context, o *tokenCreateOptions, stdout, stderr io.W
 		fmt.Fprintln(stdout, t.Secret)
 		return nil
 	}
-	kept, err := file.commit(t.Secret)
+	kept, err := file.Commit([]byte(t.Secret + "\n"))
 	switch {
 	case err != nil:
 		return fmt.Errorf("token create: token %s was made but its secret was not written (revoke it and make another): %w", t.Name, err)
@@ -295,15 +294,9 @@ func newTokenGenerateFlags() (fs *flag.FlagSet, out *string) {
 // generateToken writes a new secret to path unless the file exists (so a one-shot
 // container can run it on every start), and never prints the secret.
 func generateToken(path string, stdout io.Writer) error {
-	f, kept, err := newSecretFile(path)
+	kept, err := fsutil.WriteNew(path, []byte(chronicle.NewTokenSecret()+"\n"))
 	if err != nil {
 		return fmt.Errorf("token generate: %w", err)
-	}
-	if !kept {
-		defer f.discard()
-		if kept, err = f.commit(chronicle.NewTokenSecret()); err != nil {
-			return fmt.Errorf("token generate: %w", err)
-		}
 	}
 	if kept {
 		fmt.Fprintf(stdout, "%s exists; kept\n", path)
@@ -311,52 +304,6 @@ func generateToken(path string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "wrote a new token secret to %s\n", path)
 	return nil
-}
-
-// secretFile writes one secret to a file that must not exist yet, so that the secret
-// appears whole under its name or not at all, and an existing file is never replaced:
-// it goes to a temporary file (mode 0600) in the same directory, which commit links to
-// the name. Made before the secret is, it proves the directory writable first.
-type secretFile struct {
-	path string
-	tmp  *os.File
-}
-
-// newSecretFile prepares writing path, or reports kept when path exists.
-func newSecretFile(path string) (f *secretFile, kept bool, err error) {
-	if _, err := os.Lstat(path); err == nil {
-		return nil, true, nil
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, false, err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return nil, false, fmt.Errorf("write %s: %w", path, err)
-	}
-	return &secretFile{path: path, tmp: tmp}, false, nil
-}
-
-// commit writes secret and gives it the file's name; kept reports that the name was
-// taken meanwhile, and is left as it was.
-func (f *secretFile) commit(secret string) (kept bool, err error) {
-	_, werr := f.tmp.WriteString(secret + "\n")
-	if err := errors.Join(werr, f.tmp.Sync(), f.tmp.Close()); err != nil {
-		return false, fmt.Errorf("write %s: %w", f.path, err)
-	}
-	// A link, unlike a rename, never replaces an existing file.
-	if err := os.Link(f.tmp.Name(), f.path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return true, nil
-		}
-		return false, fmt.Errorf("write %s: %w", f.path, err)
-	}
-	return false, fsutil.SyncDir(filepath.Dir(f.path))
-}
-
-// discard removes the temporary file (after commit: the second name of the secret).
-func (f *secretFile) discard() {
-	_ = f.tmp.Close()
-	_ = os.Remove(f.tmp.Name())
 }
 
 func tokenError(what, base string, err error) error {
