@@ -1,10 +1,12 @@
 package main
 
 // Linearizability of the cluster as its clients see it, checked with porcupine: a few
-// concurrent clients deposit, withdraw, transfer and read balances with
-// ?consistency=linearizable through every node while a nemesis kills the leader process
-// (and restarts it) or cuts the leader off from Raft traffic (and heals), and the
-// recorded history must be explainable by one sequential ledger.
+// concurrent clients deposit, withdraw, transfer, place holds (pending transfers) and
+// capture or void them, freeze and unfreeze accounts (and now and then try to close one),
+// and read balances, held totals and statuses with ?consistency=linearizable through
+// every node while a nemesis kills the leader process (and restarts it) or cuts the
+// leader off from Raft traffic (and heals), and the recorded history, refusals and their
+// error codes included, must be explainable by one sequential ledger.
 
 import (
 	"context"
@@ -29,7 +31,8 @@ import (
 	"github.com/chronicle-ledger/chronicle/node/nodetest"
 )
 
-// The sequential model: linAccounts customer accounts with balances in minor units.
+// The sequential model: linAccounts customer accounts, each with a balance and a held
+// total in minor units and a status, and the holds (two-phase transfers) made so far.
 const linAccounts = 3
 
 // linAttemptTimeout bounds one request of the linearizability clients.
@@ -38,130 +41,364 @@ const linAttemptTimeout = 1500 * time.Millisecond
 // linInitial is every account's balance when the history starts (10.00).
 const linInitial = 1000
 
-type linState [linAccounts]int64
+// linHoldTimeout is every hold's timeout_seconds: 30 days, the most allowed, so that no
+// hold expires while the test runs. A deadline counts from the hold's commit time, which
+// a client cannot see exactly, so the model leaves expiry out: a transfer_expired answer
+// (or a hold vanishing from held) fails the check.
+const linHoldTimeout int64 = 2592000
 
-// linInput is one operation: deposit or withdraw on A, transfer from A to B, read A.
-type linInput struct {
-	Kind   string // "deposit", "withdraw", "transfer", "read"
-	A, B   int
-	Amount int64
+// Hold states in linState.Holds. Only open or finished matters to what a client can see
+// (a second capture or void is transfer_not_pending either way), so captured and voided
+// holds share a state and more histories meet in the same one.
+const (
+	linHoldNone = 0 // not placed (yet)
+	linHoldOpen = 'o'
+	linHoldDone = 'f'
+)
+
+type linState struct {
+	Balance, Held [linAccounts]int64
+	Status        [linAccounts]chronicle.AccountStatus
+	// Holds[h] is hold h's state (missing: linHoldNone). A hold's terms (accounts,
+	// amount) travel in the inputs that name it, so a string is all the state needs: it
+	// keeps linState comparable, and a step copies a few hundred bytes at most.
+	Holds string
 }
 
-// linOutput is what the client saw: "ok", "refused" (insufficient_funds), "unknown"
-// (no definite answer even after retries with the same Idempotency-Key), or for a read
-// "value" with the balance.
+func (s linState) hold(h int) byte {
+	if h < len(s.Holds) {
+		return s.Holds[h]
+	}
+	return linHoldNone
+}
+
+// setHold returns s.Holds with hold h in state st (never linHoldNone, so the string
+// never ends in padding and equal states have equal strings).
+func (s linState) setHold(h int, st byte) string {
+	b := []byte(s.Holds)
+	for len(b) <= h {
+		b = append(b, linHoldNone)
+	}
+	b[h] = st
+	return string(b)
+}
+
+// linInput is one operation: deposit or withdraw on A; transfer or hold (number H) from
+// A to B; capture (Amount of it) or void of hold H, which moves money from A to B and
+// holds HoldAmount; freeze, unfreeze, close or read of A.
+type linInput struct {
+	Kind       string // "deposit", "withdraw", "transfer", "hold", "capture", "void", "freeze", "unfreeze", "close", "read"
+	A, B       int
+	Amount     int64
+	H          int
+	HoldAmount int64
+}
+
+// linOutput is what the client saw: "ok", "refused" with the error Code, "unknown" (no
+// definite answer even after retries with the same Idempotency-Key), or for a read
+// "value" with the account's balance, held total and status.
 type linOutput struct {
-	Status  string
-	Balance int64
+	Status        string
+	Code          string
+	Balance, Held int64
+	Account       chronicle.AccountStatus
 }
 
 var linSeed = maphash.MakeSeed()
+
+// linLedger is the sequential ledger: the state after in and the answer in gets, with
+// the ledger's order of checks (so the same error code): the accounts' status rules
+// first (a closed account takes nothing, a frozen one takes credits only), then the
+// available balance (balance less held; the accounts have no overdraft).
+func linLedger(s linState, in linInput) (linState, linOutput) {
+	before := s
+	refuse := func(code string) (linState, linOutput) {
+		return before, linOutput{Status: "refused", Code: code}
+	}
+	usable := func(a int, debit bool) string {
+		switch {
+		case s.Status[a] == chronicle.StatusClosed:
+			return chronicle.CodeAccountClosed
+		case debit && s.Status[a] == chronicle.StatusFrozen:
+			return chronicle.CodeAccountFrozen
+		}
+		return ""
+	}
+	switch in.Kind {
+	case "read":
+		return s, linOutput{Status: "value", Balance: s.Balance[in.A], Held: s.Held[in.A], Account: s.Status[in.A]}
+	case "deposit":
+		if code := usable(in.A, false); code != "" {
+			return refuse(code)
+		}
+		s.Balance[in.A] += in.Amount
+	case "withdraw":
+		if code := usable(in.A, true); code != "" {
+			return refuse(code)
+		}
+		if s.Balance[in.A]-s.Held[in.A] < in.Amount {
+			return refuse(chronicle.CodeInsufficientFunds)
+		}
+		s.Balance[in.A] -= in.Amount
+	case "transfer", "hold":
+		if code := usable(in.A, true); code != "" {
+			return refuse(code)
+		}
+		if code := usable(in.B, false); code != "" {
+			return refuse(code)
+		}
+		if s.Balance[in.A]-s.Held[in.A] < in.Amount {
+			return refuse(chronicle.CodeInsufficientFunds)
+		}
+		if in.Kind == "hold" {
+			s.Held[in.A] += in.Amount
+			s.Holds = s.setHold(in.H, linHoldOpen)
+		} else {
+			s.Balance[in.A] -= in.Amount
+			s.Balance[in.B] += in.Amount
+		}
+	case "capture", "void":
+		switch s.hold(in.H) {
+		case linHoldNone:
+			return refuse(chronicle.CodeTransferNotFound)
+		case linHoldDone:
+			return refuse(chronicle.CodeTransferNotPending)
+		}
+		// The debit account's status does not matter (the money was promised when the
+		// hold was made); a capture's credit account must take a credit.
+		if code := usable(in.B, false); code != "" && in.Kind == "capture" {
+			return refuse(code)
+		}
+		s.Held[in.A] -= in.HoldAmount
+		if in.Kind == "capture" {
+			if s.Balance[in.A]-in.Amount-s.Held[in.A] < 0 {
+				return refuse(chronicle.CodeInsufficientFunds) // cannot happen: the hold reserved it
+			}
+			s.Balance[in.A] -= in.Amount
+			s.Balance[in.B] += in.Amount
+		}
+		s.Holds = s.setHold(in.H, linHoldDone)
+	case "freeze":
+		if code := usable(in.A, false); code != "" {
+			return refuse(code)
+		}
+		if s.Status[in.A] == chronicle.StatusFrozen {
+			return refuse(chronicle.CodeAccountFrozen)
+		}
+		s.Status[in.A] = chronicle.StatusFrozen
+	case "unfreeze":
+		if code := usable(in.A, false); code != "" {
+			return refuse(code)
+		}
+		if s.Status[in.A] != chronicle.StatusFrozen {
+			return refuse(chronicle.CodeAccountNotFrozen)
+		}
+		s.Status[in.A] = chronicle.StatusActive
+	case "close":
+		if code := usable(in.A, false); code != "" {
+			return refuse(code)
+		}
+		if s.Balance[in.A] != 0 || s.Held[in.A] != 0 {
+			return refuse(chronicle.CodeBalanceNotZero)
+		}
+		s.Status[in.A] = chronicle.StatusClosed
+	default:
+		return refuse("unknown_operation")
+	}
+	return s, linOutput{Status: "ok"}
+}
 
 func linModel() porcupine.Model {
 	return porcupine.Model{
 		Init: func() any {
 			var s linState
-			for i := range s {
-				s[i] = linInitial
+			for i := range linAccounts {
+				s.Balance[i], s.Status[i] = linInitial, chronicle.StatusActive
 			}
 			return s
 		},
 		Step: func(state, input, output any) (bool, any) {
 			s, in, out := state.(linState), input.(linInput), output.(linOutput)
-			switch in.Kind {
-			case "read":
-				return out.Status == "value" && out.Balance == s[in.A], s
-			case "deposit":
-				if out.Status == "refused" {
-					return false, s // a deposit to an active account is never refused
-				}
-				s[in.A] += in.Amount
-				return true, s
-			case "withdraw", "transfer":
-				can := s[in.A] >= in.Amount
-				apply := func() linState {
-					s[in.A] -= in.Amount
-					if in.Kind == "transfer" {
-						s[in.B] += in.Amount
-					}
-					return s
-				}
-				switch out.Status {
-				case "ok":
-					if !can {
-						return false, s
-					}
-					return true, apply()
-				case "refused":
-					return !can, s
-				case "unknown":
-					// Its return is the end of the history, so the checker may place it
-					// after everything observed (as if it never happened) or anywhere
-					// after its call, where the ledger decides it as it would any other.
-					if can {
-						return true, apply()
-					}
-					return true, s
-				}
+			next, want := linLedger(s, in)
+			if out.Status == "unknown" {
+				// Its return is the end of the history, so the checker may place it
+				// after everything observed (as if it never happened) or anywhere
+				// after its call, where the ledger decides it as it would any other.
+				return true, next
 			}
-			return false, s
+			return out == want, next
 		},
 		Hash: func(state any) uint64 {
-			s := state.(linState)
 			var h maphash.Hash
 			h.SetSeed(linSeed)
-			for _, v := range s {
-				maphash.WriteComparable(&h, v)
-			}
+			maphash.WriteComparable(&h, state.(linState))
 			return h.Sum64()
 		},
 		DescribeOperation: func(input, output any) string {
 			in, out := input.(linInput), output.(linOutput)
 			var op string
 			switch in.Kind {
-			case "read":
-				op = fmt.Sprintf("read(a%d)", in.A)
+			case "read", "freeze", "unfreeze", "close":
+				op = fmt.Sprintf("%s(a%d)", in.Kind, in.A)
 			case "transfer":
 				op = fmt.Sprintf("transfer(a%d->a%d, %d)", in.A, in.B, in.Amount)
+			case "hold":
+				op = fmt.Sprintf("hold h%d(a%d->a%d, %d)", in.H, in.A, in.B, in.Amount)
+			case "capture":
+				op = fmt.Sprintf("capture h%d(a%d->a%d, %d of %d)", in.H, in.A, in.B, in.Amount, in.HoldAmount)
+			case "void":
+				op = fmt.Sprintf("void h%d(a%d, %d)", in.H, in.A, in.HoldAmount)
 			default:
 				op = fmt.Sprintf("%s(a%d, %d)", in.Kind, in.A, in.Amount)
 			}
-			if out.Status == "value" {
-				return fmt.Sprintf("%s -> %d", op, out.Balance)
+			switch out.Status {
+			case "value":
+				return fmt.Sprintf("%s -> %d held %d %s", op, out.Balance, out.Held, out.Account)
+			case "refused":
+				return op + " -> " + out.Code
 			}
 			return op + " -> " + out.Status
 		},
-		DescribeState: func(state any) string { return fmt.Sprint(state.(linState)) },
+		DescribeState: func(state any) string {
+			s := state.(linState)
+			var sb strings.Builder
+			for i := range linAccounts {
+				fmt.Fprintf(&sb, "a%d=%d held %d %s; ", i, s.Balance[i], s.Held[i], s.Status[i])
+			}
+			for h := range len(s.Holds) {
+				if st := s.Holds[h]; st != linHoldNone {
+					fmt.Fprintf(&sb, "h%d:%c ", h, st)
+				}
+			}
+			return strings.TrimSpace(sb.String())
+		},
 	}
 }
 
-// TestLinearizabilityModel makes sure the model can tell a stale read from a fresh one
-// and lets an unknown outcome go either way, so the cluster test cannot pass vacuously.
+// TestLinearizabilityModel makes sure the model can tell a stale read from a fresh one,
+// lets an unknown outcome go either way, and holds every lifecycle and hold rule with
+// its exact error code, so the cluster test cannot pass vacuously: each rule has a
+// history the model must reject.
 func TestLinearizabilityModel(t *testing.T) {
-	op := func(c int, call, ret int64, in linInput, out linOutput) porcupine.Operation {
-		return porcupine.Operation{ClientId: c, Call: call, Return: ret, Input: in, Output: out}
+	// seq lays operations out one after the other on client 0 (10 time units each);
+	// conc makes an operation span the whole of such a history on client 1.
+	type step struct {
+		in  linInput
+		out linOutput
 	}
-	dep := linInput{Kind: "deposit", A: 0, Amount: 5}
-	wd := linInput{Kind: "withdraw", A: 1, Amount: linInitial + 1}
-	read := func(a int) linInput { return linInput{Kind: "read", A: a} }
-	val := func(v int64) linOutput { return linOutput{Status: "value", Balance: v} }
-	ok, refused, unknown := linOutput{Status: "ok"}, linOutput{Status: "refused"}, linOutput{Status: "unknown"}
+	seq := func(steps ...step) []porcupine.Operation {
+		ops := make([]porcupine.Operation, len(steps))
+		for i, s := range steps {
+			ops[i] = porcupine.Operation{ClientId: 0, Call: int64(20 * i), Return: int64(20*i + 10), Input: s.in, Output: s.out}
+		}
+		return ops
+	}
+	conc := func(ops []porcupine.Operation, s step) []porcupine.Operation {
+		return append(ops, porcupine.Operation{ClientId: 1, Call: 0, Return: 1 << 20, Input: s.in, Output: s.out})
+	}
+	ok, unknown := linOutput{Status: "ok"}, linOutput{Status: "unknown"}
+	no := func(code string) linOutput { return linOutput{Status: "refused", Code: code} }
+	val := func(bal, held int64, st chronicle.AccountStatus) linOutput {
+		return linOutput{Status: "value", Balance: bal, Held: held, Account: st}
+	}
+	active, frozen, closed := chronicle.StatusActive, chronicle.StatusFrozen, chronicle.StatusClosed
+	read := func(a int, out linOutput) step { return step{linInput{Kind: "read", A: a}, out} }
+	dep := func(a int, n int64, out linOutput) step { return step{linInput{Kind: "deposit", A: a, Amount: n}, out} }
+	wd := func(a int, n int64, out linOutput) step {
+		return step{linInput{Kind: "withdraw", A: a, Amount: n}, out}
+	}
+	xfer := func(a, b int, n int64, out linOutput) step {
+		return step{linInput{Kind: "transfer", A: a, B: b, Amount: n}, out}
+	}
+	life := func(kind string, a int, out linOutput) step { return step{linInput{Kind: kind, A: a}, out} }
+	// Hold h is always a0 -> a1, 600 of it.
+	const held = 600
+	hold := func(h int, out linOutput) step {
+		return step{linInput{Kind: "hold", A: 0, B: 1, Amount: held, H: h}, out}
+	}
+	capture := func(h int, n int64, out linOutput) step {
+		return step{linInput{Kind: "capture", A: 0, B: 1, Amount: n, H: h, HoldAmount: held}, out}
+	}
+	void := func(h int, out linOutput) step {
+		return step{linInput{Kind: "void", A: 0, B: 1, H: h, HoldAmount: held}, out}
+	}
+	insufficient, isFrozen, notFrozen := chronicle.CodeInsufficientFunds, chronicle.CodeAccountFrozen, chronicle.CodeAccountNotFrozen
+	isClosed, notZero, notPending := chronicle.CodeAccountClosed, chronicle.CodeBalanceNotZero, chronicle.CodeTransferNotPending
 	cases := []struct {
 		name string
 		ops  []porcupine.Operation
 		want porcupine.CheckResult
 	}{
-		{"read sees an acknowledged deposit", []porcupine.Operation{op(0, 0, 10, dep, ok), op(1, 20, 30, read(0), val(linInitial+5))}, porcupine.Ok},
-		{"stale read after an acknowledged deposit", []porcupine.Operation{op(0, 0, 10, dep, ok), op(1, 20, 30, read(0), val(linInitial))}, porcupine.Illegal},
-		{"concurrent read may miss the deposit", []porcupine.Operation{op(0, 0, 10, dep, ok), op(1, 5, 30, read(0), val(linInitial))}, porcupine.Ok},
-		{"unknown deposit not applied", []porcupine.Operation{op(0, 0, 1000, dep, unknown), op(1, 20, 30, read(0), val(linInitial))}, porcupine.Ok},
-		{"unknown deposit applied", []porcupine.Operation{op(0, 0, 1000, dep, unknown), op(1, 20, 30, read(0), val(linInitial+5))}, porcupine.Ok},
-		{"unknown deposit cannot be undone", []porcupine.Operation{op(0, 0, 1000, dep, unknown), op(1, 20, 30, read(0), val(linInitial+5)), op(1, 40, 50, read(0), val(linInitial))}, porcupine.Illegal},
-		{"refusal needs insufficient funds", []porcupine.Operation{op(0, 0, 10, linInput{Kind: "withdraw", A: 1, Amount: 1}, refused)}, porcupine.Illegal},
-		{"overdraw is refused", []porcupine.Operation{op(0, 0, 10, wd, refused), op(1, 20, 30, read(1), val(linInitial))}, porcupine.Ok},
-		{"overdraw cannot succeed", []porcupine.Operation{op(0, 0, 10, wd, ok)}, porcupine.Illegal},
-		{"transfer moves money", []porcupine.Operation{op(0, 0, 10, linInput{Kind: "transfer", A: 0, B: 2, Amount: 7}, ok),
-			op(1, 20, 30, read(0), val(linInitial-7)), op(1, 40, 50, read(2), val(linInitial+7))}, porcupine.Ok},
+		// Balances, staleness and unknown outcomes.
+		{"read sees an acknowledged deposit", seq(dep(0, 5, ok), read(0, val(linInitial+5, 0, active))), porcupine.Ok},
+		{"stale read after an acknowledged deposit", seq(dep(0, 5, ok), read(0, val(linInitial, 0, active))), porcupine.Illegal},
+		{"concurrent read may miss the deposit", conc(seq(read(0, val(linInitial, 0, active))), dep(0, 5, ok)), porcupine.Ok},
+		{"unknown deposit not applied", conc(seq(read(0, val(linInitial, 0, active))), dep(0, 5, unknown)), porcupine.Ok},
+		{"unknown deposit applied", conc(seq(read(0, val(linInitial+5, 0, active))), dep(0, 5, unknown)), porcupine.Ok},
+		{"unknown deposit cannot be undone", conc(seq(read(0, val(linInitial+5, 0, active)), read(0, val(linInitial, 0, active))), dep(0, 5, unknown)), porcupine.Illegal},
+		{"refusal needs insufficient funds", seq(wd(1, 1, no(insufficient))), porcupine.Illegal},
+		{"overdraw is refused", seq(wd(1, linInitial+1, no(insufficient)), read(1, val(linInitial, 0, active))), porcupine.Ok},
+		{"overdraw cannot succeed", seq(wd(1, linInitial+1, ok)), porcupine.Illegal},
+		{"transfer moves money", seq(xfer(0, 2, 7, ok), read(0, val(linInitial-7, 0, active)), read(2, val(linInitial+7, 0, active))), porcupine.Ok},
+
+		// Freeze and unfreeze.
+		{"frozen account refuses a withdrawal", seq(life("freeze", 0, ok), wd(0, 1, no(isFrozen)), read(0, val(linInitial, 0, frozen))), porcupine.Ok},
+		{"frozen account cannot pay out", seq(life("freeze", 0, ok), wd(0, 1, ok)), porcupine.Illegal},
+		{"frozen account before funds", seq(life("freeze", 0, ok), wd(0, linInitial+1, no(insufficient))), porcupine.Illegal},
+		{"frozen account cannot transfer out", seq(life("freeze", 0, ok), xfer(0, 1, 1, ok)), porcupine.Illegal},
+		{"frozen account refuses a transfer out", seq(life("freeze", 0, ok), xfer(0, 1, 1, no(isFrozen))), porcupine.Ok},
+		{"frozen account takes a deposit", seq(life("freeze", 0, ok), dep(0, 5, ok), read(0, val(linInitial+5, 0, frozen))), porcupine.Ok},
+		{"frozen account cannot refuse a deposit", seq(life("freeze", 0, ok), dep(0, 5, no(isFrozen))), porcupine.Illegal},
+		{"frozen account takes a transfer in", seq(life("freeze", 1, ok), xfer(0, 1, 5, ok), read(1, val(linInitial+5, 0, frozen))), porcupine.Ok},
+		{"read shows the freeze", seq(life("freeze", 0, ok), read(0, val(linInitial, 0, active))), porcupine.Illegal},
+		{"freezing twice is refused", seq(life("freeze", 0, ok), life("freeze", 0, no(isFrozen))), porcupine.Ok},
+		{"freezing twice cannot succeed", seq(life("freeze", 0, ok), life("freeze", 0, ok)), porcupine.Illegal},
+		{"unfreezing an active account is refused", seq(life("unfreeze", 0, no(notFrozen))), porcupine.Ok},
+		{"unfreezing an active account cannot succeed", seq(life("unfreeze", 0, ok)), porcupine.Illegal},
+		{"unfrozen account pays out", seq(life("freeze", 0, ok), life("unfreeze", 0, ok), wd(0, 1, ok), read(0, val(linInitial-1, 0, active))), porcupine.Ok},
+		{"unknown freeze explains a refusal", conc(seq(wd(0, 1, ok), wd(0, 1, no(isFrozen))), life("freeze", 0, unknown)), porcupine.Ok},
+		{"unknown freeze cannot come and go", conc(seq(wd(0, 1, no(isFrozen)), wd(0, 1, ok)), life("freeze", 0, unknown)), porcupine.Illegal},
+
+		// Holds: placing, capturing, voiding.
+		{"hold reserves without moving", seq(hold(0, ok), read(0, val(linInitial, held, active)), read(1, val(linInitial, 0, active))), porcupine.Ok},
+		{"hold leaves the balance alone", seq(hold(0, ok), read(0, val(linInitial-held, 0, active))), porcupine.Illegal},
+		{"held money cannot be spent", seq(hold(0, ok), wd(0, linInitial-held+1, ok)), porcupine.Illegal},
+		{"held money is refused", seq(hold(0, ok), wd(0, linInitial-held+1, no(insufficient)), wd(0, linInitial-held, ok)), porcupine.Ok},
+		{"second hold beyond available is refused", seq(hold(0, ok), hold(1, no(insufficient))), porcupine.Ok},
+		{"second hold beyond available cannot succeed", seq(hold(0, ok), hold(1, ok)), porcupine.Illegal},
+		{"frozen account cannot hold", seq(life("freeze", 0, ok), hold(0, ok)), porcupine.Illegal},
+		{"frozen account refuses a hold", seq(life("freeze", 0, ok), hold(0, no(isFrozen))), porcupine.Ok},
+		{"frozen account may be a hold's credit side", seq(life("freeze", 1, ok), hold(0, ok), read(0, val(linInitial, held, active))), porcupine.Ok},
+		{"holds do not expire in the test", seq(hold(0, ok), capture(0, held, no(chronicle.CodeTransferExpired))), porcupine.Illegal},
+		{"capture moves the money", seq(hold(0, ok), capture(0, held, ok), read(0, val(linInitial-held, 0, active)), read(1, val(linInitial+held, 0, active))), porcupine.Ok},
+		{"partial capture releases the rest", seq(hold(0, ok), capture(0, 100, ok), read(0, val(linInitial-100, 0, active)), read(1, val(linInitial+100, 0, active))), porcupine.Ok},
+		{"partial capture cannot move it all", seq(hold(0, ok), capture(0, 100, ok), read(1, val(linInitial+held, 0, active))), porcupine.Illegal},
+		{"second capture is refused", seq(hold(0, ok), capture(0, held, ok), capture(0, held, no(notPending))), porcupine.Ok},
+		{"hold cannot be captured twice", seq(hold(0, ok), capture(0, held, ok), capture(0, held, ok)), porcupine.Illegal},
+		{"void releases the hold", seq(hold(0, ok), void(0, ok), read(0, val(linInitial, 0, active)), wd(0, linInitial, ok)), porcupine.Ok},
+		{"capture after a void is refused", seq(hold(0, ok), void(0, ok), capture(0, held, no(notPending))), porcupine.Ok},
+		{"voided hold cannot be captured", seq(hold(0, ok), void(0, ok), capture(0, held, ok)), porcupine.Illegal},
+		{"open hold cannot be refused", seq(hold(0, ok), void(0, no(notPending))), porcupine.Illegal},
+		{"capture and void race: one wins", conc(seq(hold(0, ok), capture(0, held, no(notPending))), void(0, ok)), porcupine.Ok},
+		{"capture and void race: both cannot win", conc(seq(hold(0, ok), capture(0, held, ok)), void(0, ok)), porcupine.Illegal},
+		{"frozen since the hold, still captures", seq(hold(0, ok), life("freeze", 0, ok), capture(0, held, ok), read(0, val(linInitial-held, 0, frozen))), porcupine.Ok},
+		{"frozen since the hold, capture not refused", seq(hold(0, ok), life("freeze", 0, ok), capture(0, held, no(isFrozen))), porcupine.Illegal},
+		{"capture into a frozen account", seq(hold(0, ok), life("freeze", 1, ok), capture(0, held, ok), read(1, val(linInitial+held, 0, frozen))), porcupine.Ok},
+		{"unknown hold not placed", conc(seq(read(0, val(linInitial, 0, active))), hold(0, unknown)), porcupine.Ok},
+		{"unknown hold placed", conc(seq(read(0, val(linInitial, held, active))), hold(0, unknown)), porcupine.Ok},
+		{"unknown hold cannot be released by itself", conc(seq(read(0, val(linInitial, held, active)), read(0, val(linInitial, 0, active))), hold(0, unknown)), porcupine.Illegal},
+		{"unknown capture explains a refusal", conc(seq(hold(0, ok), void(0, no(notPending))), capture(0, held, unknown)), porcupine.Ok},
+
+		// Close.
+		{"close needs a zero balance", seq(life("close", 0, no(notZero))), porcupine.Ok},
+		{"close with money cannot succeed", seq(life("close", 0, ok)), porcupine.Illegal},
+		{"empty account closes", seq(wd(0, linInitial, ok), life("close", 0, ok), read(0, val(0, 0, closed))), porcupine.Ok},
+		{"empty account cannot refuse to close", seq(wd(0, linInitial, ok), life("close", 0, no(notZero))), porcupine.Illegal},
+		{"closed account refuses a deposit", seq(wd(0, linInitial, ok), life("close", 0, ok), dep(0, 5, no(isClosed)), xfer(1, 0, 5, no(isClosed)), life("freeze", 0, no(isClosed))), porcupine.Ok},
+		{"closed account cannot take a deposit", seq(wd(0, linInitial, ok), life("close", 0, ok), dep(0, 5, ok)), porcupine.Illegal},
+		{"capture into a closed account is refused", seq(hold(0, ok), wd(1, linInitial, ok), life("close", 1, ok), capture(0, held, no(isClosed)),
+			read(0, val(linInitial, held, active)), void(0, ok), read(0, val(linInitial, 0, active))), porcupine.Ok},
+		{"capture into a closed account cannot succeed", seq(hold(0, ok), wd(1, linInitial, ok), life("close", 1, ok), capture(0, held, ok)), porcupine.Illegal},
 	}
 	for _, tc := range cases {
 		if got := porcupine.CheckOperationsTimeout(linModel(), tc.ops, 5*time.Second); got != tc.want {
@@ -223,6 +460,15 @@ func TestLinearizability(t *testing.T) {
 	})
 }
 
+// linHold is a hold a client saw placed: its number in the model, the transfer_id the
+// ledger gave it, and its terms.
+type linHold struct {
+	h          int
+	transferID string
+	from, to   int
+	amount     int64
+}
+
 // linHarness runs the clients and records their history.
 type linHarness struct {
 	accounts []string
@@ -233,10 +479,12 @@ type linHarness struct {
 	rr       atomic.Uint64
 	clientID atomic.Int64
 	okWrites atomic.Int64 // writes with a definite outcome, for the nemesis' progress checks
+	holdSeq  atomic.Int64 // the next hold's number in the model
 
 	mu       sync.Mutex
 	ops      []porcupine.Operation
-	unknown  []int // indexes into ops whose outcome stayed unknown
+	holds    []linHold // holds acknowledged so far, the ones clients may capture or void
+	unknown  []int     // indexes into ops whose outcome stayed unknown
 	stats    map[string]int
 	problems []string
 }
@@ -423,28 +671,67 @@ func (h *linHarness) client(ctx context.Context, w, maxOps int, stop <-chan stru
 		default:
 		}
 		a := rng.IntN(linAccounts)
+		b := (a + 1 + rng.IntN(linAccounts-1)) % linAccounts
 		var in linInput
-		switch r := rng.IntN(10); {
-		case r < 4:
+		// About a third reads; the writes lean to money (withdrawals larger than deposits,
+		// so balances sink until insufficient funds happen), then holds and their capture
+		// or void, then freeze and unfreeze (unfreeze more often, so an account is active
+		// about two thirds of the time). Close is rare: a closed account stays closed and
+		// refuses everything, which would end what its history can show; at 1 in 200 it is
+		// nearly always balance_not_zero (checked against the model's balance and held
+		// total every time), and should one succeed on an emptied account the model
+		// follows it.
+		switch r := rng.IntN(200); {
+		case r < 76:
 			if !h.read(ctx, cid, a) {
 				h.pause(ctx, stop, 20*time.Millisecond)
 			}
 			continue
-		case r < 6:
-			in = linInput{Kind: "deposit", A: a, Amount: 1 + rng.Int64N(200)}
-		case r < 8:
+		case r < 102:
+			in = linInput{Kind: "deposit", A: a, Amount: 1 + rng.Int64N(150)}
+		case r < 124:
 			in = linInput{Kind: "withdraw", A: a, Amount: 1 + rng.Int64N(400)}
+		case r < 142:
+			in = linInput{Kind: "transfer", A: a, B: b, Amount: 1 + rng.Int64N(400)}
+		case r < 166:
+			in = linInput{Kind: "hold", A: a, B: b, Amount: 1 + rng.Int64N(400), H: int(h.holdSeq.Add(1) - 1)}
+		case r < 181:
+			hd, ok := h.pickHold(rng)
+			if !ok {
+				continue
+			}
+			in = linInput{Kind: "void", A: hd.from, B: hd.to, H: hd.h, HoldAmount: hd.amount}
+			if r < 176 {
+				// A capture of all of it, or of part of it (the rest is released).
+				in.Kind, in.Amount = "capture", hd.amount
+				if rng.IntN(2) == 0 {
+					in.Amount = 1 + rng.Int64N(hd.amount)
+				}
+			}
+		case r < 187:
+			in = linInput{Kind: "freeze", A: a}
+		case r < 199:
+			in = linInput{Kind: "unfreeze", A: a}
 		default:
-			in = linInput{Kind: "transfer", A: a, B: (a + 1 + rng.IntN(linAccounts-1)) % linAccounts, Amount: 1 + rng.Int64N(400)}
+			in = linInput{Kind: "close", A: a}
 		}
 		call := h.now()
-		out := h.write(ctx, in, fmt.Sprintf("lin-w%d-%d", w, i))
+		out, transferID := h.write(ctx, in, fmt.Sprintf("lin-w%d-%d", w, i))
 		op := porcupine.Operation{ClientId: cid, Input: in, Call: call, Output: out, Return: h.now()}
 		h.mu.Lock()
 		h.ops = append(h.ops, op)
-		h.stats[in.Kind+"_"+out.Status]++
+		if out.Status == "refused" {
+			h.stats[in.Kind+"_"+out.Code]++
+		} else {
+			h.stats[in.Kind+"_"+out.Status]++
+		}
 		if out.Status == "unknown" {
 			h.unknown = append(h.unknown, len(h.ops)-1)
+		}
+		if in.Kind == "hold" && out.Status == "ok" {
+			// Only a hold with a definite answer has a transfer_id to capture or void; one
+			// whose outcome stayed unknown may still be open in the model, holding money.
+			h.holds = append(h.holds, linHold{h: in.H, transferID: transferID, from: in.A, to: in.B, amount: in.Amount})
 		}
 		h.mu.Unlock()
 		if out.Status == "unknown" {
@@ -454,6 +741,37 @@ func (h *linHarness) client(ctx context.Context, w, maxOps int, stop <-chan stru
 			h.okWrites.Add(1)
 		}
 	}
+}
+
+// pickHold picks one of the last few acknowledged holds, so that clients often race to
+// capture or void the same one (and meet holds already finished).
+func (h *linHarness) pickHold(rng *rand.Rand) (linHold, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.holds) == 0 {
+		return linHold{}, false
+	}
+	return h.holds[len(h.holds)-1-rng.IntN(min(len(h.holds), 4))], true
+}
+
+// linAccountOutput is a read's output: the account's balance, held total and status.
+func linAccountOutput(acc client.Account, usd chronicle.Currency) (linOutput, error) {
+	bal, err := chronicle.ParseMoney(acc.Balance, usd)
+	if err != nil {
+		return linOutput{}, fmt.Errorf("balance %q: %w", acc.Balance, err)
+	}
+	held, err := chronicle.ParseMoney(acc.Held, usd)
+	if err != nil {
+		return linOutput{}, fmt.Errorf("held %q: %w", acc.Held, err)
+	}
+	avail, err := chronicle.ParseMoney(acc.Available, usd)
+	if err != nil {
+		return linOutput{}, fmt.Errorf("available %q: %w", acc.Available, err)
+	}
+	if avail != bal-held {
+		return linOutput{}, fmt.Errorf("available %s is not balance %s less held %s", acc.Available, acc.Balance, acc.Held)
+	}
+	return linOutput{Status: "value", Balance: bal, Held: held, Account: chronicle.AccountStatus(acc.Status)}, nil
 }
 
 // read records a linearizable read of account a; a failed read has no effect and is
@@ -478,24 +796,47 @@ func (h *linHarness) read(ctx context.Context, cid, a int) bool {
 		}
 		return false
 	}
-	bal, err := chronicle.ParseMoney(acc.Balance, h.usd)
+	out, err := linAccountOutput(acc, h.usd)
 	if err != nil {
-		h.problem("read %s: balance %q: %v", h.accounts[a], acc.Balance, err)
+		h.problem("read %s: %v", h.accounts[a], err)
 		return false
 	}
 	h.mu.Lock()
 	h.ops = append(h.ops, porcupine.Operation{ClientId: cid, Input: linInput{Kind: "read", A: a}, Call: call,
-		Output: linOutput{Status: "value", Balance: bal}, Return: ret})
+		Output: out, Return: ret})
 	h.stats["read_ok"]++
 	h.mu.Unlock()
 	return true
 }
 
+// linRefusal reports whether code is a refusal the model knows: a definite outcome,
+// checked with its code. Any other refusal is a problem of its own.
+func linRefusal(code string) bool {
+	switch code {
+	case chronicle.CodeInsufficientFunds, chronicle.CodeAccountFrozen, chronicle.CodeAccountNotFrozen,
+		chronicle.CodeAccountClosed, chronicle.CodeBalanceNotZero, chronicle.CodeTransferNotFound,
+		chronicle.CodeTransferNotPending, chronicle.CodeTransferExpired:
+		return true
+	}
+	return false
+}
+
 // write sends one command with an Idempotency-Key and, while its outcome is unknown
 // (transport error, 5xx), resends it with the same key to the next node, a bounded
-// number of times: the first definite answer is the operation's outcome.
-func (h *linHarness) write(ctx context.Context, in linInput, key string) linOutput {
+// number of times: the first definite answer is the operation's outcome. For a hold it
+// also returns the transfer_id (a resend answered from the key's record carries it too).
+func (h *linHarness) write(ctx context.Context, in linInput, key string) (linOutput, string) {
 	amount := chronicle.FormatMinor(in.Amount, h.usd)
+	transferID := ""
+	if in.Kind == "capture" || in.Kind == "void" {
+		h.mu.Lock()
+		for _, hd := range h.holds {
+			if hd.h == in.H {
+				transferID = hd.transferID
+			}
+		}
+		h.mu.Unlock()
+	}
 	deadline := time.Now().Add(25 * time.Second)
 	for attempt := 0; attempt < 40 && time.Now().Before(deadline) && ctx.Err() == nil; attempt++ {
 		if attempt > 0 {
@@ -509,14 +850,31 @@ func (h *linHarness) write(ctx context.Context, in linInput, key string) linOutp
 		// A node cut off from the others waits for a leader it cannot learn of; give up on
 		// it (the server stops with the request) and resend elsewhere.
 		actx, cancel := context.WithTimeout(ctx, linAttemptTimeout)
+		var res client.CommandResult
 		var err error
+		acct := client.AccountLifecycle{AccountID: h.accounts[in.A], Reason: "linearizability test"}
 		switch in.Kind {
 		case "deposit":
-			_, err = c.Deposit(actx, client.Money{AccountID: h.accounts[in.A], Amount: amount}, key)
+			res, err = c.Deposit(actx, client.Money{AccountID: h.accounts[in.A], Amount: amount}, key)
 		case "withdraw":
-			_, err = c.Withdraw(actx, client.Money{AccountID: h.accounts[in.A], Amount: amount}, key)
-		case "transfer":
-			_, err = c.Transfer(actx, client.Transfer{FromAccountID: h.accounts[in.A], ToAccountID: h.accounts[in.B], Amount: amount}, key)
+			res, err = c.Withdraw(actx, client.Money{AccountID: h.accounts[in.A], Amount: amount}, key)
+		case "transfer", "hold":
+			res, err = c.Transfer(actx, client.Transfer{FromAccountID: h.accounts[in.A], ToAccountID: h.accounts[in.B], Amount: amount,
+				Pending: in.Kind == "hold", TimeoutSeconds: linTimeout(in.Kind == "hold")}, key)
+		case "capture":
+			req := client.CaptureTransfer{TransferID: transferID}
+			if in.Amount != in.HoldAmount {
+				req.Amount = amount
+			}
+			res, err = c.CaptureTransfer(actx, req, key)
+		case "void":
+			res, err = c.VoidTransfer(actx, client.VoidTransfer{TransferID: transferID, Reason: "linearizability test"}, key)
+		case "freeze":
+			res, err = c.FreezeAccount(actx, acct, key)
+		case "unfreeze":
+			res, err = c.UnfreezeAccount(actx, acct, key)
+		case "close":
+			res, err = c.CloseAccount(actx, acct, key)
 		}
 		cancel()
 		if err != nil {
@@ -529,19 +887,32 @@ func (h *linHarness) write(ctx context.Context, in linInput, key string) linOutp
 		var apiErr *client.APIError
 		switch {
 		case err == nil:
-			return linOutput{Status: "ok"}
-		case client.CodeOf(err) == chronicle.CodeInsufficientFunds:
-			return linOutput{Status: "refused"}
+			if in.Kind == "hold" && res.TransferID == "" {
+				h.problem("hold %s via %s: acknowledged without a transfer_id", key, c.BaseURL())
+				return linOutput{Status: "unknown"}, ""
+			}
+			return linOutput{Status: "ok"}, res.TransferID
+		case linRefusal(client.CodeOf(err)):
+			return linOutput{Status: "refused", Code: client.CodeOf(err)}, ""
 		case errors.As(err, &apiErr) && apiErr.Status < 500:
 			// Any other refusal is unexpected here; leave the outcome to the checker as
 			// unknown rather than teach the model a refusal it does not know.
 			h.problem("%s %s via %s: unexpected refusal %v", in.Kind, key, c.BaseURL(), err)
-			return linOutput{Status: "unknown"}
+			return linOutput{Status: "unknown"}, ""
 		case errors.As(err, &apiErr) && apiErr.Status == http.StatusInternalServerError:
 			h.problem("%s %s via %s: 500 is always a bug: %v", in.Kind, key, c.BaseURL(), err)
 		}
 	}
-	return linOutput{Status: "unknown"}
+	return linOutput{Status: "unknown"}, ""
+}
+
+// linTimeout is a hold's timeout_seconds (see linHoldTimeout), nil for a plain transfer.
+func linTimeout(hold bool) *int64 {
+	if !hold {
+		return nil
+	}
+	t := linHoldTimeout
+	return &t
 }
 
 // pause is a bounded client backoff.
@@ -574,13 +945,13 @@ func linFailoverReads(t *testing.T, ctx context.Context, trials int) {
 	record := func(cid int, in linInput, call int64, out linOutput) {
 		ops = append(ops, porcupine.Operation{ClientId: cid, Input: in, Call: call, Output: out, Return: h.now()})
 	}
-	readAt := func(n int) (int64, error) {
+	readAt := func(n int) (linOutput, error) {
 		var acc client.Account
 		_, err := clients[n].Do(ctx, http.MethodGet, "/accounts/"+h.accounts[0]+"?consistency=linearizable", nil, nil, &acc)
 		if err != nil {
-			return 0, err
+			return linOutput{}, err
 		}
-		return chronicle.ParseMoney(acc.Balance, usd)
+		return linAccountOutput(acc, usd)
 	}
 	want := int64(linInitial)
 	stale := 0
@@ -620,14 +991,15 @@ func linFailoverReads(t *testing.T, ctx context.Context, trials int) {
 		gotFirst := false
 		for range 2000 {
 			call := h.now()
-			bal, err := readAt(nl)
+			out, err := readAt(nl)
 			if err != nil {
 				if time.Since(elected) > 10*time.Second {
 					t.Fatalf("trial %d: reads at the new leader n%d fail: %v", trial, nl+1, err)
 				}
 				continue
 			}
-			record(1, linInput{Kind: "read", A: 0}, call, linOutput{Status: "value", Balance: bal})
+			record(1, linInput{Kind: "read", A: 0}, call, out)
+			bal := out.Balance
 			if !gotFirst {
 				first, gotFirst = bal, true
 			}
