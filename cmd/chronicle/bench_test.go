@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/api"
 	"github.com/chronicle-ledger/chronicle/node/nodetest"
 )
 
@@ -163,5 +164,56 @@ func TestPercentile(t *testing.T) {
 	}
 	if got := percentile(nil, 50); got != 0 {
 		t.Errorf("p50 of none = %d", got)
+	}
+}
+
+// The conservation check of a large bench pages through GET /accounts: it sums exactly
+// the bench's ids, skips other accounts between them (and across page boundaries), and
+// refuses when one of the ids is missing.
+func TestSumBalancesListed(t *testing.T) {
+	n := nodetest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cur, err := chronicle.LookupCurrency("USD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := benchConfig{cur: cur}
+	// 1,203 bench accounts (more than one page) with others sorting between them.
+	var ids []string
+	var want int64
+	var cmds []api.BatchItem
+	for i := range 1203 {
+		id := benchAccountID("lst", i, 1203)
+		ids = append(ids, id)
+		want += int64(i) * 100
+		cmds = append(cmds, api.BatchItem{Type: "create-account", AccountID: id, OwnerName: "b", Currency: "USD",
+			InitialBalance: chronicle.FormatMinor(int64(i)*100, cur)})
+		if i%300 == 0 {
+			cmds = append(cmds, api.BatchItem{Type: "create-account", AccountID: id + "-other", OwnerName: "o", Currency: "USD",
+				InitialBalance: "7.00"})
+		}
+	}
+	res, err := postBatch(ctx, n.Client, cmds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res.Results {
+		if r.Code != "" {
+			t.Fatalf("create: %s %s", r.Code, r.Error)
+		}
+	}
+	pos := res.Position
+	got, err := sumBalancesListed(ctx, n.Client, cfg, ids, pos)
+	if err != nil || got != want {
+		t.Fatalf("sum = %d, %v; want %d", got, err, want)
+	}
+	missing := append(append([]string{}, ids[:700]...), "lst-0700x")
+	missing = append(missing, ids[700:]...)
+	if _, err := sumBalancesListed(ctx, n.Client, cfg, missing, pos); err == nil || !strings.Contains(err.Error(), "lst-0700x") {
+		t.Errorf("a missing id: %v, want an error naming it", err)
+	}
+	if _, err := sumBalancesListed(ctx, n.Client, cfg, append(ids, "lst-9999"), pos); err == nil || !strings.Contains(err.Error(), "lst-9999") {
+		t.Errorf("an id past the last account: %v, want an error naming it", err)
 	}
 }
