@@ -34,10 +34,16 @@ func TestClusterHoldsAcrossFailover(t *testing.T) {
 		finishd = map[string]string{} // transfer id -> captured / voided
 		nOps    atomic.Int64
 	)
+	// The nodes' URLs, read once: Restart replaces c.Nodes[i] (on the same addresses)
+	// while the workers run, so they must not read c.Nodes.
+	urls := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		urls[i] = n.URL()
+	}
 	// send retries one command (same key) until a node answers it for good.
 	send := func(via int, do func(cl *client.Client, ctx context.Context) (client.CommandResult, error)) (client.CommandResult, error) {
 		for attempt := 0; ; attempt++ {
-			cl := client.New(c.Nodes[(via+attempt)%3].URL(), &http.Client{Timeout: 10 * time.Second})
+			cl := client.New(urls[(via+attempt)%3], &http.Client{Timeout: 10 * time.Second})
 			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			res, err := do(cl, rctx)
 			cancel()
