@@ -27,12 +27,16 @@ func appendStr(b []byte, s string) []byte {
 // appendTime writes t as Unix nanoseconds. Times outside what int64 nanoseconds hold
 // (before 1678 or after 2262) are clamped; commit times come from a clock and are never
 // near either end.
-func appendTime(b []byte, t time.Time) []byte { return appendI64(b, unixNanos(t)) }
+func appendTime(b []byte, t time.Time) []byte { return appendI64(b, StoredNanos(t)) }
 
-func unixNanos(t time.Time) int64 {
+// StoredNanos is t as the binary layouts store it: Unix nanoseconds, with the zero time
+// (year 1) kept distinguishable and times outside what int64 nanoseconds hold clamped.
+// A store that keeps times in memory as these integers (raftstore's account table) gets
+// back exactly what decoding the layout gives.
+func StoredNanos(t time.Time) int64 {
 	switch {
 	case t.IsZero():
-		return math.MinInt64 // the zero time (year 1) is kept distinguishable
+		return math.MinInt64
 	case t.Before(time.Unix(0, math.MinInt64+1)):
 		return math.MinInt64 + 1
 	case t.After(time.Unix(0, math.MaxInt64)):
@@ -41,7 +45,8 @@ func unixNanos(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-func fromUnixNanos(n int64) time.Time {
+// TimeFromStoredNanos is the time StoredNanos stored as n, in UTC.
+func TimeFromStoredNanos(n int64) time.Time {
 	if n == math.MinInt64 {
 		return time.Time{}
 	}
@@ -103,7 +108,7 @@ func (d *decoder) u64() uint64 {
 
 func (d *decoder) i64() int64 { return int64(d.u64()) }
 
-func (d *decoder) time() time.Time { return fromUnixNanos(d.i64()) }
+func (d *decoder) time() time.Time { return TimeFromStoredNanos(d.i64()) }
 
 func (d *decoder) str() string {
 	n := d.u32()

@@ -1,8 +1,6 @@
 package raftstore
 
 import (
-	"math"
-	"time"
 	"unsafe"
 
 	"github.com/chronicle-ledger/chronicle"
@@ -29,7 +27,8 @@ type accountTable struct {
 	nameIdx map[string]uint32
 }
 
-// accountRec is one account without pointers; times are as the binary layout stores them.
+// accountRec is one account without pointers; times are chronicle.StoredNanos, as the
+// binary layout stores them, so the round trip gives back what loadWorking would decode.
 type accountRec struct {
 	balance, overdraft, held int64
 	created, updated         int64
@@ -57,7 +56,7 @@ func (t *accountTable) get(id string) (chronicle.Account, bool) {
 func (t *accountTable) account(id string, r *accountRec) chronicle.Account {
 	return chronicle.Account{ID: id, OwnerName: t.owner(r), Currency: t.names[r.currency],
 		Balance: r.balance, OverdraftLimit: r.overdraft, Status: chronicle.AccountStatus(t.names[r.status]),
-		CreatedAt: timeOfNanos(r.created), LastUpdated: timeOfNanos(r.updated), Version: r.version, Held: r.held}
+		CreatedAt: chronicle.TimeFromStoredNanos(r.created), LastUpdated: chronicle.TimeFromStoredNanos(r.updated), Version: r.version, Held: r.held}
 }
 
 func (t *accountTable) owner(r *accountRec) string {
@@ -70,7 +69,7 @@ func (t *accountTable) owner(r *accountRec) string {
 // put adds a or replaces the account with a.ID.
 func (t *accountTable) put(a chronicle.Account) {
 	r := accountRec{balance: a.Balance, overdraft: a.OverdraftLimit, held: a.Held,
-		created: nanosOfTime(a.CreatedAt), updated: nanosOfTime(a.LastUpdated), version: a.Version,
+		created: chronicle.StoredNanos(a.CreatedAt), updated: chronicle.StoredNanos(a.LastUpdated), version: a.Version,
 		currency: t.intern(a.Currency), status: t.intern(string(a.Status))}
 	i, exists := t.index[a.ID]
 	if exists && t.owner(&t.recs[i]) == a.OwnerName {
@@ -104,27 +103,4 @@ func (t *accountTable) each(fn func(chronicle.Account)) {
 	for id, i := range t.index {
 		fn(t.account(id, &t.recs[i]))
 	}
-}
-
-// nanosOfTime and timeOfNanos are the binary layout's time encoding (the domain's
-// appendTime and decoder.time): the zero time is kept apart, and times outside what int64
-// nanoseconds hold are clamped. Memory holds times as stored (storedTime), so the round
-// trip gives back the very value loadWorking would decode.
-func nanosOfTime(t time.Time) int64 {
-	switch {
-	case t.IsZero():
-		return math.MinInt64
-	case t.Before(minStoredTime):
-		return math.MinInt64 + 1
-	case t.After(maxStoredTime):
-		return math.MaxInt64
-	}
-	return t.UnixNano()
-}
-
-func timeOfNanos(n int64) time.Time {
-	if n == math.MinInt64 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
 }

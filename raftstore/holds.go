@@ -100,45 +100,59 @@ func (h *openHolds) remove(id string) {
 // it.)
 func loadHolds(r pebble.Reader) (openHolds, error) {
 	h := newOpenHolds()
-	it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixHoldDue}, UpperBound: []byte{prefixHoldDue + 1}})
-	if err != nil {
-		return h, fmt.Errorf("load pending transfers: %w", err)
-	}
-	for valid := it.First(); valid; valid = it.Next() {
-		if err := loadDueHold(r, &h, it.Key()); err != nil {
-			_ = it.Close()
-			return h, fmt.Errorf("load pending transfers: %w", err)
-		}
-	}
-	if err := it.Close(); err != nil {
+	if err := walkDueHolds(r, func(p chronicle.PendingTransfer) error { h.add(p); return nil }); err != nil {
 		return h, fmt.Errorf("load pending transfers: %w", err)
 	}
 	return h, nil
 }
 
-// loadDueHold adds the hold that the deadline index key k names.
-func loadDueHold(r pebble.Reader, h *openHolds, k []byte) error {
+// walkDueHolds calls fn with the open hold each deadline index key names, in key order,
+// after checking it against its record (dueHold): start-up loads them so, and the scrub
+// checks them so.
+func walkDueHolds(r pebble.Reader, fn func(chronicle.PendingTransfer) error) error {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixHoldDue}, UpperBound: []byte{prefixHoldDue + 1}})
+	if err != nil {
+		return fmt.Errorf("deadline index: %w", err)
+	}
+	for valid := it.First(); valid; valid = it.Next() {
+		p, err := dueHold(r, it.Key())
+		if err == nil {
+			err = fn(p)
+		}
+		if err != nil {
+			_ = it.Close()
+			return err
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("deadline index: %w", err)
+	}
+	return nil
+}
+
+// dueHold reads the hold that the deadline index key k names, refusing one that does not
+// agree with it.
+func dueHold(r pebble.Reader, k []byte) (chronicle.PendingTransfer, error) {
+	var p chronicle.PendingTransfer
 	if len(k) < 9 {
-		return fmt.Errorf("deadline index key %q is too short", k)
+		return p, fmt.Errorf("deadline index key %q is too short", k)
 	}
 	at, id := binary.BigEndian.Uint64(k[1:9]), string(k[9:])
-	var p chronicle.PendingTransfer
 	ok, err := pebbleutil.GetBinary(r, holdKey(id), &p)
 	switch {
 	case err != nil:
-		return fmt.Errorf("pending transfer %q: %w", id, err)
+		return p, fmt.Errorf("pending transfer %q: %w", id, err)
 	case !ok:
-		return fmt.Errorf("deadline index names pending transfer %q, which has no record", id)
+		return p, fmt.Errorf("deadline index names pending transfer %q, which has no record", id)
 	case p.ID != id:
-		return fmt.Errorf("pending transfer record under %q holds id %q", id, p.ID)
+		return p, fmt.Errorf("pending transfer record under %q holds id %q", id, p.ID)
 	case !p.Open():
-		return fmt.Errorf("deadline index names pending transfer %q, whose record is %s", id, p.State)
+		return p, fmt.Errorf("deadline index names pending transfer %q, whose record is %s", id, p.State)
 	case timeOrder(p.ExpiresAt) != at:
-		return fmt.Errorf("deadline index names pending transfer %q at %s, its record expires at %s",
+		return p, fmt.Errorf("deadline index names pending transfer %q at %s, its record expires at %s",
 			id, orderTime(at).Format(time.RFC3339Nano), p.ExpiresAt.Format(time.RFC3339Nano))
 	}
-	h.add(p)
-	return nil
+	return p, nil
 }
 
 // storedHold is p with its times as the state DB gives them back.

@@ -308,24 +308,15 @@ func (s *Store) scrubHolds(ctx context.Context, snap *pebble.Snapshot, problem f
 	}
 	// Every open record has its key; now every key must name an open record at its
 	// deadline, as start-up requires.
-	h := newOpenHolds()
-	dit, err := snap.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixHoldDue}, UpperBound: []byte{prefixHoldDue + 1}})
-	if err != nil {
-		return problem("state DB deadline index: %w", err)
-	}
-	defer dit.Close()
-	for valid := dit.First(); valid; valid = dit.Next() {
-		if err := loadDueHold(snap, &h, dit.Key()); err != nil {
-			return problem("state DB %w", err)
-		}
+	var stopped error // a stop while yielding is not damage
+	err = walkDueHolds(snap, func(chronicle.PendingTransfer) error {
 		if n++; n%scrubChunk == 0 {
-			if err := s.scrubYield(ctx); err != nil {
-				return err
-			}
+			stopped = s.scrubYield(ctx)
 		}
+		return stopped
+	})
+	if err != nil && stopped == nil {
+		return problem("state DB %w", err)
 	}
-	if err := dit.Error(); err != nil {
-		return problem("state DB deadline index: %w", err)
-	}
-	return nil
+	return err
 }

@@ -3,7 +3,6 @@ package raftstore
 import (
 	"encoding/binary"
 	"fmt"
-	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -314,29 +313,10 @@ func (o *overlay) fold(head chronicle.Head, applied uint64) {
 	w.head, w.applied = head, applied
 }
 
-// Bounds of the times the binary layouts store as they are; outside them (years before
-// 1678 or after 2262, and the zero time) a time is clamped or marked when encoded.
-var (
-	minStoredTime = time.Unix(0, math.MinInt64+1)
-	maxStoredTime = time.Unix(0, math.MaxInt64)
-)
-
 // storedTime is t as the state DB gives it back. Memory must hold what a restart would
 // load, or a node that restarted could decide differently from one that did not.
 func storedTime(t time.Time) time.Time {
-	if t.After(minStoredTime) && t.Before(maxStoredTime) {
-		return t
-	}
-	// Rare: let the domain's own layout say what it stores.
-	data, err := chronicle.Head{CommitTime: t}.MarshalBinary()
-	if err != nil {
-		return t
-	}
-	var h chronicle.Head
-	if err := h.UnmarshalBinary(data); err != nil {
-		return t
-	}
-	return h.CommitTime
+	return chronicle.TimeFromStoredNanos(chronicle.StoredNanos(t))
 }
 
 // storedHead is h with its commit time as stored.
