@@ -24,6 +24,12 @@
 //     stream from scratch, delete the whole stream: the publisher recreates it and
 //     republishes from position 1.
 //   - AllowDirect: consumers catching up by position can read single messages cheaply.
+//   - PersistMode async: the server buffers writes to its message blocks and flushes
+//     them in the background instead of one write syscall per message (about a third of
+//     the embedded server's CPU per event at concurrency 64). A crash can lose the
+//     stream's unflushed tail, as power loss already could with the default mode; the
+//     publisher then resumes from the stream's last sequence and republishes the same
+//     events at the same sequences from the log.
 //
 // Who may publish: an embedded server that listens for outside clients (Config.Listen)
 // has two users. The node's own in-process connection logs in with a password drawn at
@@ -361,6 +367,7 @@ func (b *Bus) streamConfig() jetstream.StreamConfig {
 		DenyDelete:  true,
 		DenyPurge:   true,
 		AllowDirect: true,
+		PersistMode: jetstream.AsyncPersistMode,
 	}
 }
 

@@ -105,7 +105,7 @@ func TestEmbeddedPublishesEveryPosition(t *testing.T) {
 	// Stream configuration as documented.
 	cfg := streamConfigOf(t, b)
 	if !cfg.DenyDelete || !cfg.DenyPurge || cfg.Duplicates != DuplicateWindow || cfg.Storage != jetstream.FileStorage ||
-		len(cfg.Subjects) != 1 || cfg.Subjects[0] != "events.>" {
+		cfg.PersistMode != jetstream.AsyncPersistMode || len(cfg.Subjects) != 1 || cfg.Subjects[0] != "events.>" {
 		t.Errorf("stream config %+v", cfg)
 	}
 
