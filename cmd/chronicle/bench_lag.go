@@ -218,23 +218,39 @@ func nodeBusy(ctx context.Context, c *client.Client) (string, error) {
 		// Metrics off, or a token without the reader role: the lag is all there is to go on.
 		return "", nil
 	}
-	if n, ok := gaugeValue(text, "chronicle_pebble_compactions_in_progress"); ok && n > 0 {
+	if n, ok := gaugeSum(text, "chronicle_pebble_compactions_in_progress"); ok && n > 0 {
 		return fmt.Sprintf("%g Pebble compactions running", n), nil
 	}
 	return "", nil
 }
 
-// gaugeValue finds an unlabelled sample of name in Prometheus text exposition.
-func gaugeValue(text []byte, name string) (float64, bool) {
+// gaugeSum sums the samples of name in Prometheus text exposition, labelled or not (the
+// Pebble gauges carry db="state" and db="events"); false when there is none.
+func gaugeSum(text []byte, name string) (float64, bool) {
+	sum, found := 0.0, false
 	for line := range strings.SplitSeq(string(text), "\n") {
-		rest, ok := strings.CutPrefix(line, name+" ")
-		if !ok {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || rest == "" {
 			continue
 		}
+		switch rest[0] {
+		case ' ':
+		case '{':
+			end := strings.IndexByte(rest, '}')
+			if end < 0 {
+				continue
+			}
+			rest = rest[end+1:]
+		default:
+			continue // a longer name
+		}
 		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-		return v, err == nil
+		if err != nil {
+			continue
+		}
+		sum, found = sum+v, true
 	}
-	return 0, false
+	return sum, found
 }
 
 // describe says how the wait ended, for a report.

@@ -297,11 +297,11 @@ func TestGaugeValue(t *testing.T) {
 		"chronicle_pebble_compactions_in_progress_total 9\n" +
 		"chronicle_pebble_compactions_in_progress{db=\"x\"} 7\n" +
 		"chronicle_pebble_compactions_in_progress 2\n")
-	if v, ok := gaugeValue(text, "chronicle_pebble_compactions_in_progress"); !ok || v != 2 {
-		t.Errorf("gaugeValue = %v, %v; want 2 (not the longer name's or the labelled sample's)", v, ok)
+	if v, ok := gaugeSum(text, "chronicle_pebble_compactions_in_progress"); !ok || v != 9 {
+		t.Errorf("gaugeSum = %v, %v; want 9 (the labelled and the unlabelled sample, not the longer name's)", v, ok)
 	}
-	if _, ok := gaugeValue(text, "chronicle_head_position"); ok {
-		t.Error("gaugeValue found a sample that is not there")
+	if _, ok := gaugeSum(text, "chronicle_head_position"); ok {
+		t.Error("gaugeSum found a sample that is not there")
 	}
 }
 
