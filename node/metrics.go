@@ -30,6 +30,9 @@ func (n *Node) registerMetrics() error {
 		if err := n.metrics.RegisterPebble("state", n.store.StateDBMetrics); err != nil {
 			return fmt.Errorf("node: metrics: %w", err)
 		}
+		if err := n.metrics.RegisterPebble("events", n.store.EventsDBMetrics); err != nil {
+			return fmt.Errorf("node: metrics: %w", err)
+		}
 	}
 	if err := n.metrics.RegisterLog(n.logMetrics); err != nil {
 		return fmt.Errorf("node: metrics: %w", err)

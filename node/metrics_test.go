@@ -217,7 +217,7 @@ func TestMetrics(t *testing.T) {
 	if got, ok := value(fams, "chronicle_http_requests_total", "route", "/accounts/{id}", "code", "404"); !ok || got != 1 {
 		t.Errorf("HTTP /accounts/{id} 404: %v, want 1", got)
 	}
-	if got, ok := value(fams, "chronicle_pebble_wal_bytes_in_total", "db", "state"); !ok || got <= 0 {
+	if got, ok := value(fams, "chronicle_pebble_wal_bytes_in_total", "db", "events"); !ok || got <= 0 {
 		t.Errorf("state DB WAL bytes %v (present %v), want > 0", got, ok)
 	}
 	for _, name := range []string{"go_goroutines", "go_memstats_heap_inuse_bytes", "process_resident_memory_bytes", "chronicle_build_info",

@@ -798,7 +798,7 @@ func (n *Node) publishWhile(ctx context.Context, wake <-chan struct{}, src event
 }
 
 // newDiskGuard builds the free-space guard of a Raft node's data dir (nil when
-// --disk-reserve is 0 or the platform cannot measure free space). raft/, state/ and nats/
+// --disk-reserve is 0 or the platform cannot measure free space). raft/, state/, events/ and nats/
 // may be on one filesystem or on several (mounts); each is watched.
 func newDiskGuard(cfg Config, log *slog.Logger) (*diskguard.Guard, error) {
 	reserve, err := diskguard.ParseReserve(cfg.DiskReserve)
@@ -809,7 +809,7 @@ func newDiskGuard(cfg Config, log *slog.Logger) (*diskguard.Guard, error) {
 		return nil, fmt.Errorf("node: create data dir: %w", err)
 	}
 	dirs := []string{cfg.DataDir}
-	for _, sub := range []string{"raft", "state", "nats"} {
+	for _, sub := range []string{"raft", "state", "events", "nats"} {
 		dirs = append(dirs, filepath.Join(cfg.DataDir, sub))
 	}
 	return diskguard.New(diskguard.Config{Dirs: dirs, Reserve: reserve, Logger: log}), nil

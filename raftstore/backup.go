@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
 
 	"github.com/chronicle-ledger/chronicle"
@@ -76,7 +75,7 @@ func (h BackupHeader) Head() chronicle.Head {
 // header describing it. Close it when done.
 type Backup struct {
 	Header BackupHeader
-	snap   *pebble.Snapshot
+	v      views
 	stop   <-chan struct{}
 	done   func()
 	once   sync.Once
@@ -125,20 +124,20 @@ func (s *Store) OpenBackup() (*Backup, error) {
 	// The read lock keeps a snapshot install from swapping the DB's contents while the
 	// Pebble snapshot is taken; the snapshot then sees one applied index throughout.
 	f.mu.RLock()
-	snap := f.db.NewSnapshot()
+	v := takeViews(f.db, f.ev)
 	f.mu.RUnlock()
-	rd := reader{snap}
+	rd := v.reader()
 	applied, err := rd.applied()
 	var head chronicle.Head
 	if err == nil {
 		head, err = rd.head()
 	}
 	if err != nil {
-		_ = snap.Close()
+		_ = v.Close()
 		s.backups.wg.Done()
 		return nil, fmt.Errorf("backup: read the state: %w", err)
 	}
-	return &Backup{snap: snap, stop: s.stop, done: s.backups.wg.Done, Header: BackupHeader{
+	return &Backup{v: v, stop: s.stop, done: s.backups.wg.Done, Header: BackupHeader{
 		Position: head.Position, HeadHash: head.Hash, CommitTime: head.CommitTime,
 		AppliedIndex: applied, Term: s.raft.CurrentTerm(), NodeID: s.cfg.NodeID,
 		Created: time.Now().UTC(), DataFormat: DataFormat,
@@ -155,7 +154,7 @@ func (b *Backup) HeadHash() string { return b.Header.HeadHash }
 func (b *Backup) Close() error {
 	var err error
 	b.once.Do(func() {
-		err = b.snap.Close()
+		err = b.v.Close()
 		b.done()
 	})
 	return err
@@ -179,7 +178,7 @@ func (b *Backup) WriteTo(ctx context.Context, w io.Writer) (int64, error) {
 		return out.n, err
 	}
 	body := out.n
-	snapshot := &fsmSnapshot{snap: b.snap, header: snapshotHeader{Format: snapshotFormat, Applied: b.Header.AppliedIndex,
+	snapshot := &fsmSnapshot{v: b.v, header: snapshotHeader{Format: snapshotFormat, Applied: b.Header.AppliedIndex,
 		Head: b.Header.Head()}}
 	if err := snapshot.write(out); err != nil {
 		return out.n, fmt.Errorf("backup body: %w", err)
@@ -265,7 +264,8 @@ func ReadBackupFile(ra io.ReaderAt, size int64) (*BackupFile, error) {
 	if dec.More() {
 		return nil, errors.New("damaged backup: data after the header")
 	}
-	if f.Header.DataFormat != DataFormat {
+	// Format 2 kept the same records in one DB: its body reads the same.
+	if f.Header.DataFormat != DataFormat && f.Header.DataFormat != 2 {
 		return nil, fmt.Errorf("backup of data format %d; this build reads data format %d", f.Header.DataFormat, DataFormat)
 	}
 	if f.Header.Position == 0 && f.Header.HeadHash != chronicle.GenesisHash || len(f.Header.HeadHash) != len(chronicle.GenesisHash) ||
@@ -556,26 +556,23 @@ func restoreInto(f *BackupFile, dir string, log *slog.Logger) error {
 	if err := writeFormatFile(dir); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	for _, d := range []string{"raft", "state", "snapshots"} {
+	for _, d := range []string{"raft", "state", eventsDir, "snapshots"} {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
 			return fmt.Errorf("restore: %w", err)
 		}
 	}
 	stateDir := filepath.Join(dir, "state")
-	opts := &pebble.Options{FormatMajorVersion: pebbleutil.FormatMajorVersion,
-		Logger: pebbleutil.Logger(log, "pebble")}
-	pebbleutil.Tuning{}.Apply(opts)
-	db, err := pebble.Open(stateDir, opts)
+	db, ev, err := openState(dir, pebbleutil.Tuning{}, log, nil)
 	if err != nil {
-		return fmt.Errorf("restore: create the state DB: %w", err)
+		return fmt.Errorf("restore: create the state: %w", err)
 	}
 	closeDB := func() error {
-		if err := db.Close(); err != nil {
-			return fmt.Errorf("restore: close the state DB: %w", err)
+		if err := closeState(db, ev); err != nil {
+			return fmt.Errorf("restore: %w", err)
 		}
 		return nil
 	}
-	l, err := newStateLoad(db, func(k []byte) bool { return k[0] == prefixNode })
+	l, err := newStateLoad(db, ev, func(k []byte) bool { return k[0] == prefixNode })
 	if err != nil {
 		return errors.Join(fmt.Errorf("restore: %w", err), closeDB())
 	}
@@ -598,7 +595,7 @@ func restoreInto(f *BackupFile, dir string, log *slog.Logger) error {
 		mem, err = loadWorking(db)
 	}
 	if err == nil {
-		err = checkHead(reader{db}, mem.head, stateDir)
+		err = checkHead(reader{db, ev}, mem.head, stateDir)
 	}
 	if err == nil && (mem.head.Position != f.Header.Position || mem.head.Hash != f.Header.HeadHash) {
 		err = fmt.Errorf("the restored state's head is position %d hash %s, the backup's %d %s",
@@ -617,7 +614,7 @@ func restoreInto(f *BackupFile, dir string, log *slog.Logger) error {
 	if err := fsutil.WriteFileAtomic(filepath.Join(dir, RestoredFile), append(marker, '\n'), 0o644); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	for _, d := range []string{stateDir, filepath.Join(dir, "raft"), filepath.Join(dir, "snapshots"), dir} {
+	for _, d := range []string{stateDir, filepath.Join(dir, eventsDir), filepath.Join(dir, "raft"), filepath.Join(dir, "snapshots"), dir} {
 		if err := fsutil.SyncDir(d); err != nil {
 			return fmt.Errorf("restore: %w", err)
 		}

@@ -141,7 +141,7 @@ func TestRestoredDirStartsANewCluster(t *testing.T) {
 		t.Fatalf("restored head %+v, %v; want position %d hash %s", head, err, f.Header.Position, f.Header.HeadHash)
 	}
 	for id, bal := range want {
-		a, ok, err := reader{r.fsm.db}.Account(id)
+		a, ok, err := reader{r.fsm.db, r.fsm.ev}.Account(id)
 		if err != nil || !ok || a.Balance != bal {
 			t.Fatalf("account %s restored as %+v (%v, %v); want balance %d", id, a, ok, err, bal)
 		}
@@ -163,7 +163,7 @@ func TestRestoredDirStartsANewCluster(t *testing.T) {
 	if head, _ := r.Head(context.Background()); head.Position != f.Header.Position+1 {
 		t.Fatalf("head after restart %d, want %d", head.Position, f.Header.Position+1)
 	}
-	if a, _, _ := (reader{r.fsm.db}).Account("acc-01"); a.Balance != want["acc-01"]+100 {
+	if a, _, _ := (reader{r.fsm.db, r.fsm.ev}).Account("acc-01"); a.Balance != want["acc-01"]+100 {
 		t.Fatalf("acc-01 after restart: %d, want %d", a.Balance, want["acc-01"]+100)
 	}
 }

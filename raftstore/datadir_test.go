@@ -3,12 +3,16 @@ package raftstore
 import (
 	"archive/tar"
 	"compress/gzip"
+	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/chronicle-ledger/chronicle"
 )
@@ -103,7 +107,7 @@ func TestDataDirOfRelease01Refused(t *testing.T) {
 		_ = s.Close()
 		t.Fatal("a release 0.1 data directory opened")
 	}
-	if msg := err.Error(); !strings.Contains(msg, "data format 1") || !strings.Contains(msg, "reads data format 2") {
+	if msg := err.Error(); !strings.Contains(msg, "data format 1") || !strings.Contains(msg, fmt.Sprintf("reads data format %d", DataFormat)) {
 		t.Fatalf("refusal does not name both versions: %v", err)
 	}
 	if after := snapshotTree(t, env.cfg.DataDir); !sameTree(before, after) {
@@ -117,7 +121,7 @@ func TestDataDirFormatFile(t *testing.T) {
 	mustOK(t, s, cmdCreate("a", "USD", "5", ""))
 	closeStore(t, s)
 	b, err := os.ReadFile(filepath.Join(env.cfg.DataDir, formatFile))
-	if err != nil || string(b) != "chronicle data format 2\n" {
+	if err != nil || string(b) != fmt.Sprintf("chronicle data format %d\n", DataFormat) {
 		t.Fatalf("FORMAT holds %q (%v)", b, err)
 	}
 	// It reopens: the same format.
@@ -128,7 +132,7 @@ func TestDataDirFormatFile(t *testing.T) {
 	closeStore(t, s)
 
 	for _, c := range []struct{ content, want string }{
-		{"chronicle data format 3\n", "holds data format 3; this build reads data format 2"},
+		{"chronicle data format 4\n", "holds data format 4; this build reads data format 3"},
 		{"chronicle data format x\n", "damaged"},
 		{"", "damaged"},
 	} {
@@ -178,6 +182,100 @@ func TestEntryOfAnotherFormatStopsTheNode(t *testing.T) {
 			if st := s.Status(); st.Fatal == "" {
 				t.Fatal("status does not report the stopped state machine")
 			}
+		})
+	}
+}
+
+// TestDataDirFormat2Migrates opens a data directory written by the last format-2 build
+// (testdata/format-2-datadir.tar.gz: three accounts, five transfers, a keyed deposit and
+// a withdrawal, 15 events, then SIGTERM; its state DB still had them in its WAL). The
+// events move into the events DB, FORMAT says 3, and the ledger is the same: every
+// event, balance, history and idempotency key. A start that stopped halfway (events
+// copied, FORMAT still 2) copies again and ends the same.
+func TestDataDirFormat2Migrates(t *testing.T) {
+	for _, halfway := range []bool{false, true} {
+		t.Run(fmt.Sprintf("halfway=%v", halfway), func(t *testing.T) {
+			env := newLedgerEnv(t, nil)
+			untar(t, filepath.Join("testdata", "format-2-datadir.tar.gz"), env.cfg.DataDir)
+			if halfway {
+				// The copy of an earlier start that crashed before deleting or writing FORMAT.
+				db := openStateDB(t, env.cfg.DataDir)
+				ev := openEventsDBT(t, env.cfg.DataDir)
+				it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixEvent}, UpperBound: []byte{prefixEvent + 1}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for valid := it.First(); valid; valid = it.Next() {
+					if err := ev.Set(it.Key(), it.Value(), pebble.Sync); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := errors.Join(it.Close(), db.Close(), ev.Close()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s := env.open()
+			if b, err := os.ReadFile(filepath.Join(env.cfg.DataDir, formatFile)); err != nil || string(b) != "chronicle data format 3\n" {
+				t.Fatalf("FORMAT after the move: %q (%v)", b, err)
+			}
+			if !strings.Contains(env.logs.String(), "moved the events into their own DB") {
+				t.Fatal("the move was not logged")
+			}
+			if h := mustHead(t, s); h.Position != 15 {
+				t.Fatalf("head after the move: %+v, want position 15", h)
+			}
+			events := allEvents(t, s)
+			if len(events) != 15 {
+				t.Fatalf("%d events after the move, want 15", len(events))
+			}
+			verifyAgainstReplay(t, s)
+			for id, want := range map[string]int64{"alice": 98375, "bob": 1375, "yen": 5070} {
+				if a, err := s.Account(t.Context(), id); err != nil || a.Balance != want {
+					t.Fatalf("account %s after the move: %+v, %v; want balance %d", id, a, err, want)
+				}
+			}
+			// Statement and balance-at read the indexes in the state DB and the events
+			// in the events DB.
+			st, err := s.Events(t.Context(), chronicle.EventQuery{AggregateID: "bob", Limit: 100})
+			if err != nil || len(st) != 7 {
+				t.Fatalf("bob's stream: %d events, %v; want 7", len(st), err)
+			}
+			if p, err := s.BalanceAt(t.Context(), "bob", events[len(events)-2].CreatedAt); err != nil || p.Balance != 1625 {
+				t.Fatalf("bob's balance before the withdrawal: %+v, %v; want 1625", p, err)
+			}
+			again := cmdDeposit("yen", "70")
+			again.IdempotencyKey = "fixture-key-1"
+			if res := mustOK(t, s, again); !res[0].Replayed || res[0].Position != 14 {
+				t.Fatalf("the fixture's keyed deposit retried: %+v", res[0])
+			}
+			if st, err := s.Scrub(t.Context()); err != nil || !st.OK || st.Events != 15 {
+				t.Fatalf("scrub after the move: %+v, %v", st, err)
+			}
+			mustOK(t, s, cmdTransfer("alice", "bob", "1.00"))
+			closeStore(t, s)
+
+			// The state DB holds no event any more; the second start moves nothing.
+			db := openStateDB(t, env.cfg.DataDir)
+			it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixEvent}, UpperBound: []byte{prefixEvent + 1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if it.First() {
+				t.Fatalf("the state DB still holds event key %x", it.Key())
+			}
+			if err := errors.Join(it.Close(), db.Close()); err != nil {
+				t.Fatal(err)
+			}
+			logged := len(env.logs.String())
+			s = env.open()
+			defer closeStore(t, s)
+			if strings.Contains(env.logs.String()[logged:], "moved the events") {
+				t.Fatal("a format-3 directory was moved again")
+			}
+			if h := mustHead(t, s); h.Position != 17 {
+				t.Fatalf("head after reopening: %+v, want position 17", h)
+			}
+			verifyAgainstReplay(t, s)
 		})
 	}
 }

@@ -21,9 +21,10 @@ import (
 type fsm struct {
 	log *slog.Logger
 
-	// mu guards db against a restore swapping its contents under readers.
+	// mu guards db and ev against a restore swapping their contents under readers.
 	mu sync.RWMutex
-	db *pebble.DB
+	db *pebble.DB // the state DB
+	ev *pebble.DB // the events DB (events.go)
 
 	// mem mirrors the state DB's accounts, idempotency records, head and applied index;
 	// it has its own lock (see working).
@@ -47,7 +48,7 @@ type fsm struct {
 }
 
 // newFSM builds the state machine over an open state DB, loading its working state.
-func newFSM(log *slog.Logger, db *pebble.DB, onApply func(chronicle.Head, uint64, []chronicle.Event)) (*fsm, error) {
+func newFSM(log *slog.Logger, db, ev *pebble.DB, onApply func(chronicle.Head, uint64, []chronicle.Event)) (*fsm, error) {
 	start := time.Now()
 	mem, err := loadWorking(db)
 	if err != nil {
@@ -55,7 +56,7 @@ func newFSM(log *slog.Logger, db *pebble.DB, onApply func(chronicle.Head, uint64
 	}
 	log.Info("loaded working state from the state DB", "accounts", mem.accounts.len(),
 		"idempotency_keys", len(mem.keys), "position", mem.head.Position, "took", time.Since(start))
-	return &fsm{log: log, db: db, mem: mem, onApply: onApply}, nil
+	return &fsm{log: log, db: db, ev: ev, mem: mem, onApply: onApply}, nil
 }
 
 var (
@@ -105,10 +106,8 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	// index to read its own writes: o holds them until the batch commits.
 	b := f.db.NewBatch()
 	defer b.Close()
-	// Event records are staged apart and appended to b at the end, so that the memtable
-	// takes them as one ascending run: Pebble's skiplist inserter then finds each one next
-	// to the last instead of searching from the top (BenchmarkApplyTransfers).
-	events := f.db.NewBatch()
+	// Event records go to the events DB (events.go), committed before b.
+	events := f.ev.NewBatch()
 	defer events.Close()
 	o := newOverlay(f.mem)
 	o.db = f.db
@@ -183,12 +182,14 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	if err := b.Set(metaKey(metaApplied), pebbleutil.U64(last), nil); err != nil {
 		return f.fail(resp, err)
 	}
-	if err := b.Apply(events, nil); err != nil {
-		return f.fail(resp, fmt.Errorf("stage events: %w", err))
+	// NoSync (and the state DB has no WAL): the Raft log is fsynced before an entry is
+	// applied, and a restart replays whatever the state DB lost from it (entries at or
+	// below the applied index are skipped). Snapshots flush the state DB before the log
+	// behind them is truncated. The events first: the state DB never names an event the
+	// events DB lacks (events.go).
+	if err := events.Commit(pebble.NoSync); err != nil {
+		return f.fail(resp, fmt.Errorf("commit events: %w", err))
 	}
-	// NoSync: the Raft log is fsynced before an entry is applied, and a restart replays
-	// whatever the state DB lost from it (entries at or below the applied index are
-	// skipped). Snapshots sync the state DB before the log behind them is truncated.
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return f.fail(resp, fmt.Errorf("commit state batch: %w", err))
 	}

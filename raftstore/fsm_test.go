@@ -40,12 +40,13 @@ var _ raft.SnapshotSink = (*bufferSink)(nil)
 // newBareFSM is an fsm over a new, empty Pebble DB in its own directory.
 func newBareFSM(t testing.TB) *fsm {
 	t.Helper()
-	db, err := pebble.Open(t.TempDir(), &pebble.Options{FormatMajorVersion: pebbleutil.FormatMajorVersion})
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	db, ev, err := openState(t.TempDir(), pebbleutil.Tuning{}, log, nil)
 	if err != nil {
 		t.Fatalf("open pebble: %v", err)
 	}
-	t.Cleanup(func() { _ = db.Close() })
-	f, err := newFSM(slog.New(slog.NewTextHandler(io.Discard, nil)), db, nil)
+	t.Cleanup(func() { _ = closeState(db, ev) })
+	f, err := newFSM(log, db, ev, nil)
 	if err != nil {
 		t.Fatalf("new fsm: %v", err)
 	}
@@ -62,7 +63,7 @@ func persist(t *testing.T, f *fsm) ([]byte, []kv, snapshotHeader) {
 	}
 	defer snap.Release()
 	fs := snap.(*fsmSnapshot)
-	contents := dumpReader(t, fs.snap)
+	contents := dumpDBs(t, fs.v.state, fs.v.events)
 	sink := &bufferSink{}
 	if err := snap.Persist(sink); err != nil {
 		t.Fatalf("Persist: %v", err)
@@ -140,7 +141,7 @@ func TestFSMSnapshotRestoreRoundTrip(t *testing.T) {
 	if err := restore(fresh, snap2); err != nil {
 		t.Fatalf("Restore into a fresh DB: %v", err)
 	}
-	requireSameState(t, dump2, dumpReader(t, fresh.db))
+	requireSameState(t, dump2, dumpFSM(t, fresh))
 	if len(notified) != 1 || notified[0] != hdr2.Applied || notifiedHead != hdr2.Head {
 		t.Fatalf("onApply after restore: %v %+v, want [%d] %+v", notified, notifiedHead, hdr2.Applied, hdr2.Head)
 	}
@@ -149,12 +150,12 @@ func TestFSMSnapshotRestoreRoundTrip(t *testing.T) {
 	if err := restore(fresh, snap2); err != nil {
 		t.Fatalf("Restore over itself: %v", err)
 	}
-	requireSameState(t, dump2, dumpReader(t, fresh.db))
+	requireSameState(t, dump2, dumpFSM(t, fresh))
 	// An older snapshot is covered too.
 	if err := restore(fresh, snap1); err != nil {
 		t.Fatalf("Restore of an older snapshot: %v", err)
 	}
-	requireSameState(t, dump2, dumpReader(t, fresh.db))
+	requireSameState(t, dump2, dumpFSM(t, fresh))
 
 	// Feed the restored FSM the log after the snapshot, as raft would: it must end where
 	// the store ends, and a second pass must change nothing.
@@ -184,13 +185,13 @@ func TestFSMSnapshotRestoreRoundTrip(t *testing.T) {
 			}
 		}
 	}
-	requireSameState(t, want, dumpReader(t, fresh.db))
+	requireSameState(t, want, dumpFSM(t, fresh))
 	for _, r := range fresh.ApplyBatch(tail) {
 		if responseOf(t, r).err == nil {
 			t.Fatalf("an entry was applied twice")
 		}
 	}
-	requireSameState(t, want, dumpReader(t, fresh.db))
+	requireSameState(t, want, dumpFSM(t, fresh))
 	if err := fresh.failed(); err != nil {
 		t.Fatalf("fsm failed: %v", err)
 	}
@@ -224,18 +225,18 @@ func TestFSMRestoreReplacesLaggingState(t *testing.T) {
 	if err := restore(dst, snap1); err != nil {
 		t.Fatal(err)
 	}
-	requireSameState(t, dump1, dumpReader(t, dst.db))
+	requireSameState(t, dump1, dumpFSM(t, dst))
 	// Leftovers a stale state DB may hold must not survive the restore.
-	if err := dst.db.Set(idemKey("stale"), []byte(`{}`), pebble.Sync); err != nil {
+	if err := dst.db.Set(idemKey("stale"), []byte(`{}`), pebble.NoSync); err != nil {
 		t.Fatal(err)
 	}
-	if err := dst.db.Set(eventKey(99), []byte(`{}`), pebble.Sync); err != nil {
+	if err := dst.ev.Set(eventKey(99), []byte(`{}`), pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
 	if err := restore(dst, snap2); err != nil {
 		t.Fatalf("Restore over a lagging state: %v", err)
 	}
-	requireSameState(t, dump2, dumpReader(t, dst.db))
+	requireSameState(t, dump2, dumpFSM(t, dst))
 
 	// A truncated stream fails and leaves a lagging state as it was.
 	lag := newBareFSM(t)
@@ -245,7 +246,7 @@ func TestFSMRestoreReplacesLaggingState(t *testing.T) {
 	if err := restore(lag, snap2[:len(snap2)-10]); err == nil {
 		t.Fatalf("a truncated snapshot restored")
 	}
-	requireSameState(t, dump1, dumpReader(t, lag.db))
+	requireSameState(t, dump1, dumpFSM(t, lag))
 
 	// A state DB that covers the snapshot's index but holds another history is refused.
 	bad := chronicle.Event{Position: hdr1.Head.Position, Hash: strings.Repeat("ab", 32)}
@@ -253,7 +254,7 @@ func TestFSMRestoreReplacesLaggingState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := dst.db.Set(eventKey(hdr1.Head.Position), v, pebble.Sync); err != nil {
+	if err := dst.ev.Set(eventKey(hdr1.Head.Position), v, pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
 	if err := restore(dst, snap1); err == nil || !strings.Contains(err.Error(), "diverges") {
@@ -281,7 +282,7 @@ func TestFSMRestoreReplacesLaggingState(t *testing.T) {
 	if err := restore(lag, other.Bytes()); err == nil || !strings.Contains(err.Error(), "snapshot format 1") {
 		t.Fatalf("Restore of a release 0.1 snapshot: %v", err)
 	}
-	requireSameState(t, dump1, dumpReader(t, lag.db))
+	requireSameState(t, dump1, dumpFSM(t, lag))
 }
 
 // A failing sink is canceled and the error reported.
@@ -312,8 +313,8 @@ func TestFSMSkipsAppliedEntries(t *testing.T) {
 	cfg := &raft.Log{Index: 2, Term: 1, Type: raft.LogConfiguration}
 	e3 := batchEntry(t, 3, at.Add(time.Millisecond), cmdWithdraw("a", "1.00"))
 	f.ApplyBatch([]*raft.Log{e1, cfg})
-	before := dumpReader(t, f.db)
-	if got, _ := (reader{f.db}).applied(); got != 2 {
+	before := dumpFSM(t, f)
+	if got, _ := (reader{f.db, f.ev}).applied(); got != 2 {
 		t.Fatalf("applied index %d after a configuration entry, want 2", got)
 	}
 	resp := f.ApplyBatch([]*raft.Log{e1, cfg, e3})
@@ -324,18 +325,18 @@ func TestFSMSkipsAppliedEntries(t *testing.T) {
 	if r3.err != nil || len(r3.results) != 1 || r3.results[0].Err != nil || r3.results[0].Position != 2 {
 		t.Fatalf("new entry: %+v", r3)
 	}
-	after := dumpReader(t, f.db)
+	after := dumpFSM(t, f)
 	if len(after) <= len(before) {
 		t.Fatalf("new entry wrote nothing")
 	}
-	a, _, _ := (reader{f.db}).Account("a")
+	a, _, _ := (reader{f.db, f.ev}).Account("a")
 	if a.Balance != 900 || a.Version != 2 {
 		t.Fatalf("account after replay: balance %d version %d, want 900 and 2", a.Balance, a.Version)
 	}
 	// Only the whole replay again: nothing to write, nobody notified.
 	n := len(heads)
 	f.ApplyBatch([]*raft.Log{e1, cfg, e3})
-	requireSameState(t, after, dumpReader(t, f.db))
+	requireSameState(t, after, dumpFSM(t, f))
 	if len(heads) != n {
 		t.Fatalf("onApply called for a batch that applied nothing")
 	}
@@ -354,7 +355,7 @@ func TestFSMStopsOnCorruptEntry(t *testing.T) {
 	if f.failed() == nil {
 		t.Fatalf("fsm did not stop")
 	}
-	if got := dumpReader(t, f.db); len(got) != 0 {
+	if got := dumpFSM(t, f); len(got) != 0 {
 		t.Fatalf("a failed batch wrote %d keys", len(got))
 	}
 	resp = f.ApplyBatch([]*raft.Log{batchEntry(t, 4, time.Now(), cmdCreate("b", "USD", "", ""))})
@@ -391,7 +392,7 @@ func TestFSMSnapshotCompressedAndLegacy(t *testing.T) {
 		if err := restore(fresh, stream); err != nil {
 			t.Fatalf("%s restore: %v", name, err)
 		}
-		requireSameState(t, contents, dumpReader(t, fresh.db))
+		requireSameState(t, contents, dumpFSM(t, fresh))
 	}
 }
 

@@ -192,7 +192,7 @@ func (o *overlay) PendingTransfer(id string) (chronicle.PendingTransfer, bool, e
 	if o.db == nil {
 		return chronicle.PendingTransfer{}, false, nil
 	}
-	return reader{o.db}.PendingTransfer(id)
+	return reader{r: o.db}.PendingTransfer(id)
 }
 
 // AccountHolds implements chronicle.State.

@@ -162,24 +162,24 @@ func TestStartRefusesHeadMismatch(t *testing.T) {
 		name string
 		want string
 		// damage rewrites records of the closed state DB.
-		damage func(t *testing.T, db *pebble.DB, head chronicle.Head)
+		damage func(t *testing.T, db, ev *pebble.DB, head chronicle.Head)
 	}{
-		{"head names another hash", "the head names hash", func(t *testing.T, db *pebble.DB, head chronicle.Head) {
+		{"head names another hash", "the head names hash", func(t *testing.T, db, ev *pebble.DB, head chronicle.Head) {
 			head.Hash = strings.Repeat("0", 64)
 			setRecord(t, db, metaKey(metaHead), head)
 		}},
-		{"head event altered", "its content hashes to", func(t *testing.T, db *pebble.DB, head chronicle.Head) {
-			e := readEvent(t, db, head.Position)
+		{"head event altered", "its content hashes to", func(t *testing.T, db, ev *pebble.DB, head chronicle.Head) {
+			e := readEvent(t, ev, head.Position)
 			e.Data.Amount++
-			setRecord(t, db, eventKey(e.Position), &e)
+			setRecord(t, ev, eventKey(e.Position), &e)
 		}},
-		{"event before the head altered", "names previous hash", func(t *testing.T, db *pebble.DB, head chronicle.Head) {
-			e := readEvent(t, db, head.Position-1)
+		{"event before the head altered", "names previous hash", func(t *testing.T, db, ev *pebble.DB, head chronicle.Head) {
+			e := readEvent(t, ev, head.Position-1)
 			e.Hash = strings.Repeat("1", 64)
-			setRecord(t, db, eventKey(e.Position), &e)
+			setRecord(t, ev, eventKey(e.Position), &e)
 		}},
-		{"head event missing", "holds no event", func(t *testing.T, db *pebble.DB, head chronicle.Head) {
-			if err := db.Delete(eventKey(head.Position), pebble.Sync); err != nil {
+		{"head event missing", "holds no event", func(t *testing.T, db, ev *pebble.DB, head chronicle.Head) {
+			if err := ev.Delete(eventKey(head.Position), pebble.Sync); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -192,9 +192,9 @@ func TestStartRefusesHeadMismatch(t *testing.T) {
 			fillLedger(t, s, 2, 6)
 			head := mustHead(t, s)
 			closeStore(t, s)
-			db := openStateDB(t, env.cfg.DataDir)
-			c.damage(t, db, head)
-			if err := db.Close(); err != nil {
+			db, ev := openStateDB(t, env.cfg.DataDir), openEventsDBT(t, env.cfg.DataDir)
+			c.damage(t, db, ev, head)
+			if err := errors.Join(db.Close(), ev.Close()); err != nil {
 				t.Fatal(err)
 			}
 			requireOpenRefused(t, env.cfg, filepath.Join(env.cfg.DataDir, "state"), c.want)
@@ -212,9 +212,20 @@ func openStateDB(t *testing.T, dataDir string) *pebble.DB {
 	return db
 }
 
-func readEvent(t *testing.T, db *pebble.DB, pos uint64) chronicle.Event {
+// openEventsDBT opens the events DB of a stopped node's data directory.
+func openEventsDBT(t *testing.T, dataDir string) *pebble.DB {
 	t.Helper()
-	e, ok, err := reader{db}.event(pos)
+	db, err := pebble.Open(filepath.Join(dataDir, eventsDir), &pebble.Options{FormatMajorVersion: pebbleutil.FormatMajorVersion,
+		Logger: pebbleutil.Logger(nil, "pebble")})
+	if err != nil {
+		t.Fatalf("open events DB: %v", err)
+	}
+	return db
+}
+
+func readEvent(t *testing.T, ev *pebble.DB, pos uint64) chronicle.Event {
+	t.Helper()
+	e, ok, err := reader{ev: ev}.event(pos)
 	if err != nil || !ok {
 		t.Fatalf("event %d: %v (found %v)", pos, err, ok)
 	}
@@ -297,22 +308,28 @@ func TestStartLogDamage(t *testing.T) {
 	})
 }
 
-// flushState moves everything the closed state DB holds into SST files, so that damage
-// to them reaches every record.
-func flushState(t *testing.T, dataDir string) []string {
+// flushDBs moves everything the closed state and events DBs hold into SST files, so
+// that damage to them reaches every record, and returns the SST files of both.
+func flushDBs(t *testing.T, dataDir string) []string {
 	t.Helper()
-	db := openStateDB(t, dataDir)
-	if err := db.Flush(); err != nil {
-		t.Fatal(err)
+	var all []string
+	for _, open := range []func(*testing.T, string) *pebble.DB{openStateDB, openEventsDBT} {
+		db := open(t, dataDir)
+		if err := db.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
+	for _, d := range []string{"state", eventsDir} {
+		ssts, err := filepath.Glob(filepath.Join(dataDir, d, "*.sst"))
+		if err != nil || len(ssts) == 0 {
+			t.Fatalf("no SST files in %s (%v)", d, err)
+		}
+		all = append(all, ssts...)
 	}
-	ssts, err := filepath.Glob(filepath.Join(dataDir, "state", "*.sst"))
-	if err != nil || len(ssts) == 0 {
-		t.Fatalf("no SST files in the state DB (%v)", err)
-	}
-	return ssts
+	return all
 }
 
 // damageSSTs inverts 64 bytes in the middle of every SST.
@@ -337,7 +354,7 @@ func TestStateSSTDamage(t *testing.T) {
 	want := fillLedger(t, s, 20, 600)
 	all := allEvents(t, s)
 	closeStore(t, s)
-	damageSSTs(t, flushState(t, env.cfg.DataDir))
+	damageSSTs(t, flushDBs(t, env.cfg.DataDir))
 
 	s, err := Open(env.cfg)
 	if err != nil {
@@ -435,7 +452,7 @@ func TestScrubFindsDamage(t *testing.T) {
 		s := env.open()
 		fillLedger(t, s, 20, 600)
 		closeStore(t, s)
-		ssts := flushState(t, env.cfg.DataDir)
+		ssts := flushDBs(t, env.cfg.DataDir)
 		s = env.open()
 		damageSSTs(t, ssts)
 		st, err := s.Scrub(context.Background())
@@ -460,7 +477,7 @@ func TestScrubFindsDamage(t *testing.T) {
 		waitAllApplied(t, s)
 		closeStore(t, s)
 		db := openStateDB(t, env.cfg.DataDir)
-		p, ok, err := reader{db}.PendingTransfer(lost)
+		p, ok, err := reader{r: db}.PendingTransfer(lost)
 		if err != nil || !ok || !p.Open() {
 			t.Fatalf("hold %s in the state DB: %+v %v %v", lost, p, ok, err)
 		}

@@ -24,3 +24,13 @@ func (s *Store) StateDBMetrics() *pebble.Metrics {
 	}
 	return s.fsm.db.Metrics()
 }
+
+// EventsDBMetrics is the events DB's Pebble metrics, nil once the store is closing.
+func (s *Store) EventsDBMetrics() *pebble.Metrics {
+	select {
+	case <-s.stop:
+		return nil
+	default:
+	}
+	return s.fsm.ev.Metrics()
+}

@@ -1,6 +1,7 @@
 package raftstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -19,7 +20,7 @@ func (s *Store) read(fn func(rd reader) error) error {
 		return err
 	}
 	s.fsm.mu.RLock()
-	err := fn(reader{s.fsm.db})
+	err := fn(reader{s.fsm.db, s.fsm.ev})
 	s.fsm.mu.RUnlock()
 	return s.readFault(err)
 }
@@ -105,6 +106,12 @@ func (s *Store) Events(ctx context.Context, q chronicle.EventQuery) ([]chronicle
 	}
 	out := []chronicle.Event{}
 	err := s.read(func(rd reader) error {
+		// The events DB may hold events past the head (those of the batch being applied,
+		// or after a crash those the replay is about to write again): never read them.
+		// The head is read under the read lock, after the state it names.
+		s.headMu.Lock()
+		headPos := s.head.Position
+		s.headMu.Unlock()
 		// Pick the narrowest index: an account's stream, an event type, or the log itself.
 		var lower, upper []byte
 		var posOf func(k, v []byte) uint64
@@ -132,7 +139,17 @@ func (s *Store) Events(ctx context.Context, q chronicle.EventQuery) ([]chronicle
 			}
 			posOf = func(k, _ []byte) uint64 { return binary.BigEndian.Uint64(k[1:]) }
 		}
-		it, err := rd.r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+		src := rd.r
+		if logScan {
+			if !q.Descending && q.After >= headPos {
+				return nil
+			}
+			src = rd.evr()
+			if end := eventKey(headPos + 1); upper == nil || bytes.Compare(upper, end) > 0 {
+				upper = end
+			}
+		}
+		it, err := src.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 		if err != nil {
 			return err
 		}
@@ -145,7 +162,7 @@ func (s *Store) Events(ctx context.Context, q chronicle.EventQuery) ([]chronicle
 		}
 		for ; valid && len(out) < q.Limit; valid = step() {
 			pos := posOf(it.Key(), it.Value())
-			if q.Descending && q.After > 0 && pos >= q.After || !q.Descending && pos <= q.After {
+			if pos > headPos || q.Descending && q.After > 0 && pos >= q.After || !q.Descending && pos <= q.After {
 				continue
 			}
 			var e chronicle.Event

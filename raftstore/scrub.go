@@ -176,20 +176,21 @@ func (s *Store) scrubState(ctx context.Context, st *ScrubStatus) error {
 		return s.fault.Load().err
 	}
 	s.fsm.mu.Lock()
-	snap := s.fsm.db.NewSnapshot()
+	vw := takeViews(s.fsm.db, s.fsm.ev)
 	s.fsm.mu.Unlock()
-	defer snap.Close()
+	defer vw.Close()
+	snap := vw.state
 	problem := func(format string, args ...any) error {
 		err := fmt.Errorf(format, args...)
 		s.noteFault(storeStateDB, err)
 		return err
 	}
-	rd := reader{snap}
+	rd := vw.reader()
 	head, err := rd.head()
 	if err != nil {
 		return problem("state DB head record: %w", err)
 	}
-	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: eventKey(1), UpperBound: eventKey(head.Position + 1)})
+	it, err := vw.events.NewIter(&pebble.IterOptions{LowerBound: eventKey(1), UpperBound: eventKey(head.Position + 1)})
 	if err != nil {
 		return problem("state DB events: %w", err)
 	}

@@ -68,28 +68,29 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	// Make the state durable up to here: raft truncates the log behind a snapshot, and
-	// what it truncates must not exist only in the OS page cache.
-	if err := f.db.LogData(nil, pebble.Sync); err != nil {
-		return nil, fmt.Errorf("sync state before snapshot: %w", err)
+	// Make the state durable up to here (its events first, by the flush hook): raft
+	// truncates the log behind a snapshot, and what it truncates must not exist only in
+	// a memtable or the OS page cache.
+	if err := flushState(f.db); err != nil {
+		return nil, fmt.Errorf("before a snapshot: %w", err)
 	}
-	snap := f.db.NewSnapshot()
-	rd := reader{snap}
+	v := takeViews(f.db, f.ev)
+	rd := v.reader()
 	applied, err := rd.applied()
 	if err != nil {
-		snap.Close()
+		_ = v.Close()
 		return nil, err
 	}
 	head, err := rd.head()
 	if err != nil {
-		snap.Close()
+		_ = v.Close()
 		return nil, err
 	}
-	return &fsmSnapshot{snap: snap, header: snapshotHeader{Format: snapshotFormat, Applied: applied, Head: head}}, nil
+	return &fsmSnapshot{v: v, header: snapshotHeader{Format: snapshotFormat, Applied: applied, Head: head}}, nil
 }
 
 type fsmSnapshot struct {
-	snap   *pebble.Snapshot
+	v      views
 	header snapshotHeader
 }
 
@@ -114,20 +115,13 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 	if err := writeChunk(bw, hb); err != nil {
 		return err
 	}
-	it, err := s.snap.NewIter(nil)
+	err = eachRecord(s.v.state, s.v.events, s.header.Head.Position, func(k, v []byte) error {
+		if err := writeChunk(bw, k); err != nil {
+			return err
+		}
+		return writeChunk(bw, v)
+	})
 	if err != nil {
-		return err
-	}
-	defer it.Close()
-	for it.First(); it.Valid(); it.Next() {
-		if err := writeChunk(bw, it.Key()); err != nil {
-			return err
-		}
-		if err := writeChunk(bw, it.Value()); err != nil {
-			return err
-		}
-	}
-	if err := it.Error(); err != nil {
 		return err
 	}
 	// A zero-length key ends the stream; no stored key is empty.
@@ -141,7 +135,7 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 }
 
 // Release implements raft.FSMSnapshot.
-func (s *fsmSnapshot) Release() { _ = s.snap.Close() }
+func (s *fsmSnapshot) Release() { _ = s.v.Close() }
 
 func writeChunk(w *bufio.Writer, b []byte) error {
 	var n [binary.MaxVarintLen64]byte
@@ -179,7 +173,7 @@ func (f *fsm) Restore(rc io.ReadCloser) (err error) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	rd := reader{f.db}
+	rd := reader{f.db, f.ev}
 	applied, err := rd.applied()
 	if err != nil {
 		return err
@@ -223,7 +217,7 @@ func (f *fsm) load(h snapshotHeader, br *bufio.Reader, applied uint64) (err erro
 	}()
 	// Clear everything, then load. A crash midway leaves no applied index, so the next
 	// start restores again.
-	l, err := newStateLoad(f.db, nil)
+	l, err := newStateLoad(f.db, f.ev, nil)
 	if err != nil {
 		return err
 	}
@@ -259,19 +253,34 @@ func (f *fsm) load(h snapshotHeader, br *bufio.Reader, applied uint64) (err erro
 	return nil
 }
 
-// stateLoad writes the records of a snapshot stream into a state DB, cleared first, in
-// batches; the applied index goes in last, with a synced commit, so a state DB that has
-// one holds the whole stream.
+// stateLoad writes the records of a snapshot stream into a state DB and its events DB,
+// both cleared first, in batches; the applied index goes in last, once everything else
+// is durable, so a state DB that has one holds the whole stream.
 type stateLoad struct {
-	db   *pebble.DB
-	b    *pebble.Batch
-	skip func(key []byte) bool
-	n    int // records written
+	db, ev *pebble.DB
+	b, eb  *pebble.Batch // state records, events
+	skip   func(key []byte) bool
+	n      int // records written
 }
 
-func newStateLoad(db *pebble.DB, skip func(key []byte) bool) (*stateLoad, error) {
-	l := &stateLoad{db: db, b: db.NewBatch(), skip: skip}
-	if err := l.b.DeleteRange([]byte{0}, []byte{0xff, 0xff}, nil); err != nil {
+func newStateLoad(db, ev *pebble.DB, skip func(key []byte) bool) (*stateLoad, error) {
+	// The state DB is cleared durably before the events DB is touched: a crash while
+	// loading then leaves a state DB with no applied index (the next start loads again),
+	// never the old head over cleared events.
+	b := db.NewBatch()
+	err := b.DeleteRange([]byte{0}, []byte{0xff, 0xff}, nil)
+	if err == nil {
+		err = b.Commit(pebble.NoSync)
+	}
+	_ = b.Close()
+	if err == nil {
+		err = flushState(db)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("clear the state DB: %w", err)
+	}
+	l := &stateLoad{db: db, ev: ev, b: db.NewBatch(), eb: ev.NewBatch(), skip: skip}
+	if err := l.eb.DeleteRange([]byte{prefixEvent}, []byte{prefixEvent + 1}, nil); err != nil {
 		l.close()
 		return nil, err
 	}
@@ -283,32 +292,50 @@ func (l *stateLoad) set(k, v []byte) error {
 	if string(k) == string(metaKey(metaApplied)) || l.skip != nil && l.skip(k) {
 		return nil // the applied index is written last, by commit
 	}
-	if err := l.b.Set(k, v, nil); err != nil {
+	b, db := l.b, l.db
+	if k[0] == prefixEvent {
+		b, db = l.eb, l.ev
+	}
+	if err := b.Set(k, v, nil); err != nil {
 		return err
 	}
 	l.n++
-	if l.b.Len() > 16<<20 {
-		if err := l.b.Commit(pebble.NoSync); err != nil {
+	if b.Len() > 16<<20 {
+		if err := b.Commit(pebble.NoSync); err != nil {
 			return err
 		}
-		_ = l.b.Close()
-		l.b = l.db.NewBatch()
+		_ = b.Close()
+		if db == l.ev {
+			l.eb = db.NewBatch()
+		} else {
+			l.b = db.NewBatch()
+		}
 	}
 	return nil
 }
 
-// commit files what was staged under the applied index and syncs it.
+// commit files what was staged under the applied index and makes it durable: the
+// events, then the state with its applied index.
 func (l *stateLoad) commit(applied uint64) error {
+	if err := l.eb.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("commit restored events: %w", err)
+	}
+	if err := syncEvents(l.ev); err != nil {
+		return err
+	}
 	if err := l.b.Set(metaKey(metaApplied), pebbleutil.U64(applied), nil); err != nil {
 		return err
 	}
-	if err := l.b.Commit(pebble.Sync); err != nil {
+	if err := l.b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("commit restored state: %w", err)
 	}
-	return nil
+	return flushState(l.db)
 }
 
-func (l *stateLoad) close() { _ = l.b.Close() }
+func (l *stateLoad) close() {
+	_ = l.b.Close()
+	_ = l.eb.Close()
+}
 
 // readFullHeader reads the header of a full snapshot stream and returns the reader
 // positioned at its first record.

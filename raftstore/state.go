@@ -13,8 +13,17 @@ import (
 )
 
 // reader reads ledger state from anything Pebble can read: the DB, an indexed batch
-// (which sees its own pending writes), or a snapshot.
-type reader struct{ r pebble.Reader }
+// (which sees its own pending writes), or a snapshot; r is the state DB, ev the events
+// DB (events.go; nil when only state records are read).
+type reader struct{ r, ev pebble.Reader }
+
+// evr is where events are read.
+func (rd reader) evr() pebble.Reader {
+	if rd.ev == nil {
+		return rd.r
+	}
+	return rd.ev
+}
 
 var _ chronicle.State = reader{}
 
@@ -48,7 +57,7 @@ func (rd reader) applied() (uint64, error) {
 
 func (rd reader) event(pos uint64) (chronicle.Event, bool, error) {
 	var e chronicle.Event
-	ok, err := pebbleutil.GetBinary(rd.r, eventKey(pos), &e)
+	ok, err := pebbleutil.GetBinary(rd.evr(), eventKey(pos), &e)
 	return e, ok, err
 }
 

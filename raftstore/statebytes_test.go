@@ -161,7 +161,7 @@ func TestStateDBBytesUnchanged(t *testing.T) {
 	logs := scriptEntries(t)
 	one := newBareFSM(t)
 	results := applyScript(t, one, logs, 1)
-	want := dumpReader(t, one.db)
+	want := dumpFSM(t, one)
 	// The script covers what it claims to.
 	var replayed, mismatched, refused, keys, expiry int
 	for _, rs := range results {
@@ -196,5 +196,5 @@ func TestStateDBBytesUnchanged(t *testing.T) {
 	// However Raft groups the entries, the bytes are the same.
 	grouped := newBareFSM(t)
 	applyScript(t, grouped, logs, 3, 1, 17, 2, 64)
-	requireSameState(t, want, dumpReader(t, grouped.db))
+	requireSameState(t, want, dumpFSM(t, grouped))
 }

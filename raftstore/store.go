@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
 
 	"github.com/chronicle-ledger/chronicle"
@@ -149,10 +148,10 @@ func Open(cfg Config) (*Store, error) {
 		}
 	}
 	log := cfg.Logger.With("component", "raftstore", "node", cfg.NodeID)
-	if err := checkDataDir(cfg.DataDir); err != nil {
+	if err := checkDataDir(cfg.DataDir, log); err != nil {
 		return nil, fmt.Errorf("raftstore: %w", err)
 	}
-	for _, d := range []string{"raft", "state", "snapshots"} {
+	for _, d := range []string{"raft", "state", eventsDir, "snapshots"} {
 		if err := os.MkdirAll(filepath.Join(cfg.DataDir, d), 0o755); err != nil {
 			return nil, fmt.Errorf("raftstore: create data dir: %w", err)
 		}
@@ -189,24 +188,21 @@ func Open(cfg Config) (*Store, error) {
 	if err := cfg.Pebble.Validate(); err != nil {
 		return nil, stateFailed(fmt.Errorf("raftstore: %w", err))
 	}
-	stateOpts := &pebble.Options{
-		FormatMajorVersion: pebbleutil.FormatMajorVersion,
-		Logger:             pebbleutil.LoggerWithFatal(log, "pebble", s.dbFatal),
-		EventListener:      pebbleutil.Events(log, "pebble"),
-	}
-	cfg.Pebble.Apply(stateOpts)
-	db, err := pebble.Open(filepath.Join(cfg.DataDir, "state"), stateOpts)
+	db, ev, err := openState(cfg.DataDir, cfg.Pebble, log, s.dbFatal)
 	if err != nil {
 		if isStorageFault(err) {
-			return nil, stateFailed(fmt.Errorf("raftstore: open the state DB in %s: %w; this node cannot start from its own files: %s",
-				filepath.Join(cfg.DataDir, "state"), err, recoverAdvice))
+			return nil, stateFailed(fmt.Errorf("raftstore: %w; this node cannot start from its own files: %s", err, recoverAdvice))
 		}
-		return nil, stateFailed(fmt.Errorf("raftstore: open state db: %w", err))
+		return nil, stateFailed(fmt.Errorf("raftstore: %w", err))
+	}
+	closeDBs := func() {
+		_ = db.Close()
+		_ = ev.Close()
 	}
 	// The working state is loaded before Raft starts: Raft then restores a newer snapshot
 	// (reloading it) or replays the log tail on top of it.
-	if s.fsm, err = newFSM(log, db, s.noteApplied); err != nil {
-		_ = db.Close()
+	if s.fsm, err = newFSM(log, db, ev, s.noteApplied); err != nil {
+		closeDBs()
 		if isStorageFault(err) {
 			return nil, stateFailed(fmt.Errorf("raftstore: the state DB in %s is damaged: %w; this node cannot start from its own files: %s",
 				filepath.Join(cfg.DataDir, "state"), err, recoverAdvice))
@@ -215,12 +211,12 @@ func Open(cfg Config) (*Store, error) {
 	}
 	r := <-logsc
 	if r.err != nil {
-		_ = db.Close()
+		closeDBs()
 		return nil, r.err
 	}
 	s.logs = &guardedLogs{Store: r.logs, onFault: func(err error) { s.noteFault(storeRaftLog, err) }, metrics: cfg.Metrics}
 	s.fsm.onFault = func(err error) { s.noteFault(storeStateDB, err) }
-	if err := checkHead(reader{db}, s.fsm.mem.head, filepath.Join(cfg.DataDir, "state")); err != nil {
+	if err := checkHead(reader{db, ev}, s.fsm.mem.head, filepath.Join(cfg.DataDir, "state")); err != nil {
 		s.closeStores()
 		return nil, fmt.Errorf("raftstore: %w", err)
 	}
@@ -294,8 +290,8 @@ func (s *Store) closeStores() error {
 		s.log.Error("state DB not closed after its fatal error; restart the node once the cause (e.g. a full disk) is fixed", "err", err)
 	} else if s.fsm != nil {
 		s.fsm.mu.Lock()
-		if err := s.fsm.db.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close state db: %w", err))
+		if err := closeState(s.fsm.db, s.fsm.ev); err != nil {
+			errs = append(errs, err)
 		}
 		s.fsm.mu.Unlock()
 	}

@@ -398,14 +398,35 @@ func dumpReader(t testing.TB, r pebble.Reader) []kv {
 	return out
 }
 
-// dumpState reads every key and value of the store's state DB.
+// dumpState reads every record of the store's state, events included, in key order.
 func dumpState(t testing.TB, s *Store) []kv {
 	t.Helper()
+	s.fsm.mu.RLock()
+	defer s.fsm.mu.RUnlock()
+	return dumpFSM(t, s.fsm)
+}
+
+// dumpFSM reads every record of f's state DB and events DB up to its head, in key order
+// (as a snapshot streams them).
+func dumpFSM(t testing.TB, f *fsm) []kv {
+	t.Helper()
+	return dumpDBs(t, f.db, f.ev)
+}
+
+func dumpDBs(t testing.TB, state, events pebble.Reader) []kv {
+	t.Helper()
+	head, err := reader{r: state}.head()
+	if err != nil {
+		t.Fatalf("head: %v", err)
+	}
 	var out []kv
-	_ = s.read(func(rd reader) error {
-		out = dumpReader(t, rd.r)
+	err = eachRecord(state, events, head.Position, func(k, v []byte) error {
+		out = append(out, kv{slices.Clone(k), slices.Clone(v)})
 		return nil
 	})
+	if err != nil {
+		t.Fatalf("iterate: %v", err)
+	}
 	return out
 }
 
@@ -767,6 +788,10 @@ func crashAfterCommit(t *testing.T, snapshot bool) {
 	waitAllApplied(t, s)
 
 	ckpt := filepath.Join(env.cfg.DataDir, "checkpoint")
+	// The state DB has no WAL: a checkpoint holds what was flushed.
+	if err := s.fsm.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.fsm.db.Checkpoint(ckpt, pebble.WithFlushedWAL()); err != nil {
 		t.Fatalf("Checkpoint: %v", err)
 	}
@@ -839,7 +864,7 @@ func readCheckpoint(t *testing.T, dir string) (uint64, chronicle.Head) {
 		t.Fatalf("open checkpoint: %v", err)
 	}
 	defer db.Close()
-	rd := reader{db}
+	rd := reader{r: db}
 	applied, err := rd.applied()
 	if err != nil {
 		t.Fatal(err)

@@ -62,7 +62,7 @@ func newWorking() *working {
 // after a snapshot replaced its contents, never on the command path.
 func loadWorking(r pebble.Reader) (*working, error) {
 	w := newWorking()
-	rd := reader{r}
+	rd := reader{r: r}
 	var err error
 	if w.head, err = rd.head(); err != nil {
 		return nil, fmt.Errorf("read head: %w", err)

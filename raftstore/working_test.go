@@ -189,7 +189,7 @@ func sameHold(a, b chronicle.PendingTransfer) bool {
 func requireMemoryMirrorsDB(t testing.TB, what string, f *fsm) {
 	t.Helper()
 	f.mu.RLock()
-	kvs := dumpReader(t, f.db)
+	kvs := dumpFSM(t, f)
 	f.mu.RUnlock()
 	requireSameWorking(t, what, workingFromDump(t, kvs), copyWorking(f.mem))
 }
@@ -236,7 +236,7 @@ func TestCommandPathReadsNoStateDB(t *testing.T) {
 	ref, f := newBareFSM(t), newBareFSM(t)
 	applyScript(t, ref, logs[:split], 1)
 	applyScript(t, f, logs[:split], 1)
-	before := dumpReader(t, f.db)
+	before := dumpFSM(t, f)
 	garbage := bytes.Repeat([]byte{0xee}, 7)
 	b := f.db.NewBatch()
 	for _, e := range before {
@@ -270,7 +270,7 @@ func TestCommandPathReadsNoStateDB(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := b.Commit(pebble.NoSync); err != nil {
 		t.Fatal(err)
 	}
 
@@ -312,10 +312,10 @@ func TestCommandPathReadsNoStateDB(t *testing.T) {
 		wasBefore[string(e.k)] = e.v
 	}
 	gotKV := map[string][]byte{}
-	for _, e := range dumpReader(t, f.db) {
+	for _, e := range dumpFSM(t, f) {
 		gotKV[string(e.k)] = e.v
 	}
-	for _, e := range dumpReader(t, ref.db) {
+	for _, e := range dumpFSM(t, ref) {
 		g, ok := gotKV[string(e.k)]
 		delete(gotKV, string(e.k))
 		delete(plantedKeys, string(e.k)) // written by the log itself (the planted key)
@@ -350,14 +350,14 @@ func TestFailedApplyLeavesMemory(t *testing.T) {
 	logs := scriptEntries(t)
 	f := newBareFSM(t)
 	applyScript(t, f, logs[:10], 1)
-	mem, db := copyWorking(f.mem), dumpReader(t, f.db)
+	mem, db := copyWorking(f.mem), dumpFSM(t, f)
 	bad := &raft.Log{Index: 12, Term: 1, Type: raft.LogCommand, Data: []byte{0x7f, 0x01}}
 	resp := f.ApplyBatch([]*raft.Log{logs[10], bad})
 	if responseOf(t, resp[0]).err == nil || f.failed() == nil {
 		t.Fatalf("a batch with a corrupt entry applied: %+v", resp)
 	}
 	requireSameWorking(t, "after a failed apply", mem, copyWorking(f.mem))
-	requireSameState(t, db, dumpReader(t, f.db))
+	requireSameState(t, db, dumpFSM(t, f))
 }
 
 // The working state equals the state DB after a concurrent workload with idempotency
@@ -498,7 +498,12 @@ func TestCommandPathTouchesNoBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	f, err := newFSM(slog.New(slog.NewTextHandler(io.Discard, nil)), db, nil)
+	ev, err := pebble.Open(t.TempDir(), &pebble.Options{FormatMajorVersion: pebbleutil.FormatMajorVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ev.Close() })
+	f, err := newFSM(slog.New(slog.NewTextHandler(io.Discard, nil)), db, ev, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -523,7 +528,7 @@ func TestCommandPathTouchesNoBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := blocks()
-	if _, ok, err := (reader{db}).Account("acc-1"); err != nil || !ok {
+	if _, ok, err := (reader{r: db}).Account("acc-1"); err != nil || !ok {
 		t.Fatalf("control read: %v %v", ok, err)
 	}
 	if blocks() == before {

@@ -401,7 +401,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			t.Fatalf("node after SIGTERM: %v; stderr:\n%s", err, p.stderrTail())
 		}
 
-		db, err := pebble.Open(filepath.Join(dataDir, "state"), &pebble.Options{FormatMajorVersion: pebbleutil.FormatMajorVersion, Logger: rsPebbleLogger{t}})
+		db, err := pebble.Open(filepath.Join(dataDir, "events"), &pebble.Options{FormatMajorVersion: pebbleutil.FormatMajorVersion, Logger: rsPebbleLogger{t}})
 		if err != nil {
 			t.Fatalf("open the node's state: %v", err)
 		}

@@ -112,7 +112,7 @@ func repairCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("repair: %w", err)
 	}
 	defer dl.Release()
-	for _, sub := range []string{"raft", "state"} {
+	for _, sub := range []string{"raft", "state", "events"} {
 		if _, err := os.Stat(filepath.Join(dir, sub)); err != nil {
 			continue
 		}

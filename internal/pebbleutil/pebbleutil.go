@@ -91,6 +91,10 @@ func (f *Fatal) Err() error {
 // shutdown waiting for them completes.
 func (f *Fatal) Release() { f.once.Do(func() { close(f.release) }) }
 
+// Park reports err as Fatalf does and parks the calling goroutine the same way: for a
+// callback of Pebble's (an event listener) that must keep an operation from completing.
+func (f *Fatal) Park(err error) { f.park(err) }
+
 func (f *Fatal) park(err error) {
 	f.err.CompareAndSwap(nil, &err)
 	if f.onFatal != nil {
