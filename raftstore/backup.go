@@ -595,7 +595,7 @@ func restoreInto(f *BackupFile, dir string, log *slog.Logger) error {
 		mem, err = loadWorking(db)
 	}
 	if err == nil {
-		err = checkHead(reader{db, ev}, mem.head, stateDir)
+		err = checkHead(reader{db, ev}, mem.head, stateDirs(dir))
 	}
 	if err == nil && (mem.head.Position != f.Header.Position || mem.head.Hash != f.Header.HeadHash) {
 		err = fmt.Errorf("the restored state's head is position %d hash %s, the backup's %d %s",

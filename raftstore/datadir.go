@@ -45,7 +45,7 @@ func checkDataDir(dir string, log *slog.Logger) error {
 		return err
 	}
 	// No FORMAT file: a new directory, or one written by release 0.1, which had none.
-	for _, sub := range []string{"raft", "state", "snapshots"} {
+	for _, sub := range []string{"raft", "state", eventsDir, "snapshots"} {
 		entries, err := os.ReadDir(filepath.Join(dir, sub))
 		if err == nil && len(entries) > 0 {
 			return fmt.Errorf("data directory %s holds data format 1 (release 0.1: JSON log entries, no %s file); "+
@@ -100,7 +100,7 @@ func readFormatFile(dir string) (int, error) {
 // and the next start copies again (the same records under the same keys).
 func migrateFormat2(dir string, log *slog.Logger) error {
 	start := time.Now()
-	ev, err := openEventsDB(filepath.Join(dir, eventsDir), pebbleutil.Tuning{}, log, nil)
+	ev, err := openEventsDB(filepath.Join(dir, eventsDir), pebbleutil.Tuning{}, log, nil, nil)
 	if err != nil {
 		return fmt.Errorf("move to data format 3: %w", err)
 	}

@@ -38,13 +38,14 @@ const eventsDir = "events"
 
 // openEventsDB opens (creating) the events DB in dir. Its WAL is on: it is written NoSync
 // and synced before each flush of the state DB.
-func openEventsDB(dir string, t pebbleutil.Tuning, log *slog.Logger, fatal *pebbleutil.Fatal) (*pebble.DB, error) {
+func openEventsDB(dir string, t pebbleutil.Tuning, log *slog.Logger, fatal *pebbleutil.Fatal, cache *pebble.Cache) (*pebble.DB, error) {
 	opts := &pebble.Options{
 		FormatMajorVersion: pebbleutil.FormatMajorVersion,
 		Logger:             pebbleutil.LoggerWithFatal(log, "pebble-events", fatal),
 		EventListener:      pebbleutil.Events(log, "pebble-events"),
 	}
 	t.Apply(opts)
+	opts.Cache = cache // nil: its own, of the tuned size
 	if fatal == nil {
 		opts.Logger = pebbleutil.Logger(log, "pebble-events")
 	}
@@ -58,12 +59,17 @@ func openEventsDB(dir string, t pebbleutil.Tuning, log *slog.Logger, fatal *pebb
 // openState opens dataDir's events DB and then its state DB (creating them). fatal
 // receives both DBs' fatal errors; nil (the offline restore) leaves Pebble's default.
 func openState(dataDir string, t pebbleutil.Tuning, log *slog.Logger, fatal *pebbleutil.Fatal) (db, ev *pebble.DB, err error) {
-	ev, err = openEventsDB(filepath.Join(dataDir, eventsDir), t, log, fatal)
+	// One block cache of the tuned size serves both DBs.
+	cache := pebble.NewCache(t.WithDefaults().CacheSize)
+	defer cache.Unref()
+	ev, err = openEventsDB(filepath.Join(dataDir, eventsDir), t, log, fatal, cache)
 	if err != nil {
 		return nil, nil, err
 	}
 	dir := filepath.Join(dataDir, "state")
-	db, err = pebble.Open(dir, stateOptions(t, log, fatal, ev))
+	opts := stateOptions(t, log, fatal, ev)
+	opts.Cache = cache
+	db, err = pebble.Open(dir, opts)
 	if err != nil {
 		_ = ev.Close()
 		return nil, nil, fmt.Errorf("open the state DB in %s: %w", dir, err)
@@ -74,6 +80,9 @@ func openState(dataDir string, t pebbleutil.Tuning, log *slog.Logger, fatal *peb
 // stateOptions are the state DB's options: no WAL, and every flush preceded by a sync of
 // the events DB ev (see the package comment above).
 func stateOptions(t pebbleutil.Tuning, log *slog.Logger, fatal *pebbleutil.Fatal, ev *pebble.DB) *pebble.Options {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	el := pebbleutil.Events(log, "pebble")
 	logged := el.FlushBegin
 	el.FlushBegin = func(info pebble.FlushInfo) {
@@ -81,14 +90,23 @@ func stateOptions(t pebbleutil.Tuning, log *slog.Logger, fatal *pebbleutil.Fatal
 			logged(info)
 		}
 		if err := syncEvents(ev); err != nil {
-			// Without a fatal handler (the offline restore, which syncs and checks the
-			// events itself before it finishes) the failure is only logged.
-			// Parking the flush keeps the state DB from outrunning its events on disk.
+			// The flush cannot be held back from here: Pebble holds the state DB's mutex
+			// around this call, and parking in it would freeze every reader and the
+			// shutdown. The node stops taking writes instead (a failed WAL sync is fatal
+			// to the events DB itself too), and if the state on disk got ahead of its
+			// events, the next start refuses (checkHead) rather than serve it. Without
+			// a fatal handler (the offline restore, which syncs and checks the events
+			// itself before it finishes) the failure is only logged.
 			log.Error("cannot sync the events DB before a state DB flush", "err", err)
 			if fatal != nil {
-				fatal.Park(fmt.Errorf("sync the events DB before a state DB flush: %w", err))
+				fatal.Report(fmt.Errorf("sync the events DB before a state DB flush: %w", err))
 			}
 		}
+	}
+	// Without a WAL a full disk fails flushes, not commits: Pebble retries them and
+	// writes stall until there is room again. Say so.
+	el.BackgroundError = func(err error) {
+		log.Error("state DB background work failed (retried): writes stall until it succeeds", "component", "pebble", "err", err)
 	}
 	opts := &pebble.Options{
 		FormatMajorVersion: pebbleutil.FormatMajorVersion,
@@ -101,6 +119,11 @@ func stateOptions(t pebbleutil.Tuning, log *slog.Logger, fatal *pebbleutil.Fatal
 	}
 	t.Apply(opts)
 	return opts
+}
+
+// stateDirs names where a node's state lives, for messages about its damage.
+func stateDirs(dataDir string) string {
+	return filepath.Join(dataDir, "state") + " and " + filepath.Join(dataDir, eventsDir)
 }
 
 // syncEvents makes every event committed to ev so far durable.

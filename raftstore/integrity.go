@@ -82,7 +82,7 @@ func (s *Store) faultErr() error {
 // noteFault records err as a storage fault of store (the first one wins), stops the
 // state machine and Raft, and returns what the request that met it is told.
 func (s *Store) noteFault(store string, err error) error {
-	dir := filepath.Join(s.cfg.DataDir, "state")
+	dir := stateDirs(s.cfg.DataDir)
 	if store == storeRaftLog {
 		dir = filepath.Join(s.cfg.DataDir, "raft")
 	}

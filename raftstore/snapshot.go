@@ -261,6 +261,8 @@ type stateLoad struct {
 	b, eb  *pebble.Batch // state records, events
 	skip   func(key []byte) bool
 	n      int // records written
+	// batchBytes is the size at which a staged batch is committed (tests make it small).
+	batchBytes int
 }
 
 func newStateLoad(db, ev *pebble.DB, skip func(key []byte) bool) (*stateLoad, error) {
@@ -279,7 +281,7 @@ func newStateLoad(db, ev *pebble.DB, skip func(key []byte) bool) (*stateLoad, er
 	if err != nil {
 		return nil, fmt.Errorf("clear the state DB: %w", err)
 	}
-	l := &stateLoad{db: db, ev: ev, b: db.NewBatch(), eb: ev.NewBatch(), skip: skip}
+	l := &stateLoad{db: db, ev: ev, b: db.NewBatch(), eb: ev.NewBatch(), skip: skip, batchBytes: 16 << 20}
 	if err := l.eb.DeleteRange([]byte{prefixEvent}, []byte{prefixEvent + 1}, nil); err != nil {
 		l.close()
 		return nil, err
@@ -292,33 +294,47 @@ func (l *stateLoad) set(k, v []byte) error {
 	if string(k) == string(metaKey(metaApplied)) || l.skip != nil && l.skip(k) {
 		return nil // the applied index is written last, by commit
 	}
-	b, db := l.b, l.db
+	b := l.b
 	if k[0] == prefixEvent {
-		b, db = l.eb, l.ev
+		b = l.eb
 	}
 	if err := b.Set(k, v, nil); err != nil {
 		return err
 	}
 	l.n++
-	if b.Len() > 16<<20 {
-		if err := b.Commit(pebble.NoSync); err != nil {
+	switch {
+	case l.eb.Len() > l.batchBytes:
+		return l.commitEvents()
+	case l.b.Len() > l.batchBytes:
+		// The events staged so far go first: this batch may hold the head (its key sorts
+		// after every event), and once flushed it must not name an event the events DB
+		// lacks (the flush syncs what the events DB has committed).
+		if err := l.commitEvents(); err != nil {
 			return err
 		}
-		_ = b.Close()
-		if db == l.ev {
-			l.eb = db.NewBatch()
-		} else {
-			l.b = db.NewBatch()
+		if err := l.b.Commit(pebble.NoSync); err != nil {
+			return err
 		}
+		_ = l.b.Close()
+		l.b = l.db.NewBatch()
 	}
+	return nil
+}
+
+func (l *stateLoad) commitEvents() error {
+	if err := l.eb.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("commit restored events: %w", err)
+	}
+	_ = l.eb.Close()
+	l.eb = l.ev.NewBatch()
 	return nil
 }
 
 // commit files what was staged under the applied index and makes it durable: the
 // events, then the state with its applied index.
 func (l *stateLoad) commit(applied uint64) error {
-	if err := l.eb.Commit(pebble.NoSync); err != nil {
-		return fmt.Errorf("commit restored events: %w", err)
+	if err := l.commitEvents(); err != nil {
+		return err
 	}
 	if err := syncEvents(l.ev); err != nil {
 		return err

@@ -216,7 +216,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s.logs = &guardedLogs{Store: r.logs, onFault: func(err error) { s.noteFault(storeRaftLog, err) }, metrics: cfg.Metrics}
 	s.fsm.onFault = func(err error) { s.noteFault(storeStateDB, err) }
-	if err := checkHead(reader{db, ev}, s.fsm.mem.head, filepath.Join(cfg.DataDir, "state")); err != nil {
+	if err := checkHead(reader{db, ev}, s.fsm.mem.head, stateDirs(cfg.DataDir)); err != nil {
 		s.closeStores()
 		return nil, fmt.Errorf("raftstore: %w", err)
 	}

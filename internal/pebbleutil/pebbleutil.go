@@ -91,15 +91,18 @@ func (f *Fatal) Err() error {
 // shutdown waiting for them completes.
 func (f *Fatal) Release() { f.once.Do(func() { close(f.release) }) }
 
-// Park reports err as Fatalf does and parks the calling goroutine the same way: for a
-// callback of Pebble's (an event listener) that must keep an operation from completing.
-func (f *Fatal) Park(err error) { f.park(err) }
-
-func (f *Fatal) park(err error) {
+// Report records err as Fatalf does (the first one wins) and calls onFatal, without
+// parking the caller: for a callback of Pebble's that holds a lock the node's readers
+// and its shutdown need.
+func (f *Fatal) Report(err error) {
 	f.err.CompareAndSwap(nil, &err)
 	if f.onFatal != nil {
 		f.onFatal(err)
 	}
+}
+
+func (f *Fatal) park(err error) {
+	f.Report(err)
 	<-f.release
 	runtime.Goexit()
 }

@@ -1,0 +1,143 @@
+package raftstore
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
+)
+
+// fsLog records the file operations of the DBs opened on its FS.
+type fsLog struct {
+	mu  sync.Mutex
+	ops []string
+}
+
+func (l *fsLog) logf(format string, args ...any) {
+	l.mu.Lock()
+	l.ops = append(l.ops, fmt.Sprintf(format, args...))
+	l.mu.Unlock()
+}
+
+func (l *fsLog) since(n int) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.ops[n:]...)
+}
+
+func (l *fsLog) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.ops)
+}
+
+// TestStateFlushSyncsEventsFirst: the state DB has no WAL, so a flush is what makes its
+// records durable; before the flush writes its first table, the events DB's WAL is
+// synced, so the state on disk never names an event the events DB on disk lacks. The
+// control, a state DB without the hook, flushes with no such sync: the check sees the
+// difference.
+func TestStateFlushSyncsEventsFirst(t *testing.T) {
+	for _, hooked := range []bool{true, false} {
+		t.Run(fmt.Sprintf("hooked=%v", hooked), func(t *testing.T) {
+			dir := t.TempDir()
+			rec := &fsLog{}
+			fs := vfs.WithLogging(vfs.Default, rec.logf)
+			evDir, stDir := filepath.Join(dir, eventsDir), filepath.Join(dir, "state")
+			ev, err := pebble.Open(evDir, &pebble.Options{FS: fs, FormatMajorVersion: pebbleutil.FormatMajorVersion})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ev.Close()
+			opts := &pebble.Options{FormatMajorVersion: pebbleutil.FormatMajorVersion, DisableWAL: true}
+			if hooked {
+				opts = stateOptions(pebbleutil.Tuning{}, nil, nil, ev)
+			}
+			opts.FS = fs
+			db, err := pebble.Open(stDir, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+
+			mark := rec.len()
+			if err := ev.Set(eventKey(1), []byte("event"), pebble.NoSync); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Set(metaKey(metaHead), []byte("head naming event 1"), pebble.NoSync); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			ops := rec.since(mark)
+			table, synced := -1, -1
+			for i, op := range ops {
+				switch {
+				case table < 0 && strings.HasPrefix(op, "create: "+stDir) && strings.HasSuffix(op, ".sst"):
+					table = i
+				case synced < 0 && strings.HasPrefix(op, "sync") && strings.Contains(op, evDir) && strings.HasSuffix(op, ".log"):
+					synced = i
+				}
+			}
+			if table < 0 {
+				t.Fatalf("the flush wrote no table: %q", ops)
+			}
+			if got := synced >= 0 && synced < table; got != hooked {
+				t.Fatalf("events WAL synced before the state table: %v, want %v (ops %q)", got, hooked, ops)
+			}
+		})
+	}
+}
+
+// TestStateLoadNeverNamesAMissingEvent: a snapshot install writes its records in
+// batches. Whenever a state batch commits (and may be flushed, and then survive a crash
+// before the load ends), the events DB has already committed every event staged before
+// it, so a head that reached the state DB names an event the events DB holds. Batches
+// of 512 bytes make every step a commit; a load that committed events only at the end
+// fails at the first state batch after the head.
+func TestStateLoadNeverNamesAMissingEvent(t *testing.T) {
+	src := newBareFSM(t)
+	applyScript(t, src, scriptEntries(t), 1)
+	_, contents, hdr := persist(t, src)
+	if hdr.Head.Position < 10 {
+		t.Fatalf("script left position %d", hdr.Head.Position)
+	}
+
+	dst := newBareFSM(t)
+	l, err := newStateLoad(dst.db, dst.ev, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.close()
+	l.batchBytes = 512
+	checked := 0
+	for _, r := range contents {
+		if err := l.set(r.k, r.v); err != nil {
+			t.Fatal(err)
+		}
+		head, err := reader{r: dst.db}.head()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if head.Position == 0 {
+			continue
+		}
+		checked++
+		if _, ok, err := (reader{ev: dst.ev}).event(head.Position); err != nil || !ok {
+			t.Fatalf("the state DB names head position %d, the events DB does not hold it (%v)", head.Position, err)
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no state batch with the head committed before the end: the check checked nothing")
+	}
+	if err := l.commit(hdr.Applied); err != nil {
+		t.Fatal(err)
+	}
+	requireSameState(t, contents, dumpFSM(t, dst))
+}
