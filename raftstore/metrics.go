@@ -16,21 +16,16 @@ func (s *Store) RaftMetrics() metrics.RaftStatus {
 }
 
 // StateDBMetrics is the state DB's Pebble metrics, nil once the store is closing.
-func (s *Store) StateDBMetrics() *pebble.Metrics {
-	select {
-	case <-s.stop:
-		return nil
-	default:
-	}
-	return s.fsm.db.Metrics()
-}
+func (s *Store) StateDBMetrics() *pebble.Metrics { return s.dbMetrics(s.fsm.db) }
 
 // EventsDBMetrics is the events DB's Pebble metrics, nil once the store is closing.
-func (s *Store) EventsDBMetrics() *pebble.Metrics {
+func (s *Store) EventsDBMetrics() *pebble.Metrics { return s.dbMetrics(s.fsm.ev) }
+
+func (s *Store) dbMetrics(db *pebble.DB) *pebble.Metrics {
 	select {
 	case <-s.stop:
 		return nil
 	default:
 	}
-	return s.fsm.ev.Metrics()
+	return db.Metrics()
 }

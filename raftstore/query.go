@@ -145,7 +145,7 @@ func (s *Store) Events(ctx context.Context, q chronicle.EventQuery) ([]chronicle
 				return nil
 			}
 			src = rd.evr()
-			if end := eventKey(headPos + 1); upper == nil || bytes.Compare(upper, end) > 0 {
+			if end := eventKey(headPos + 1); bytes.Compare(upper, end) > 0 {
 				upper = end
 			}
 		}
