@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/chronicle-ledger/chronicle"
 	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
 )
 
@@ -140,4 +141,42 @@ func TestStateLoadNeverNamesAMissingEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	requireSameState(t, contents, dumpFSM(t, dst))
+}
+
+// TestEventsNeverPastTheHead: the events DB may hold an event past the head (a batch in
+// flight, or what a crashed state DB lost and the replay will write again). A planted
+// event at head+1 stays invisible to every log read, ascending and descending, and the
+// next command writes its own event there.
+func TestEventsNeverPastTheHead(t *testing.T) {
+	env := newLedgerEnv(t, nil)
+	s := env.open()
+	mustOK(t, s, cmdCreate("a", "USD", "10.00", ""))
+	head := mustHead(t, s)
+	closeStore(t, s)
+
+	ev := openEventsDBT(t, env.cfg.DataDir)
+	planted := readEvent(t, ev, head.Position)
+	planted.Position = head.Position + 1
+	setRecord(t, ev, eventKey(planted.Position), &planted)
+	if err := ev.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = env.open()
+	defer closeStore(t, s)
+	for _, q := range []chronicle.EventQuery{{Limit: 100}, {Limit: 100, Descending: true}, {After: head.Position, Limit: 100}} {
+		evs, err := s.Events(t.Context(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			if e.Position > head.Position {
+				t.Fatalf("query %+v returned position %d past the head %d", q, e.Position, head.Position)
+			}
+		}
+	}
+	res := mustOK(t, s, cmdDeposit("a", "1.00"))
+	if got := allEvents(t, s); len(got) != int(head.Position)+1 || got[len(got)-1].EventID != res[0].Events[0].EventID {
+		t.Fatalf("after the next command the log holds %d events ending with %+v", len(got), got[len(got)-1])
+	}
 }

@@ -2,6 +2,7 @@ package pebbleutil
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -132,5 +133,18 @@ func TestLoggerWithFatal(t *testing.T) {
 	case <-returned:
 		t.Fatal("Fatalf returned to its caller")
 	default:
+	}
+}
+
+// TestFatalReport records the first error and tells onFatal, without parking the caller
+// (which holds a Pebble lock in the events-sync hook).
+func TestFatalReport(t *testing.T) {
+	var told []error
+	f := NewFatal(func(err error) { told = append(told, err) })
+	first, second := errors.New("first"), errors.New("second")
+	f.Report(first) // returns: a parking Report would hang the test here
+	f.Report(second)
+	if f.Err() != first || len(told) != 2 || told[0] != first {
+		t.Fatalf("Err %v, told %v", f.Err(), told)
 	}
 }
