@@ -30,6 +30,9 @@ type fsm struct {
 	// it has its own lock (see working).
 	mem *working
 
+	// ops is keyOrder's scratch list, reused by every apply (applies run one at a time).
+	ops []batchOp
+
 	// running is set once Raft has started (its start-up restore is over): from then on
 	// a snapshot arrives only from a leader, and one the state already covers is refused.
 	running atomic.Bool
@@ -190,7 +193,14 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	if err := events.Commit(pebble.NoSync); err != nil {
 		return f.fail(resp, fmt.Errorf("commit events: %w", err))
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	sorted, err := keyOrder(f.db, b, &f.ops)
+	if err != nil {
+		return f.fail(resp, err)
+	}
+	if sorted != b {
+		defer sorted.Close()
+	}
+	if err := sorted.Commit(pebble.NoSync); err != nil {
 		return f.fail(resp, fmt.Errorf("commit state batch: %w", err))
 	}
 	// Only now does memory change: a failure above left it as the state DB still is.
