@@ -79,9 +79,16 @@ func ReadEncodedEvents(ctx context.Context, src EventReader, q EventQuery) ([]En
 // EncodeEvents pairs each event with its JSON, encoding them all into one buffer.
 func EncodeEvents(evs []Event) []EncodedEvent {
 	out := make([]EncodedEvent, len(evs))
+	if len(evs) == 0 {
+		return out
+	}
 	ends := make([]int, len(evs))
-	buf := make([]byte, 0, 640*len(evs))
-	for i := range evs {
+	// Sized from the first event (a transfer leg is about 830 bytes, a fixed guess was
+	// short and the buffer grew, copying, twice per page of a catching-up publisher).
+	first := evs[0].AppendJSON(make([]byte, 0, 1024))
+	buf := append(make([]byte, 0, len(first)*len(evs)+len(first)*len(evs)/8), first...)
+	ends[0] = len(buf)
+	for i := 1; i < len(evs); i++ {
 		buf = evs[i].AppendJSON(buf)
 		ends[i] = len(buf)
 	}
