@@ -105,6 +105,8 @@ type publisher struct {
 	log *slog.Logger
 
 	next uint64 // last position known in the stream; publishing continues after it
+	// ackFirst: the next publish asks for an ack (set on every resume; see publishAll).
+	ackFirst bool
 
 	lastLog    map[string]time.Time
 	suppressed map[string]int
@@ -263,25 +265,26 @@ func (p *publisher) resumeAt(pos uint64) {
 	}
 	p.next = pos
 	p.b.published.Store(pos)
+	p.ackFirst = true
 }
 
 // publishAll publishes everything in the log after p.next and waits until it is stored.
 //
-// Only some publishes ask for an ack: the first of the round, every ackEvery-th, and the
-// last of each page. The others are plain NATS publishes with the same headers, which
+// Only some publishes ask for an ack: the first after a resume, every ackEvery-th, and
+// the last of each page (so a round ends knowing all it sent is stored). The others are plain NATS publishes with the same headers, which
 // the server checks the same way but answers with nothing. That is enough, because each
 // message carries Nats-Expected-Last-Sequence = position-1: the server stores position p
 // only while the stream ends at p-1, so an ack for p proves p-1 was stored before it,
 // and so on down to the last ack. A message the server refused (or lost) makes every
 // later one refused too, and the next acked one reports it as a wrong last sequence,
 // after which the publisher re-reads the stream and republishes from its end. The first
-// publish of a round is acked so that a refusal with another cause (limits, storage)
-// is reported as itself. Skipped acks were about a third of the embedded server's and
+// publish after that resume is acked, so that a refusal with another cause (limits,
+// storage) is reported as itself the second time round. A round of one transfer's two
+// events (concurrency 1) asks for one ack, not two. Skipped acks were about a third of the embedded server's and
 // the client's work per event (PubAck encode, delivery, decode, future).
 func (p *publisher) publishAll(ctx context.Context) error {
 	pending := make([]pendingAck, 0, maxPending/ackEvery+1)
 	sent, unacked := p.next, 0
-	first := true
 	err := func() error {
 		for {
 			evs, err := chronicle.ReadEncodedEvents(ctx, p.src, chronicle.EventQuery{After: sent, Limit: pageSize})
@@ -297,8 +300,8 @@ func (p *publisher) publishAll(ctx context.Context) error {
 					return fmt.Errorf("log read after position %d returned position %d", sent, e.Position)
 				}
 				unacked++
-				ack := first || unacked == ackEvery || i == len(evs)-1
-				first = false
+				ack := p.ackFirst || unacked == ackEvery || i == len(evs)-1
+				p.ackFirst = false
 				if !ack {
 					if err := p.publishUnacked(e, evs[i].JSON); err != nil {
 						return err
