@@ -271,8 +271,9 @@ func (p *publisher) resumeAt(pos uint64) {
 // publishAll publishes everything in the log after p.next and waits until it is stored.
 //
 // Only some publishes ask for an ack: the first after a resume, every ackEvery-th, and
-// the last of each page (so a round ends knowing all it sent is stored). The others are plain NATS publishes with the same headers, which
-// the server checks the same way but answers with nothing. That is enough, because each
+// the last of each page (so a round ends knowing all it sent is stored). The others are
+// plain NATS publishes with the same headers, which the server checks the same way but
+// answers with nothing. That is enough on a stream on one server, because each
 // message carries Nats-Expected-Last-Sequence = position-1: the server stores position p
 // only while the stream ends at p-1, so an ack for p proves p-1 was stored before it,
 // and so on down to the last ack. A message the server refused (or lost) makes every
@@ -280,8 +281,14 @@ func (p *publisher) resumeAt(pos uint64) {
 // after which the publisher re-reads the stream and republishes from its end. The first
 // publish after that resume is acked, so that a refusal with another cause (limits,
 // storage) is reported as itself the second time round. A round of one transfer's two
-// events (concurrency 1) asks for one ack, not two. Skipped acks were about a third of the embedded server's and
-// the client's work per event (PubAck encode, delivery, decode, future).
+// events (concurrency 1) asks for one ack, not two. Skipped acks were about a third of
+// the embedded server's and the client's work per event (PubAck encode, delivery,
+// decode, future).
+//
+// On a replicated external stream the leader checks the expected sequence when it
+// proposes; a message dropped when applied (a limit) shifts the later ones, and await
+// sees an ack at the wrong sequence and stops on a different history, as it did with
+// every publish acked.
 func (p *publisher) publishAll(ctx context.Context) error {
 	pending := make([]pendingAck, 0, maxPending/ackEvery+1)
 	sent, unacked := p.next, 0

@@ -21,8 +21,9 @@ func TestRefusedUnackedPublishLeavesNoGap(t *testing.T) {
 	ns := startNATS(t, freePort(t), t.TempDir())
 	stream, prefix := uniqueName("refused")
 
-	// Position 40 (in the middle of the first run of unacked publishes) is too big for
-	// the stream; the others fit.
+	// Position 40 is too big for the stream; the others fit. Acks are asked for at 1 (the
+	// first after the resume), 33, 65, 97 and 100 (the page's last), so 40 is in the
+	// middle of a run of unacked publishes (34..64).
 	const n, big = 100, 40
 	events := syntheticEvents(n)
 	events[big-1].Data.Description = strings.Repeat("x", 2000)

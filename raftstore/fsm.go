@@ -185,6 +185,14 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	if err := b.Set(metaKey(metaApplied), pebbleutil.U64(last), nil); err != nil {
 		return f.fail(resp, err)
 	}
+	// Copied in key order before anything commits, so a failure here commits nothing.
+	sorted, err := keyOrder(f.db, b, &f.ops)
+	if err != nil {
+		return f.fail(resp, err)
+	}
+	if sorted != b {
+		defer sorted.Close()
+	}
 	// NoSync (and the state DB has no WAL): the Raft log is fsynced before an entry is
 	// applied, and a restart replays whatever the state DB lost from it (entries at or
 	// below the applied index are skipped). Snapshots flush the state DB before the log
@@ -192,13 +200,6 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	// events DB lacks (events.go).
 	if err := events.Commit(pebble.NoSync); err != nil {
 		return f.fail(resp, fmt.Errorf("commit events: %w", err))
-	}
-	sorted, err := keyOrder(f.db, b, &f.ops)
-	if err != nil {
-		return f.fail(resp, err)
-	}
-	if sorted != b {
-		defer sorted.Close()
 	}
 	if err := sorted.Commit(pebble.NoSync); err != nil {
 		return f.fail(resp, fmt.Errorf("commit state batch: %w", err))
