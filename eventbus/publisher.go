@@ -352,30 +352,30 @@ func (p *publisher) publishAll(ctx context.Context) error {
 	return err
 }
 
-// publish sends e with data, its JSON (shared with other readers of the event: NATS only
-// reads it), and asks for the server's ack.
+// message is e as published: its JSON (shared with other readers of the event: NATS
+// only reads it) on its type's subject, with the position as message id, the previous
+// position as the stream's expected last sequence, and the stream's name.
+func (p *publisher) message(e *chronicle.Event, data []byte) *nats.Msg {
+	return &nats.Msg{Subject: Subject(p.b.cfg.SubjectPrefix, e.EventType), Data: data, Header: nats.Header{
+		jetstream.MsgIDHeader:           []string{strconv.FormatUint(e.Position, 10)},
+		jetstream.ExpectedLastSeqHeader: []string{strconv.FormatUint(e.Position-1, 10)},
+		jetstream.ExpectedStreamHeader:  []string{p.b.cfg.Stream},
+	}}
+}
+
+// publish sends e and asks for the server's ack.
 func (p *publisher) publish(e *chronicle.Event, data []byte) (jetstream.PubAckFuture, error) {
-	msg := &nats.Msg{Subject: Subject(p.b.cfg.SubjectPrefix, e.EventType), Data: data}
-	f, err := p.js.PublishMsgAsync(msg,
-		jetstream.WithMsgID(strconv.FormatUint(e.Position, 10)),
-		jetstream.WithExpectLastSequence(e.Position-1),
-		jetstream.WithExpectStream(p.b.cfg.Stream))
+	f, err := p.js.PublishMsgAsync(p.message(e, data))
 	if err != nil {
 		return nil, fmt.Errorf("publish position %d: %w", e.Position, err)
 	}
 	return f, nil
 }
 
-// publishUnacked sends e as publish does, with the same headers, but asks for no ack: a
-// later acked publish vouches for it (publishAll).
+// publishUnacked sends e as publish does but asks for no ack: a later acked publish
+// vouches for it (publishAll).
 func (p *publisher) publishUnacked(e *chronicle.Event, data []byte) error {
-	pos := strconv.FormatUint(e.Position, 10)
-	msg := &nats.Msg{Subject: Subject(p.b.cfg.SubjectPrefix, e.EventType), Data: data, Header: nats.Header{
-		jetstream.MsgIDHeader:           []string{pos},
-		jetstream.ExpectedLastSeqHeader: []string{strconv.FormatUint(e.Position-1, 10)},
-		jetstream.ExpectedStreamHeader:  []string{p.b.cfg.Stream},
-	}}
-	if err := p.b.nc.PublishMsg(msg); err != nil {
+	if err := p.b.nc.PublishMsg(p.message(e, data)); err != nil {
 		return fmt.Errorf("publish position %d: %w", e.Position, err)
 	}
 	return nil

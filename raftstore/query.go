@@ -105,13 +105,6 @@ func (s *Store) Events(ctx context.Context, q chronicle.EventQuery) ([]chronicle
 		}
 	}
 	out := []chronicle.Event{}
-	if !q.Descending && q.EventType == "" && q.AggregateID == "" {
-		// A log scan returns up to Limit events, fewer only near the head: size for them
-		// (a catching-up publisher reads full pages, and growing one copied it twice).
-		if h, err := s.Head(ctx); err == nil && h.Position > q.After {
-			out = make([]chronicle.Event, 0, min(uint64(q.Limit), h.Position-q.After))
-		}
-	}
 	err := s.read(func(rd reader) error {
 		// The events DB may hold events past the head (those of the batch being applied,
 		// or after a crash those the replay is about to write again): never read them.
@@ -150,6 +143,11 @@ func (s *Store) Events(ctx context.Context, q chronicle.EventQuery) ([]chronicle
 		if logScan {
 			if !q.Descending && q.After >= headPos {
 				return nil
+			}
+			if !q.Descending {
+				// Up to Limit events, fewer only near the head: size for them (a
+				// catching-up publisher reads full pages, and growing one copied it twice).
+				out = make([]chronicle.Event, 0, min(uint64(q.Limit), headPos-q.After))
 			}
 			src = rd.evr()
 			if end := eventKey(headPos + 1); bytes.Compare(upper, end) > 0 {

@@ -11,12 +11,6 @@ import (
 	"pgregory.net/rapid"
 )
 
-// fataler is what these helpers need of a *testing.T or a *rapid.T.
-type fataler interface {
-	Helper()
-	Fatalf(format string, args ...any)
-}
-
 func openMemDB(t fataler) *pebble.DB {
 	t.Helper()
 	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem()})
@@ -24,20 +18,6 @@ func openMemDB(t fataler) *pebble.DB {
 		t.Fatalf("open: %v", err)
 	}
 	return db
-}
-
-func dumpAll(t fataler, db *pebble.DB) []kv {
-	t.Helper()
-	it, err := db.NewIter(nil)
-	if err != nil {
-		t.Fatalf("iter: %v", err)
-	}
-	defer it.Close()
-	var out []kv
-	for it.First(); it.Valid(); it.Next() {
-		out = append(out, kv{slices.Clone(it.Key()), slices.Clone(it.Value())})
-	}
-	return out
 }
 
 // TestKeyOrderMeansTheSame: committing keyOrder's copy leaves a DB exactly as committing
@@ -91,7 +71,7 @@ func TestKeyOrderMeansTheSame(t *testing.T) {
 				rt.Fatal(err)
 			}
 			_, _, _ = a.Close(), b.Close(), c.Close()
-			if want, got := dumpAll(rt, plain), dumpAll(rt, sorted); !slices.EqualFunc(want, got, func(x, y kv) bool {
+			if want, got := dumpReader(rt, plain), dumpReader(rt, sorted); !slices.EqualFunc(want, got, func(x, y kv) bool {
 				return bytes.Equal(x.k, y.k) && bytes.Equal(x.v, y.v)
 			}) {
 				rt.Fatalf("round %d: the sorted copy left\n%q\nthe batch itself\n%q", round, got, want)
@@ -124,7 +104,7 @@ func TestKeyOrderLeavesRangeDeletes(t *testing.T) {
 	if err := c.Commit(pebble.NoSync); err != nil {
 		t.Fatal(err)
 	}
-	got := dumpAll(t, db)
+	got := dumpReader(t, db)
 	if len(got) != 1 || string(got[0].k) != "b" {
 		t.Fatalf("after set z, delete [a,zz), set b: %q, want only b", got)
 	}

@@ -381,7 +381,13 @@ func verifyAgainstReplay(t testing.TB, s *Store) (*chronicle.Replayer, []chronic
 // kv is one key and value of a state DB.
 type kv struct{ k, v []byte }
 
-func dumpReader(t testing.TB, r pebble.Reader) []kv {
+// fataler is what the dump helpers need of a *testing.T or a *rapid.T.
+type fataler interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
+func dumpReader(t fataler, r pebble.Reader) []kv {
 	t.Helper()
 	it, err := r.NewIter(nil)
 	if err != nil {
