@@ -264,8 +264,9 @@ func ReadBackupFile(ra io.ReaderAt, size int64) (*BackupFile, error) {
 	if dec.More() {
 		return nil, errors.New("damaged backup: data after the header")
 	}
-	// Format 2 kept the same records in one DB: its body reads the same.
-	if f.Header.DataFormat != DataFormat && f.Header.DataFormat != 2 {
+	// Format 2 kept the same records in one DB: its body reads the same. Formats 2 and 3
+	// have the older indexes, which restoring upgrades (stateLoad, format4.go).
+	if f.Header.DataFormat != DataFormat && f.Header.DataFormat != 2 && f.Header.DataFormat != 3 {
 		return nil, fmt.Errorf("backup of data format %d; this build reads data format %d", f.Header.DataFormat, DataFormat)
 	}
 	if f.Header.Position == 0 && f.Header.HeadHash != chronicle.GenesisHash || len(f.Header.HeadHash) != len(chronicle.GenesisHash) ||

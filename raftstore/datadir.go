@@ -21,9 +21,10 @@ import (
 // the Raft entry envelope and command batches, stored events and state records, the
 // snapshot stream and the key layout. Format 1 was release 0.1 (JSON throughout, no
 // FORMAT file); format 2 the binary layouts, all in one state DB; format 3 the same
-// records with the events in a DB of their own (events.go). A format-2 directory is
-// moved to format 3 when a node opens it (migrateFormat2).
-const DataFormat = 3
+// records with the events in a DB of their own (events.go); format 4 the smaller stream
+// and type indexes (format4.go). A directory of format 2 or 3 is moved to format 4 when
+// a node opens it (migrateFormat2, migrateFormat3).
+const DataFormat = 4
 
 // formatFile names the data format of a data directory, written once when it is created.
 const formatFile = "FORMAT"
@@ -39,6 +40,8 @@ func checkDataDir(dir string, log *slog.Logger) error {
 	switch {
 	case err == nil && v == 2:
 		return migrateFormat2(dir, log)
+	case err == nil && v == 3:
+		return migrateFormat3(dir, log)
 	case err == nil:
 		return checkFormat(dir, v)
 	case !errors.Is(err, os.ErrNotExist):
@@ -56,14 +59,14 @@ func checkDataDir(dir string, log *slog.Logger) error {
 }
 
 // checkFormatFile reads dir's FORMAT file: nil when it names a format this build opens
-// (DataFormat, or 2, which a node's start migrates), an error wrapping os.ErrNotExist
+// (DataFormat, or 2 or 3, which a node's start migrates), an error wrapping os.ErrNotExist
 // when there is none, another error otherwise.
 func checkFormatFile(dir string) error {
 	v, err := readFormatFile(dir)
 	if err != nil {
 		return err
 	}
-	if v == 2 {
+	if v == 2 || v == 3 {
 		return nil
 	}
 	return checkFormat(dir, v)
@@ -95,14 +98,15 @@ func readFormatFile(dir string) (int, error) {
 }
 
 // migrateFormat2 moves the events of a format-2 data directory, where they shared the
-// state DB with everything else, into the events DB, and then writes FORMAT 3. Each step
-// is durable before the next, and FORMAT changes last: a crash midway leaves format 2,
-// and the next start copies again (the same records under the same keys).
+// state DB with everything else, into the events DB, upgrades the indexes as format 4
+// has them (upgradeIndexes), and then writes FORMAT 4. Each step is durable before the
+// next, and FORMAT changes last: a crash midway leaves format 2, and the next start
+// copies again (the same records under the same keys) and upgrades what is left.
 func migrateFormat2(dir string, log *slog.Logger) error {
 	start := time.Now()
 	ev, err := openEventsDB(filepath.Join(dir, eventsDir), pebbleutil.Tuning{}, log, nil, nil)
 	if err != nil {
-		return fmt.Errorf("move to data format 3: %w", err)
+		return fmt.Errorf("move to data format 4: %w", err)
 	}
 	// The state DB as format 2 kept it, with its WAL (which Open replays).
 	stateDir := filepath.Join(dir, "state")
@@ -110,17 +114,22 @@ func migrateFormat2(dir string, log *slog.Logger) error {
 		Logger: pebbleutil.Logger(log, "pebble"), EventListener: pebbleutil.Events(log, "pebble")})
 	if err != nil {
 		_ = ev.Close()
-		return fmt.Errorf("move to data format 3: open the state DB in %s: %w", stateDir, err)
+		return fmt.Errorf("move to data format 4: open the state DB in %s: %w", stateDir, err)
 	}
 	n, err := moveEvents(db, ev)
+	records := 0
+	if err == nil {
+		records, err = upgradeIndexes(db, ev)
+	}
 	err = errors.Join(err, db.Close(), ev.Close())
 	if err != nil {
-		return fmt.Errorf("move to data format 3: %w", err)
+		return fmt.Errorf("move to data format 4: %w", err)
 	}
 	if err := writeFormatFile(dir); err != nil {
-		return fmt.Errorf("move to data format 3: %w", err)
+		return fmt.Errorf("move to data format 4: %w", err)
 	}
-	log.Info("moved the events into their own DB (data format 2 to 3)", "dir", dir, "events", n, "took", time.Since(start))
+	log.Info("moved the events into their own DB and rewrote the indexes (data format 2 to 4)", "dir", dir,
+		"events", n, "index_records", records, "took", time.Since(start))
 	return nil
 }
 

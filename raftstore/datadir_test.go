@@ -132,7 +132,7 @@ func TestDataDirFormatFile(t *testing.T) {
 	closeStore(t, s)
 
 	for _, c := range []struct{ content, want string }{
-		{"chronicle data format 4\n", "holds data format 4; this build reads data format 3"},
+		{fmt.Sprintf("chronicle data format %d\n", DataFormat+1), fmt.Sprintf("holds data format %d; this build reads data format %d", DataFormat+1, DataFormat)},
 		{"chronicle data format x\n", "damaged"},
 		{"", "damaged"},
 	} {
@@ -189,7 +189,8 @@ func TestEntryOfAnotherFormatStopsTheNode(t *testing.T) {
 // TestDataDirFormat2Migrates opens a data directory written by the last format-2 build
 // (testdata/format-2-datadir.tar.gz: three accounts, five transfers, a keyed deposit and
 // a withdrawal, 15 events, then SIGTERM; its state DB still had them in its WAL). The
-// events move into the events DB, FORMAT says 3, and the ledger is the same: every
+// events move into the events DB, the indexes are upgraded (format4.go), FORMAT says 4,
+// and the ledger is the same: every
 // event, balance, history and idempotency key. A start that stopped halfway (events
 // copied, FORMAT still 2) copies again and ends the same.
 func TestDataDirFormat2Migrates(t *testing.T) {
@@ -215,7 +216,7 @@ func TestDataDirFormat2Migrates(t *testing.T) {
 				}
 			}
 			s := env.open()
-			if b, err := os.ReadFile(filepath.Join(env.cfg.DataDir, formatFile)); err != nil || string(b) != "chronicle data format 3\n" {
+			if b, err := os.ReadFile(filepath.Join(env.cfg.DataDir, formatFile)); err != nil || string(b) != fmt.Sprintf("chronicle data format %d\n", DataFormat) {
 				t.Fatalf("FORMAT after the move: %q (%v)", b, err)
 			}
 			if !strings.Contains(env.logs.String(), "moved the events into their own DB") {
@@ -270,7 +271,7 @@ func TestDataDirFormat2Migrates(t *testing.T) {
 			s = env.open()
 			defer closeStore(t, s)
 			if strings.Contains(env.logs.String()[logged:], "moved the events") {
-				t.Fatal("a format-3 directory was moved again")
+				t.Fatal("a moved directory was moved again")
 			}
 			if h := mustHead(t, s); h.Position != 17 {
 				t.Fatalf("head after reopening: %+v, want position 17", h)

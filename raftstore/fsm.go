@@ -114,6 +114,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	defer events.Close()
 	o := newOverlay(f.mem)
 	o.db = f.db
+	types := newTypeStage(f.mem)
 	applied, head := f.mem.applied, f.mem.head
 	last := applied
 	var appended []chronicle.Event
@@ -163,7 +164,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		if err != nil {
 			return f.fail(resp, fmt.Errorf("apply entry %d: %w", l.Index, err))
 		}
-		if err := writeOutcome(b, events, out); err != nil {
+		if err := writeOutcome(b, events, types, out); err != nil {
 			return f.fail(resp, fmt.Errorf("stage entry %d: %w", l.Index, err))
 		}
 		o.stage(out)
@@ -181,6 +182,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	}
 	if last == applied {
 		return resp
+	}
+	if err := types.write(b); err != nil {
+		return f.fail(resp, fmt.Errorf("stage the type index: %w", err))
 	}
 	if err := b.Set(metaKey(metaApplied), pebbleutil.U64(last), nil); err != nil {
 		return f.fail(resp, err)
@@ -206,6 +210,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	}
 	// Only now does memory change: a failure above left it as the state DB still is.
 	o.fold(head, last)
+	types.fold()
 	if f.onApply != nil {
 		f.onApply(head, last, appended)
 	}

@@ -2,27 +2,31 @@ package raftstore
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"time"
 
 	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
 )
 
-// Key layout of the state DB (data format 2). One byte of prefix per record kind; ids are
-// followed by a zero byte (ids never contain one) so that one id is never a prefix of
-// another's range. Values are the domain's versioned binary layouts (MarshalBinary).
+// Key layout of the state DB (data format 4; the events are in the events DB, events.go).
+// One byte of prefix per record kind; ids are followed by a zero byte (ids never contain
+// one) so that one id is never a prefix of another's range. Values are the domain's
+// versioned binary layouts (MarshalBinary).
 const (
-	prefixEvent       = 'e' // e | position            -> event (stored form: canonical bytes + hash)
-	prefixAccount     = 'a' // a | id                  -> account
-	prefixStream      = 's' // s | id 0 | version      -> position
-	prefixHistory     = 'h' // h | id 0 | commit time  -> balance, position
-	prefixType        = 't' // t | type 0 | position   -> (empty)
-	prefixIdem        = 'i' // i | key                 -> idempotency record (key, fingerprint, positions)
-	prefixIdemExpiry  = 'x' // x | commit time | key   -> (empty)
-	prefixMeta        = 'm' // m | name                -> head (binary) or applied index (u64)
-	prefixNode        = 'n' // n | node id             -> NodeMeta (binary)
-	prefixToken       = 'k' // k | token name          -> Token (binary; the secret's hash, never the secret)
-	metaApplied       = "applied"
+	prefixEvent      = 'e' // e | position            -> event (stored form: canonical bytes + hash)
+	prefixAccount    = 'a' // a | id                  -> account
+	prefixStream     = 's' // s | id 0 | version      -> position, commit time, balance after (streamValue)
+	prefixTypeBlock  = 'b' // b | type 0 | block      -> bitmap of the block's positions of that type
+	prefixIdem       = 'i' // i | key                 -> idempotency record (key, fingerprint, positions)
+	prefixIdemExpiry = 'x' // x | commit time | key   -> (empty)
+	prefixMeta       = 'm' // m | name                -> head (binary) or applied index (u64)
+	prefixNode       = 'n' // n | node id             -> NodeMeta (binary)
+	prefixToken      = 'k' // k | token name          -> Token (binary; the secret's hash, never the secret)
+	metaApplied      = "applied"
+	// Until data format 3: replaced by the stream values and the type blocks (format4.go).
+	legacyHistory     = 'h' // h | id 0 | commit time  -> balance, position
+	legacyType        = 't' // t | type 0 | position   -> (empty)
 	metaHead          = "head"
 	maxPurgePerCommit = 1024
 )
@@ -67,13 +71,11 @@ func streamPrefix(id string) []byte { return appendIDPrefix(nil, prefixStream, i
 func streamKey(id string, version uint64) []byte {
 	return appendStreamKey(nil, id, version)
 }
-func historyPrefix(id string) []byte { return appendIDPrefix(nil, prefixHistory, id) }
-func historyKey(id string, t time.Time) []byte {
-	return appendHistoryKey(nil, id, t)
+func typeBlockPrefix(eventType string) []byte {
+	return appendIDPrefix(nil, prefixTypeBlock, eventType)
 }
-func typePrefix(eventType string) []byte { return appendIDPrefix(nil, prefixType, eventType) }
-func typeKey(eventType string, pos uint64) []byte {
-	return appendTypeKey(nil, eventType, pos)
+func typeBlockKey(eventType string, block uint64) []byte {
+	return appendTypeBlockKey(nil, eventType, block)
 }
 
 // The append forms build a key in a reused buffer: the apply path stages a dozen keys per
@@ -90,11 +92,41 @@ func appendIDPrefix(dst []byte, p byte, id string) []byte {
 func appendStreamKey(dst []byte, id string, version uint64) []byte {
 	return binary.BigEndian.AppendUint64(appendIDPrefix(dst, prefixStream, id), version)
 }
-func appendHistoryKey(dst []byte, id string, t time.Time) []byte {
-	return binary.BigEndian.AppendUint64(appendIDPrefix(dst, prefixHistory, id), timeOrder(t))
+func appendTypeBlockKey(dst []byte, eventType string, block uint64) []byte {
+	return binary.BigEndian.AppendUint64(appendIDPrefix(dst, prefixTypeBlock, eventType), block)
 }
-func appendTypeKey(dst []byte, eventType string, pos uint64) []byte {
-	return binary.BigEndian.AppendUint64(appendIDPrefix(dst, prefixType, eventType), pos)
+
+// A stream entry's value: the event's position, its commit time (timeOrder) and the
+// account's balance after it. Commit times grow with positions, and so with versions,
+// which lets balance-at binary-search an account's stream (reader.balanceAt).
+const streamValueLen = 24
+
+func appendStreamValue(dst []byte, pos uint64, t time.Time, balance int64) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, pos)
+	dst = binary.BigEndian.AppendUint64(dst, timeOrder(t))
+	return binary.BigEndian.AppendUint64(dst, uint64(balance))
+}
+
+// streamEntry decodes a stream value.
+func streamEntry(v []byte) (pos uint64, t time.Time, balance int64, err error) {
+	if len(v) != streamValueLen {
+		return 0, time.Time{}, 0, fmt.Errorf("stream entry of %d bytes, want %d", len(v), streamValueLen)
+	}
+	return binary.BigEndian.Uint64(v), keyTime(v[8:16]), int64(binary.BigEndian.Uint64(v[16:])), nil
+}
+
+// The type index: one record per event type and block of typeBlockSize positions, a
+// bitmap with bit i of byte j set when position block*typeBlockSize + 8j + i holds an
+// event of the type. One record per block instead of one per event: at 256 a transfer's
+// two events cost the index almost nothing, and a listing of a rare type still skips
+// whole blocks it does not occur in.
+const (
+	typeBlockSize  = 256
+	typeBlockBytes = typeBlockSize / 8
+)
+
+func typeBlockOf(pos uint64) (block uint64, byteIdx int, bit byte) {
+	return pos / typeBlockSize, int(pos%typeBlockSize) / 8, 1 << (pos % 8)
 }
 func idemKey(key string) []byte { return join([]byte{prefixIdem}, []byte(key)) }
 func idemExpiryKey(t time.Time, key string) []byte {

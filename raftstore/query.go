@@ -112,7 +112,21 @@ func (s *Store) Events(ctx context.Context, q chronicle.EventQuery) ([]chronicle
 		s.headMu.Lock()
 		headPos := s.head.Position
 		s.headMu.Unlock()
-		// Pick the narrowest index: an account's stream, an event type, or the log itself.
+		if q.AggregateID == "" && q.EventType != "" {
+			return rd.typePositions(q.EventType, q.Descending, q.After, headPos, func(pos uint64) (bool, error) {
+				e, ok, err := rd.event(pos)
+				if err != nil {
+					return false, fmt.Errorf("raftstore: read event %d: %w", pos, err)
+				}
+				if !ok || e.EventType != q.EventType {
+					// Written in the batch that moved the head past pos: this is damage.
+					return false, fmt.Errorf("raftstore: the type index lists event %d as %s, but the events DB does not hold it as one", pos, q.EventType)
+				}
+				out = append(out, e)
+				return len(out) < q.Limit, nil
+			})
+		}
+		// Pick the narrowest index: an account's stream or the log itself.
 		var lower, upper []byte
 		var posOf func(k, v []byte) uint64
 		logScan := false
@@ -120,15 +134,6 @@ func (s *Store) Events(ctx context.Context, q chronicle.EventQuery) ([]chronicle
 		case q.AggregateID != "":
 			lower, upper = streamPrefix(q.AggregateID), pebbleutil.PrefixEnd(streamPrefix(q.AggregateID))
 			posOf = func(_, v []byte) uint64 { return binary.BigEndian.Uint64(v) }
-		case q.EventType != "":
-			n := len(typePrefix(q.EventType))
-			lower, upper = typePrefix(q.EventType), pebbleutil.PrefixEnd(typePrefix(q.EventType))
-			if q.Descending && q.After > 0 {
-				upper = typeKey(q.EventType, q.After)
-			} else if !q.Descending {
-				lower = typeKey(q.EventType, q.After+1)
-			}
-			posOf = func(k, _ []byte) uint64 { return binary.BigEndian.Uint64(k[n:]) }
 		default:
 			logScan = true
 			lower, upper = []byte{prefixEvent}, []byte{prefixEvent + 1}

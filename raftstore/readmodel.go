@@ -113,8 +113,8 @@ func (rd reader) statement(id string, before uint64, limit int) ([]chronicle.Sta
 	}
 	defer it.Close()
 	for valid := it.Last(); valid && len(out) < limit; valid = it.Prev() {
-		if len(it.Value()) != 8 {
-			return nil, fmt.Errorf("stream entry %x: %d bytes, want 8", it.Key(), len(it.Value()))
+		if len(it.Value()) != streamValueLen {
+			return nil, fmt.Errorf("stream entry %x: %d bytes, want %d", it.Key(), len(it.Value()), streamValueLen)
 		}
 		pos := binary.BigEndian.Uint64(it.Value())
 		e, ok, err := rd.event(pos)

@@ -31,9 +31,12 @@ type snapshotHeader struct {
 	Head    chronicle.Head
 }
 
-// snapshotFormat 2: binary header and binary records. Format 1 (release 0.1) had a JSON
-// header and JSON records; it is refused, by name.
-const snapshotFormat = 2
+// snapshotFormat 3: binary header and binary records, with data format 4's indexes.
+// Format 2 had the same header and records with the older indexes; loading one upgrades
+// them (indexUpgrade), and a build that reads only format 2 refuses format 3 rather than
+// misread its indexes. Format 1 (release 0.1) had a JSON header and JSON records; it is
+// refused, by name.
+const snapshotFormat = 3
 
 // marshal encodes the header: format u8 | applied index u64 | head (chronicle.Head binary).
 func (h snapshotHeader) marshal() ([]byte, error) {
@@ -52,7 +55,7 @@ func (h *snapshotHeader) unmarshal(b []byte) error {
 	if len(b) < 9 {
 		return fmt.Errorf("snapshot header of %d bytes", len(b))
 	}
-	if b[0] != snapshotFormat {
+	if b[0] != snapshotFormat && b[0] != 2 {
 		return fmt.Errorf("snapshot format %d, this build reads format %d", b[0], snapshotFormat)
 	}
 	h.Format, h.Applied = b[0], binary.BigEndian.Uint64(b[1:9])
@@ -261,6 +264,10 @@ type stateLoad struct {
 	b, eb  *pebble.Batch // state records, events
 	skip   func(key []byte) bool
 	n      int // records written
+	// upgrade rewrites the indexes of a stream from an older build (format4.go);
+	// eventsIn is set once the staged events are committed for it to read.
+	upgrade  indexUpgrade
+	eventsIn bool
 	// batchBytes is the size at which a staged batch is committed (tests make it small).
 	batchBytes int
 }
@@ -282,6 +289,7 @@ func newStateLoad(db, ev *pebble.DB, skip func(key []byte) bool) (*stateLoad, er
 		return nil, fmt.Errorf("clear the state DB: %w", err)
 	}
 	l := &stateLoad{db: db, ev: ev, b: db.NewBatch(), eb: ev.NewBatch(), skip: skip, batchBytes: 16 << 20}
+	l.upgrade = indexUpgrade{event: l.event, emit: l.put}
 	if err := l.eb.DeleteRange([]byte{prefixEvent}, []byte{prefixEvent + 1}, nil); err != nil {
 		l.close()
 		return nil, err
@@ -294,6 +302,27 @@ func (l *stateLoad) set(k, v []byte) error {
 	if string(k) == string(metaKey(metaApplied)) || l.skip != nil && l.skip(k) {
 		return nil // the applied index is written last, by commit
 	}
+	if legacy, err := l.upgrade.record(k, v); legacy || err != nil {
+		return err
+	}
+	return l.put(k, v)
+}
+
+// event reads a loaded event for the index upgrade. Events sort before every index
+// record, so by the first legacy stream entry all of them are staged: they are committed
+// once, to be read.
+func (l *stateLoad) event(pos uint64) (chronicle.Event, bool, error) {
+	if !l.eventsIn {
+		if err := l.commitEvents(); err != nil {
+			return chronicle.Event{}, false, err
+		}
+		l.eventsIn = true
+	}
+	return reader{r: l.db, ev: l.ev}.event(pos)
+}
+
+// put stages one record as it is.
+func (l *stateLoad) put(k, v []byte) error {
 	b := l.b
 	if k[0] == prefixEvent {
 		b = l.eb
@@ -333,6 +362,9 @@ func (l *stateLoad) commitEvents() error {
 // commit files what was staged under the applied index and makes it durable: the
 // events, then the state with its applied index.
 func (l *stateLoad) commit(applied uint64) error {
+	if err := l.upgrade.flush(); err != nil {
+		return err
+	}
 	if err := l.commitEvents(); err != nil {
 		return err
 	}

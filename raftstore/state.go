@@ -3,6 +3,7 @@ package raftstore
 import (
 	"encoding"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -87,35 +88,67 @@ func setBinary(b *pebble.Batch, key []byte, v encoding.BinaryMarshaler) error {
 	return b.Set(key, data, nil)
 }
 
-// balanceAt seeks the last history entry of id at or before t: one seek, O(log n).
+// balanceAt finds the last entry of id's stream committed at or before t. Commit times
+// never decrease along a stream, so it binary-searches the versions: O(log n) seeks in
+// one iterator over the account's range.
 func (rd reader) balanceAt(id string, t time.Time) (chronicle.BalancePoint, bool, error) {
-	prefix := historyPrefix(id)
+	prefix := streamPrefix(id)
 	it, err := rd.r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: pebbleutil.PrefixEnd(prefix)})
 	if err != nil {
 		return chronicle.BalancePoint{}, false, err
 	}
 	defer it.Close()
-	// SeekLT to the key just past t lands on the newest entry at or before t.
-	seek := historyKey(id, t)
-	seek = append(seek, 0)
-	if !it.SeekLT(seek) {
+	version := func() uint64 { return binary.BigEndian.Uint64(it.Key()[len(prefix):]) }
+	at := func() (chronicle.BalancePoint, error) {
+		pos, when, bal, err := streamEntry(it.Value())
+		if err != nil {
+			return chronicle.BalancePoint{}, fmt.Errorf("stream entry %d of %s: %w", version(), id, err)
+		}
+		return chronicle.BalancePoint{AccountID: id, Time: when, Balance: bal, Position: pos}, nil
+	}
+	if !it.Last() {
 		return chronicle.BalancePoint{}, false, it.Error()
 	}
-	k, v := it.Key(), it.Value()
-	if len(v) != 16 {
-		return chronicle.BalancePoint{}, false, fmt.Errorf("history entry of %s: %d bytes, want 16", id, len(v))
+	last, err := at()
+	if err != nil || !last.Time.After(t) {
+		return last, err == nil, err
 	}
-	return chronicle.BalancePoint{
-		AccountID: id, Time: keyTime(k[len(prefix):]),
-		Balance:  int64(binary.BigEndian.Uint64(v[:8])),
-		Position: binary.BigEndian.Uint64(v[8:]),
-	}, true, nil
+	hi := version() // the first version known to be after t
+	if !it.First() {
+		return chronicle.BalancePoint{}, false, it.Error()
+	}
+	p, err := at()
+	if err != nil || p.Time.After(t) {
+		return chronicle.BalancePoint{}, false, err // the account did not exist yet
+	}
+	lo := version() // the last version known to be at or before t
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		if !it.SeekGE(streamKey(id, mid)) {
+			return chronicle.BalancePoint{}, false, errors.Join(it.Error(), fmt.Errorf("stream of %s ends before version %d", id, hi))
+		}
+		v := version()
+		if v >= hi {
+			hi = mid // no version in [mid, hi)
+			continue
+		}
+		q, err := at()
+		if err != nil {
+			return chronicle.BalancePoint{}, false, err
+		}
+		if q.Time.After(t) {
+			hi = v
+		} else {
+			lo, p = v, q
+		}
+	}
+	return p, true, nil
 }
 
 // writeOutcome stages everything one applied batch changed. Keys and values are built in
 // two reused buffers (Batch.Set copies them): an entry of transfers stages about a dozen
 // records per transfer, and allocating each was a fifth of the apply path's garbage.
-func writeOutcome(b, events *pebble.Batch, out chronicle.Outcome) error {
+func writeOutcome(b, events *pebble.Batch, types *typeStage, out chronicle.Outcome) error {
 	var key, val []byte
 	var err error
 	for i := range out.Events {
@@ -127,10 +160,10 @@ func writeOutcome(b, events *pebble.Batch, out chronicle.Outcome) error {
 			return fmt.Errorf("stage event %d: %w", e.Position, err)
 		}
 		key = appendStreamKey(key[:0], e.AggregateID, e.EventVersion)
-		if err := b.Set(key, binary.BigEndian.AppendUint64(val[:0], e.Position), nil); err != nil {
+		if err := b.Set(key, appendStreamValue(val[:0], e.Position, e.CreatedAt, e.Data.BalanceAfter), nil); err != nil {
 			return err
 		}
-		if err := b.Set(appendTypeKey(key[:0], e.EventType, e.Position), nil, nil); err != nil {
+		if err := types.add(e.EventType, e.Position); err != nil {
 			return err
 		}
 	}
@@ -140,12 +173,6 @@ func writeOutcome(b, events *pebble.Batch, out chronicle.Outcome) error {
 		}
 		if err := b.Set(appendAccountKey(key[:0], a.ID), val, nil); err != nil {
 			return fmt.Errorf("stage account %s: %w", a.ID, err)
-		}
-	}
-	for _, h := range out.History {
-		val = binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(val[:0], uint64(h.Balance)), h.Position)
-		if err := b.Set(appendHistoryKey(key[:0], h.AccountID, h.Time), val, nil); err != nil {
-			return err
 		}
 	}
 	for _, r := range out.Idempotency {

@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
 )
 
 // These tests run the store on real Pebble and a real (one-node) Raft. Each Open waits for
@@ -375,7 +376,120 @@ func verifyAgainstReplay(t testing.TB, s *Store) (*chronicle.Replayer, []chronic
 			}
 		}
 	}
+	checkIndexes(t, s, events)
 	return rep, events
+}
+
+// checkIndexes checks the state DB's indexes against the events: each stream names its
+// account's events in order with their commit times and balances after; balance-at
+// answers, at each commit instant, the balance after the last event then, and nothing
+// before the first; and each type's listing, both ways and page by page, is exactly the
+// events of that type.
+func checkIndexes(t testing.TB, s *Store, events []chronicle.Event) {
+	t.Helper()
+	ctx := context.Background()
+	byAccount := map[string][]chronicle.Event{}
+	byType := map[string][]chronicle.Event{}
+	for _, e := range events {
+		byAccount[e.AggregateID] = append(byAccount[e.AggregateID], e)
+		byType[e.EventType] = append(byType[e.EventType], e)
+	}
+	for id, evs := range byAccount {
+		var got []kv
+		if err := s.read(func(rd reader) error {
+			got = dumpRange(t, rd.r, streamPrefix(id))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(evs) {
+			t.Fatalf("stream of %s: %d entries, %d events", id, len(got), len(evs))
+		}
+		for i, e := range evs {
+			pos, at, bal, err := streamEntry(got[i].v)
+			if err != nil || !bytes.Equal(got[i].k, streamKey(id, e.EventVersion)) || pos != e.Position ||
+				!at.Equal(e.CreatedAt) || bal != e.Data.BalanceAfter {
+				t.Fatalf("stream entry %d of %s: %x = %d %v %d (%v), want event %d v%d at %v balance %d", i, id,
+					got[i].k, pos, at, bal, err, e.Position, e.EventVersion, e.CreatedAt, e.Data.BalanceAfter)
+			}
+		}
+		if chronicle.IsExternal(id) {
+			continue // balance-at answers for customer accounts only
+		}
+		if p, err := s.BalanceAt(ctx, id, evs[0].CreatedAt.Add(-time.Nanosecond)); err == nil {
+			t.Fatalf("balance of %s before its first event: %+v", id, p)
+		}
+		// Every commit instant of short streams, about 300 of long ones.
+		step := max(1, len(evs)/300)
+		for i := 0; i < len(evs); i += step {
+			j := i
+			for j+1 < len(evs) && evs[j+1].CreatedAt.Equal(evs[i].CreatedAt) {
+				j++
+			}
+			at := []time.Time{evs[i].CreatedAt}
+			if j+1 < len(evs) {
+				at = append(at, evs[j+1].CreatedAt.Add(-time.Nanosecond)) // just before the next
+			}
+			for _, at := range at {
+				p, err := s.BalanceAt(ctx, id, at)
+				if err != nil || p.Balance != evs[j].Data.BalanceAfter || p.Position != evs[j].Position || !p.Time.Equal(evs[j].CreatedAt) {
+					t.Fatalf("balance of %s at %v: %+v, %v; want %d from event %d", id, at, p, err, evs[j].Data.BalanceAfter, evs[j].Position)
+				}
+			}
+		}
+	}
+	for typ, evs := range byType {
+		for _, desc := range []bool{false, true} {
+			var got []uint64
+			var after uint64
+			for {
+				page, err := s.Events(ctx, chronicle.EventQuery{EventType: typ, After: after, Descending: desc, Limit: 97})
+				if err != nil {
+					t.Fatalf("events of type %s after %d (descending %v): %v", typ, after, desc, err)
+				}
+				if len(page) == 0 {
+					break
+				}
+				for _, e := range page {
+					got = append(got, e.Position)
+				}
+				after = page[len(page)-1].Position
+			}
+			want := make([]uint64, len(evs))
+			for i, e := range evs {
+				want[i] = e.Position
+			}
+			if desc {
+				slices.Reverse(want)
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("events of type %s (descending %v): %d positions, want %d (%v…, want %v…)", typ, desc, len(got), len(want),
+					got[:min(len(got), 5)], want[:min(len(want), 5)])
+			}
+		}
+	}
+}
+
+// dumpRange reads the records under prefix (all of them when it is nil).
+func dumpRange(t fataler, r pebble.Reader, prefix []byte) []kv {
+	t.Helper()
+	var opts *pebble.IterOptions
+	if prefix != nil {
+		opts = &pebble.IterOptions{LowerBound: prefix, UpperBound: pebbleutil.PrefixEnd(prefix)}
+	}
+	it, err := r.NewIter(opts)
+	if err != nil {
+		t.Fatalf("NewIter: %v", err)
+	}
+	defer it.Close()
+	var out []kv
+	for it.First(); it.Valid(); it.Next() {
+		out = append(out, kv{slices.Clone(it.Key()), slices.Clone(it.Value())})
+	}
+	if err := it.Error(); err != nil {
+		t.Fatalf("iterate: %v", err)
+	}
+	return out
 }
 
 // kv is one key and value of a state DB.
@@ -389,19 +503,7 @@ type fataler interface {
 
 func dumpReader(t fataler, r pebble.Reader) []kv {
 	t.Helper()
-	it, err := r.NewIter(nil)
-	if err != nil {
-		t.Fatalf("NewIter: %v", err)
-	}
-	defer it.Close()
-	var out []kv
-	for it.First(); it.Valid(); it.Next() {
-		out = append(out, kv{slices.Clone(it.Key()), slices.Clone(it.Value())})
-	}
-	if err := it.Error(); err != nil {
-		t.Fatalf("iterate: %v", err)
-	}
-	return out
+	return dumpRange(t, r, nil)
 }
 
 // dumpState reads every record of the store's state, events included, in key order.

@@ -35,6 +35,9 @@ type working struct {
 	applied uint64
 	// holds are the open pending transfers (holds.go).
 	holds openHolds
+	// types holds the newest type index block of each event type (typeindex.go); only
+	// the FSM goroutine reads or writes it.
+	types map[string]*typeBlock
 }
 
 // expiryEntry is one x key: x | at | key.
@@ -54,7 +57,7 @@ func (e expiryEntry) less(o expiryEntry) bool {
 
 func newWorking() *working {
 	return &working{accounts: newAccountTable(), keys: map[string]chronicle.IdempotencyRecord{},
-		head: chronicle.GenesisHead(), holds: newOpenHolds()}
+		head: chronicle.GenesisHead(), holds: newOpenHolds(), types: map[string]*typeBlock{}}
 }
 
 // loadWorking reads the working state from the state DB: one scan of the account,
@@ -116,6 +119,9 @@ func loadWorking(r pebble.Reader) (*working, error) {
 	if w.holds, err = loadHolds(r); err != nil {
 		return nil, err
 	}
+	if w.types, err = loadTypeBlocks(r); err != nil {
+		return nil, fmt.Errorf("load the type index: %w", err)
+	}
 	return w, nil
 }
 
@@ -138,7 +144,7 @@ func (w *working) replace(n *working) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.accounts, w.keys, w.expiry, w.head, w.applied = n.accounts, n.keys, n.expiry, n.head, n.applied
-	w.holds = n.holds
+	w.holds, w.types = n.holds, n.types
 }
 
 // account is a query's read.
