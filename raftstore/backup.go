@@ -267,7 +267,7 @@ func ReadBackupFile(ra io.ReaderAt, size int64) (*BackupFile, error) {
 	// Format 2 kept the same records in one DB: its body reads the same. Formats 2 and 3
 	// have the older indexes, which restoring upgrades (stateLoad, format4.go).
 	if f.Header.DataFormat != DataFormat && f.Header.DataFormat != 2 && f.Header.DataFormat != 3 {
-		return nil, fmt.Errorf("backup of data format %d; this build reads data format %d", f.Header.DataFormat, DataFormat)
+		return nil, fmt.Errorf("backup of data format %d; this build reads data formats 2 to %d", f.Header.DataFormat, DataFormat)
 	}
 	if f.Header.Position == 0 && f.Header.HeadHash != chronicle.GenesisHash || len(f.Header.HeadHash) != len(chronicle.GenesisHash) ||
 		f.Header.Position > 0 && f.Header.AppliedIndex == 0 {
@@ -573,7 +573,7 @@ func restoreInto(f *BackupFile, dir string, log *slog.Logger) error {
 		}
 		return nil
 	}
-	l, err := newStateLoad(db, ev, func(k []byte) bool { return k[0] == prefixNode })
+	l, err := newStateLoad(db, ev, func(k []byte) bool { return k[0] == prefixNode }, f.Header.DataFormat < DataFormat)
 	if err != nil {
 		return errors.Join(fmt.Errorf("restore: %w", err), closeDB())
 	}

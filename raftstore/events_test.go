@@ -111,7 +111,7 @@ func TestStateLoadNeverNamesAMissingEvent(t *testing.T) {
 	}
 
 	dst := newBareFSM(t)
-	l, err := newStateLoad(dst.db, dst.ev, nil)
+	l, err := newStateLoad(dst.db, dst.ev, nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,8 @@ import (
 //
 //   - A stream entry's value holds the event's commit time and the account's balance
 //     after it besides its position, and the history index (h | id | commit time ->
-//     balance, position) is gone: balance-at binary-searches the stream instead.
+//     balance, position) is gone: balance-at reads the stream instead, from the last
+//     checkpoint (c | id | commit time -> version, every 256th entry) before the instant.
 //   - The type index has one record per type and block of positions (b | type | block
 //     -> bitmap) instead of one per event (t | type | position).
 //
@@ -62,6 +63,14 @@ func (u *indexUpgrade) record(k, v []byte) (bool, error) {
 		}
 		if !ok {
 			return true, fmt.Errorf("stream entry %x names event %d, which is missing", k, pos)
+		}
+		if e.EventVersion%checkpointEvery == 0 {
+			// Before the entry: a run cut short after rewriting the entry (which a
+			// later run then skips) has written its checkpoint too.
+			ck := appendCheckpointKey(nil, e.AggregateID, e.CreatedAt)
+			if err := u.emit(ck, binary.BigEndian.AppendUint64(nil, e.EventVersion)); err != nil {
+				return true, err
+			}
 		}
 		return true, u.emit(k, appendStreamValue(nil, pos, e.CreatedAt, e.Data.BalanceAfter))
 	case k[0] == legacyType:

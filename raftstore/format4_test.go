@@ -3,6 +3,7 @@ package raftstore
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -10,6 +11,9 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
 )
 
 // The fixture testdata/format-3-datadir.tar.gz was written by the last format-3 build
@@ -174,4 +178,74 @@ func withoutApplied(kvs []kv) []kv {
 		}
 	}
 	return out
+}
+
+// TestBalanceAtAcrossCheckpoints gives one account a stream several checkpoints long,
+// with several deposits per entry and more than one event per commit instant (transfers
+// between two accounts of the test), and checks balance-at at every instant
+// (checkIndexes), before and after a restart.
+func TestBalanceAtAcrossCheckpoints(t *testing.T) {
+	t.Parallel()
+	env := newLedgerEnv(t, nil)
+	s := env.open()
+	mustOK(t, s, cmdCreate("a", "USD", "0", "0"), cmdCreate("b", "USD", "0", "0"))
+	for i := range 3*checkpointEvery/8 + 5 {
+		var cmds []chronicle.Command
+		for range 8 {
+			cmds = append(cmds, cmdDeposit("a", "1.00"))
+		}
+		if i%3 == 0 {
+			cmds = append(cmds, cmdTransfer("a", "b", "0.50"))
+		}
+		mustOK(t, s, cmds...)
+	}
+	if a, err := s.Account(t.Context(), "a"); err != nil || a.Version < 3*checkpointEvery {
+		t.Fatalf("account a: %+v, %v; want a stream of three checkpoints", a, err)
+	}
+	verifyAgainstReplay(t, s)
+	closeStore(t, s)
+	s = env.open()
+	verifyAgainstReplay(t, s)
+	closeStore(t, s)
+
+	// Written as format 3 would have written it, the upgrade gives the same bytes,
+	// checkpoints included.
+	want := dumpDir(t, env.cfg.DataDir)
+	db, ev := openStateDB(t, env.cfg.DataDir), openEventsDBT(t, env.cfg.DataDir)
+	defer func() { _ = errors.Join(db.Close(), ev.Close()) }()
+	downgrade(t, db, ev)
+	if _, err := upgradeIndexes(db, ev); err != nil {
+		t.Fatal(err)
+	}
+	requireSameState(t, want, dumpDBs(t, db, ev))
+}
+
+// downgrade rewrites db's indexes as data format 3 had them, from the events: 8-byte
+// stream values, a history record per commit instant and account, a type record per
+// event, and no checkpoints or type blocks.
+func downgrade(t *testing.T, db, ev *pebble.DB) {
+	t.Helper()
+	b := db.NewBatch()
+	for _, p := range []byte{prefixCheckpoint, prefixTypeBlock} {
+		if err := b.DeleteRange([]byte{p}, []byte{p + 1}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range dumpRange(t, ev, []byte{prefixEvent}) {
+		var e chronicle.Event
+		if err := e.UnmarshalBinary(r.v); err != nil {
+			t.Fatal(err)
+		}
+		hv := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(e.Data.BalanceAfter)), e.Position)
+		hk := binary.BigEndian.AppendUint64(appendIDPrefix(nil, legacyHistory, e.AggregateID), timeOrder(e.CreatedAt))
+		tk := binary.BigEndian.AppendUint64(appendIDPrefix(nil, legacyType, e.EventType), e.Position)
+		err := errors.Join(b.Set(streamKey(e.AggregateID, e.EventVersion), pebbleutil.U64(e.Position), nil),
+			b.Set(hk, hv, nil), b.Set(tk, nil, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
 }

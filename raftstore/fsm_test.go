@@ -270,7 +270,7 @@ func TestFSMRestoreReplacesLaggingState(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = w.Flush()
-	if err := restore(lag, other.Bytes()); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("snapshot format %d, this build reads format %d", snapshotFormat+1, snapshotFormat)) {
+	if err := restore(lag, other.Bytes()); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("snapshot format %d, this build reads formats 2 and %d", snapshotFormat+1, snapshotFormat)) {
 		t.Fatalf("Restore of another format: %v", err)
 	}
 	// So is a snapshot of release 0.1 (a JSON header).

@@ -133,7 +133,12 @@ func (s *Store) Events(ctx context.Context, q chronicle.EventQuery) ([]chronicle
 		switch {
 		case q.AggregateID != "":
 			lower, upper = streamPrefix(q.AggregateID), pebbleutil.PrefixEnd(streamPrefix(q.AggregateID))
-			posOf = func(_, v []byte) uint64 { return binary.BigEndian.Uint64(v) }
+			posOf = func(_, v []byte) uint64 {
+				if len(v) != streamValueLen {
+					return 0 // damaged: reported below
+				}
+				return binary.BigEndian.Uint64(v)
+			}
 		default:
 			logScan = true
 			lower, upper = []byte{prefixEvent}, []byte{prefixEvent + 1}
@@ -172,6 +177,9 @@ func (s *Store) Events(ctx context.Context, q chronicle.EventQuery) ([]chronicle
 		}
 		for ; valid && len(out) < q.Limit; valid = step() {
 			pos := posOf(it.Key(), it.Value())
+			if pos == 0 {
+				return fmt.Errorf("raftstore: index record %x: damaged", it.Key())
+			}
 			if pos > headPos || q.Descending && q.After > 0 && pos >= q.After || !q.Descending && pos <= q.After {
 				continue
 			}

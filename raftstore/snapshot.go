@@ -50,13 +50,13 @@ func (h snapshotHeader) marshal() ([]byte, error) {
 
 func (h *snapshotHeader) unmarshal(b []byte) error {
 	if len(b) > 0 && b[0] == '{' {
-		return fmt.Errorf("snapshot format 1 (JSON, release 0.1), this build reads format %d", snapshotFormat)
+		return fmt.Errorf("snapshot format 1 (JSON, release 0.1), this build reads formats 2 and %d", snapshotFormat)
 	}
 	if len(b) < 9 {
 		return fmt.Errorf("snapshot header of %d bytes", len(b))
 	}
 	if b[0] != snapshotFormat && b[0] != 2 {
-		return fmt.Errorf("snapshot format %d, this build reads format %d", b[0], snapshotFormat)
+		return fmt.Errorf("snapshot format %d, this build reads formats 2 and %d", b[0], snapshotFormat)
 	}
 	h.Format, h.Applied = b[0], binary.BigEndian.Uint64(b[1:9])
 	return h.Head.UnmarshalBinary(b[9:])
@@ -220,7 +220,7 @@ func (f *fsm) load(h snapshotHeader, br *bufio.Reader, applied uint64) (err erro
 	}()
 	// Clear everything, then load. A crash midway leaves no applied index, so the next
 	// start restores again.
-	l, err := newStateLoad(f.db, f.ev, nil)
+	l, err := newStateLoad(f.db, f.ev, nil, h.Format < snapshotFormat)
 	if err != nil {
 		return err
 	}
@@ -266,13 +266,13 @@ type stateLoad struct {
 	n      int // records written
 	// upgrade rewrites the indexes of a stream from an older build (format4.go);
 	// eventsIn is set once the staged events are committed for it to read.
-	upgrade  indexUpgrade
+	upgrade  *indexUpgrade // nil for a stream of this build's format
 	eventsIn bool
 	// batchBytes is the size at which a staged batch is committed (tests make it small).
 	batchBytes int
 }
 
-func newStateLoad(db, ev *pebble.DB, skip func(key []byte) bool) (*stateLoad, error) {
+func newStateLoad(db, ev *pebble.DB, skip func(key []byte) bool, legacy bool) (*stateLoad, error) {
 	// The state DB is cleared durably before the events DB is touched: a crash while
 	// loading then leaves a state DB with no applied index (the next start loads again),
 	// never the old head over cleared events.
@@ -289,7 +289,9 @@ func newStateLoad(db, ev *pebble.DB, skip func(key []byte) bool) (*stateLoad, er
 		return nil, fmt.Errorf("clear the state DB: %w", err)
 	}
 	l := &stateLoad{db: db, ev: ev, b: db.NewBatch(), eb: ev.NewBatch(), skip: skip, batchBytes: 16 << 20}
-	l.upgrade = indexUpgrade{event: l.event, emit: l.put}
+	if legacy {
+		l.upgrade = &indexUpgrade{event: l.event, emit: l.put}
+	}
 	if err := l.eb.DeleteRange([]byte{prefixEvent}, []byte{prefixEvent + 1}, nil); err != nil {
 		l.close()
 		return nil, err
@@ -302,8 +304,10 @@ func (l *stateLoad) set(k, v []byte) error {
 	if string(k) == string(metaKey(metaApplied)) || l.skip != nil && l.skip(k) {
 		return nil // the applied index is written last, by commit
 	}
-	if legacy, err := l.upgrade.record(k, v); legacy || err != nil {
-		return err
+	if l.upgrade != nil {
+		if legacy, err := l.upgrade.record(k, v); legacy || err != nil {
+			return err
+		}
 	}
 	return l.put(k, v)
 }
@@ -362,8 +366,10 @@ func (l *stateLoad) commitEvents() error {
 // commit files what was staged under the applied index and makes it durable: the
 // events, then the state with its applied index.
 func (l *stateLoad) commit(applied uint64) error {
-	if err := l.upgrade.flush(); err != nil {
-		return err
+	if l.upgrade != nil {
+		if err := l.upgrade.flush(); err != nil {
+			return err
+		}
 	}
 	if err := l.commitEvents(); err != nil {
 		return err

@@ -3,7 +3,6 @@ package raftstore
 import (
 	"encoding"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"time"
 
@@ -88,61 +87,60 @@ func setBinary(b *pebble.Batch, key []byte, v encoding.BinaryMarshaler) error {
 	return b.Set(key, data, nil)
 }
 
-// balanceAt finds the last entry of id's stream committed at or before t. Commit times
-// never decrease along a stream, so it binary-searches the versions: O(log n) seeks in
-// one iterator over the account's range.
+// balanceAt finds the last entry of id's stream committed at or before t: from the last
+// checkpoint at or before t (keys.go), it reads forward while the entries are. Commit
+// times never decrease along a stream, and the next checkpoint is after t, so that is
+// at most checkpointEvery entries.
 func (rd reader) balanceAt(id string, t time.Time) (chronicle.BalancePoint, bool, error) {
+	from, err := rd.checkpointBefore(id, t)
+	if err != nil {
+		return chronicle.BalancePoint{}, false, err
+	}
 	prefix := streamPrefix(id)
-	it, err := rd.r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: pebbleutil.PrefixEnd(prefix)})
+	it, err := rd.r.NewIter(&pebble.IterOptions{LowerBound: streamKey(id, from), UpperBound: pebbleutil.PrefixEnd(prefix)})
 	if err != nil {
 		return chronicle.BalancePoint{}, false, err
 	}
 	defer it.Close()
-	version := func() uint64 { return binary.BigEndian.Uint64(it.Key()[len(prefix):]) }
-	at := func() (chronicle.BalancePoint, error) {
+	var p chronicle.BalancePoint
+	found := false
+	for valid := it.First(); valid; valid = it.Next() {
 		pos, when, bal, err := streamEntry(it.Value())
 		if err != nil {
-			return chronicle.BalancePoint{}, fmt.Errorf("stream entry %d of %s: %w", version(), id, err)
+			return chronicle.BalancePoint{}, false, fmt.Errorf("stream entry %x: %w", it.Key(), err)
 		}
-		return chronicle.BalancePoint{AccountID: id, Time: when, Balance: bal, Position: pos}, nil
-	}
-	if !it.Last() {
-		return chronicle.BalancePoint{}, false, it.Error()
-	}
-	last, err := at()
-	if err != nil || !last.Time.After(t) {
-		return last, err == nil, err
-	}
-	hi := version() // the first version known to be after t
-	if !it.First() {
-		return chronicle.BalancePoint{}, false, it.Error()
-	}
-	p, err := at()
-	if err != nil || p.Time.After(t) {
-		return chronicle.BalancePoint{}, false, err // the account did not exist yet
-	}
-	lo := version() // the last version known to be at or before t
-	for hi-lo > 1 {
-		mid := lo + (hi-lo)/2
-		if !it.SeekGE(streamKey(id, mid)) {
-			return chronicle.BalancePoint{}, false, errors.Join(it.Error(), fmt.Errorf("stream of %s ends before version %d", id, hi))
+		if when.After(t) {
+			break
 		}
-		v := version()
-		if v >= hi {
-			hi = mid // no version in [mid, hi)
-			continue
-		}
-		q, err := at()
-		if err != nil {
-			return chronicle.BalancePoint{}, false, err
-		}
-		if q.Time.After(t) {
-			hi = v
-		} else {
-			lo, p = v, q
-		}
+		p, found = chronicle.BalancePoint{AccountID: id, Time: when, Balance: bal, Position: pos}, true
 	}
-	return p, true, nil
+	if err := it.Error(); err != nil {
+		return chronicle.BalancePoint{}, false, err
+	}
+	if from > 0 && !found {
+		// The checkpoint's own entry is at or before t.
+		return chronicle.BalancePoint{}, false, fmt.Errorf("checkpoint of %s at version %d names an entry after %s", id, from, t)
+	}
+	return p, found, nil
+}
+
+// checkpointBefore is the version of id's last checkpoint at or before t, 0 when there
+// is none.
+func (rd reader) checkpointBefore(id string, t time.Time) (uint64, error) {
+	prefix := checkpointPrefix(id)
+	it, err := rd.r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: pebbleutil.PrefixEnd(prefix)})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	// Just past t's own key: the newest checkpoint at or before t.
+	if !it.SeekLT(append(appendCheckpointKey(nil, id, t), 0)) {
+		return 0, it.Error()
+	}
+	if len(it.Value()) != 8 {
+		return 0, fmt.Errorf("checkpoint %x: %d bytes, want 8", it.Key(), len(it.Value()))
+	}
+	return binary.BigEndian.Uint64(it.Value()), nil
 }
 
 // writeOutcome stages everything one applied batch changed. Keys and values are built in
@@ -158,6 +156,12 @@ func writeOutcome(b, events *pebble.Batch, types *typeStage, out chronicle.Outco
 		}
 		if err := events.Set(appendEventKey(key[:0], e.Position), val, nil); err != nil {
 			return fmt.Errorf("stage event %d: %w", e.Position, err)
+		}
+		if e.EventVersion%checkpointEvery == 0 {
+			key = appendCheckpointKey(key[:0], e.AggregateID, e.CreatedAt)
+			if err := b.Set(key, binary.BigEndian.AppendUint64(val[:0], e.EventVersion), nil); err != nil {
+				return err
+			}
 		}
 		key = appendStreamKey(key[:0], e.AggregateID, e.EventVersion)
 		if err := b.Set(key, appendStreamValue(val[:0], e.Position, e.CreatedAt, e.Data.BalanceAfter), nil); err != nil {

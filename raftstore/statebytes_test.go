@@ -156,7 +156,7 @@ func dumpDigest(kvs []kv) string {
 // itself until data format 3 (the working state moved into memory without changing a
 // byte); data format 4 changed the stream and type indexes, and TestDataDirFormat3Migrates
 // shows that upgrading a format-3 state gives exactly what this build writes.
-const scriptDigest = "ba9a56a6b150cb57027527a716269a8d218af3456c21f81400b2117a3a81fd9e"
+const scriptDigest = "91019b735784ab9ec78a4bc720e23cc86a7dfbc995422e557f68caede93f5d40"
 
 func TestStateDBBytesUnchanged(t *testing.T) {
 	t.Parallel()

@@ -381,7 +381,8 @@ func verifyAgainstReplay(t testing.TB, s *Store) (*chronicle.Replayer, []chronic
 }
 
 // checkIndexes checks the state DB's indexes against the events: each stream names its
-// account's events in order with their commit times and balances after; balance-at
+// account's events in order with their commit times and balances after, with a
+// checkpoint at every checkpointEvery-th; balance-at
 // answers, at each commit instant, the balance after the last event then, and nothing
 // before the first; and each type's listing, both ways and page by page, is exactly the
 // events of that type.
@@ -411,6 +412,22 @@ func checkIndexes(t testing.TB, s *Store, events []chronicle.Event) {
 				!at.Equal(e.CreatedAt) || bal != e.Data.BalanceAfter {
 				t.Fatalf("stream entry %d of %s: %x = %d %v %d (%v), want event %d v%d at %v balance %d", i, id,
 					got[i].k, pos, at, bal, err, e.Position, e.EventVersion, e.CreatedAt, e.Data.BalanceAfter)
+			}
+		}
+		var checkpoints []kv
+		if err := s.read(func(rd reader) error {
+			checkpoints = dumpRange(t, rd.r, checkpointPrefix(id))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if len(checkpoints) != len(evs)/checkpointEvery {
+			t.Fatalf("%s has %d stream entries and %d checkpoints, want %d", id, len(evs), len(checkpoints), len(evs)/checkpointEvery)
+		}
+		for i, c := range checkpoints {
+			e := evs[(i+1)*checkpointEvery-1]
+			if !bytes.Equal(c.k, appendCheckpointKey(nil, id, e.CreatedAt)) || !bytes.Equal(c.v, pebbleutil.U64(e.EventVersion)) {
+				t.Fatalf("checkpoint %d of %s: %x = %x, want event %d v%d", i, id, c.k, c.v, e.Position, e.EventVersion)
 			}
 		}
 		if chronicle.IsExternal(id) {
