@@ -1,6 +1,7 @@
 package raftstore
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -34,6 +35,9 @@ import (
 type indexUpgrade struct {
 	// event reads the event at a position (legacy stream values hold only it).
 	event func(pos uint64) (chronicle.Event, bool, error)
+	// history, when set, finds an entry's commit time and balance in the legacy history
+	// index instead (historyCursor), falling back to event when that does not say.
+	history *historyCursor
 	// emit stages one record of the new format.
 	emit func(k, v []byte) error
 	// The type block being gathered from legacy type records, which come in key order:
@@ -56,23 +60,23 @@ func (u *indexUpgrade) record(k, v []byte) (bool, error) {
 		return true, nil
 	case k[0] == prefixStream && len(v) == 8:
 		u.n++
-		pos := binary.BigEndian.Uint64(v)
-		e, ok, err := u.event(pos)
+		if len(k) < 10 || k[len(k)-9] != 0 {
+			return true, fmt.Errorf("stream entry %x: damaged", k)
+		}
+		id, version, pos := k[1:len(k)-9], binary.BigEndian.Uint64(k[len(k)-8:]), binary.BigEndian.Uint64(v)
+		at, balance, err := u.entry(id, pos)
 		if err != nil {
-			return true, fmt.Errorf("stream entry %x: read event %d: %w", k, pos, err)
+			return true, fmt.Errorf("stream entry %x: %w", k, err)
 		}
-		if !ok {
-			return true, fmt.Errorf("stream entry %x names event %d, which is missing", k, pos)
-		}
-		if e.EventVersion%checkpointEvery == 0 {
+		if version%checkpointEvery == 0 {
 			// Before the entry: a run cut short after rewriting the entry (which a
 			// later run then skips) has written its checkpoint too.
-			ck := appendCheckpointKey(nil, e.AggregateID, e.CreatedAt)
-			if err := u.emit(ck, binary.BigEndian.AppendUint64(nil, e.EventVersion)); err != nil {
+			ck := appendCheckpointKey(nil, string(id), at)
+			if err := u.emit(ck, binary.BigEndian.AppendUint64(nil, version)); err != nil {
 				return true, err
 			}
 		}
-		return true, u.emit(k, appendStreamValue(nil, pos, e.CreatedAt, e.Data.BalanceAfter))
+		return true, u.emit(k, appendStreamValue(nil, pos, at, balance))
 	case k[0] == legacyType:
 		u.n++
 		if len(k) < 10 || k[len(k)-9] != 0 {
@@ -92,6 +96,68 @@ func (u *indexUpgrade) record(k, v []byte) (bool, error) {
 		return true, nil
 	}
 	return false, nil
+}
+
+// entry is the commit time of the event at pos, in account id's stream, and the
+// account's balance after it.
+func (u *indexUpgrade) entry(id []byte, pos uint64) (time.Time, int64, error) {
+	var at time.Time
+	if u.history != nil {
+		t, balance, exact, err := u.history.at(id, pos)
+		if err != nil || exact {
+			return t, balance, err
+		}
+		at = t
+	}
+	e, ok, err := u.event(pos)
+	switch {
+	case err != nil:
+		return at, 0, fmt.Errorf("read event %d: %w", pos, err)
+	case !ok:
+		return at, 0, fmt.Errorf("event %d is missing", pos)
+	case e.AggregateID != string(id):
+		return at, 0, fmt.Errorf("event %d belongs to %q", pos, e.AggregateID)
+	case u.history != nil && !at.IsZero() && !at.Equal(e.CreatedAt):
+		return at, 0, fmt.Errorf("event %d was committed at %v, the history index says %v", pos, e.CreatedAt, at)
+	}
+	return e.CreatedAt, e.Data.BalanceAfter, nil
+}
+
+// historyCursor walks the legacy history index (h | id 0 | commit time -> balance,
+// position) alongside the stream entries, which come by account and then position: the
+// history holds one record per account and commit instant, for the last event of that
+// instant. So the first record of the account at or after an entry's position names
+// the entry's commit time, and its balance when it is that entry; only an account's
+// earlier events of one instant (a rare thing) need their event read. A walk of two
+// ordered ranges instead of a random read and a decode per event.
+type historyCursor struct {
+	it *pebble.Iterator
+	id []byte // the account the iterator is in; nil before the first
+}
+
+// at finds the history record for the entry at pos of account id. exact reports that
+// the record is the entry's own, so that balance is its balance after.
+func (c *historyCursor) at(id []byte, pos uint64) (t time.Time, balance int64, exact bool, err error) {
+	prefix := appendIDPrefix(nil, legacyHistory, string(id))
+	valid := c.it.Valid()
+	if !bytes.Equal(c.id, id) {
+		c.id = append(c.id[:0], id...)
+		valid = c.it.SeekGE(prefix)
+	}
+	for ; valid; valid = c.it.Next() {
+		k, v := c.it.Key(), c.it.Value()
+		if !bytes.HasPrefix(k, prefix) {
+			break
+		}
+		if len(k) != len(prefix)+8 || len(v) != 16 {
+			return t, 0, false, fmt.Errorf("history record %x: damaged", k)
+		}
+		if p := binary.BigEndian.Uint64(v[8:]); p >= pos {
+			return keyTime(k[len(prefix):]), int64(binary.BigEndian.Uint64(v[:8])), p == pos, nil
+		}
+	}
+	// None (damage, or a history that never had one): the event says.
+	return t, 0, false, c.it.Error()
 }
 
 // flush emits the type block being gathered, if any.
@@ -128,7 +194,12 @@ func migrateFormat3(dir string, log *slog.Logger) error {
 func upgradeIndexes(db, ev *pebble.DB) (int, error) {
 	b := db.NewBatch()
 	defer func() { _ = b.Close() }()
-	u := indexUpgrade{event: reader{r: db, ev: ev}.event}
+	hist, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{legacyHistory}, UpperBound: []byte{legacyHistory + 1}})
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = hist.Close() }()
+	u := indexUpgrade{event: reader{r: db, ev: ev}.event, history: &historyCursor{it: hist}}
 	u.emit = func(k, v []byte) error {
 		if err := b.Set(k, v, nil); err != nil {
 			return err

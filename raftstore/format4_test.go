@@ -9,8 +9,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/hashicorp/raft"
 
 	"github.com/chronicle-ledger/chronicle"
 	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
@@ -248,4 +250,62 @@ func downgrade(t *testing.T, db, ev *pebble.DB) {
 	if err := b.Commit(pebble.NoSync); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestUpgradeWithManyEventsAtOneInstant upgrades a state in which an account has several
+// events at one commit instant: three holds on it expire in one step when a withdrawal
+// touches it. The history index has one record for the instant (the last event's), so
+// the upgrade reads the others from their events, and it must give the bytes this build
+// writes. (An expiry leaves the balance as it was, so this shows the instant is found,
+// not which record the balance came from: no command moves one account's balance twice.)
+func TestUpgradeWithManyEventsAtOneInstant(t *testing.T) {
+	t.Parallel()
+	f := newBareFSM(t)
+	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	hold := func() chronicle.Command {
+		c := cmdTransfer("a", "b", "1.00")
+		c.Pending, c.TimeoutSeconds = true, 60
+		return c
+	}
+	entries := [][]chronicle.Command{
+		{cmdCreate("a", "USD", "100.00", "0"), cmdCreate("b", "USD", "0", "0")},
+		{hold(), hold()},
+		{hold()},
+		{cmdWithdraw("a", "5.00")}, // two minutes on: the three holds expire first
+	}
+	for i, cmds := range entries {
+		at := t0.Add(time.Duration(i) * time.Second)
+		if i == len(entries)-1 {
+			at = t0.Add(2 * time.Minute)
+		}
+		for _, r := range f.ApplyBatch([]*raft.Log{batchEntry(t, uint64(i+1), at, cmds...)}) {
+			for _, res := range responseOf(t, r).results {
+				if res.Err != nil {
+					t.Fatalf("entry %d: %v", i+1, res.Err)
+				}
+			}
+		}
+	}
+	events := dumpRange(t, f.ev, []byte{prefixEvent})
+	same := 0
+	var prev chronicle.Event
+	for _, r := range events {
+		var e chronicle.Event
+		if err := e.UnmarshalBinary(r.v); err != nil {
+			t.Fatal(err)
+		}
+		if e.AggregateID == "a" && prev.AggregateID == "a" && e.CreatedAt.Equal(prev.CreatedAt) {
+			same++
+		}
+		prev = e
+	}
+	if same < 2 {
+		t.Fatalf("%d events of a share an instant with the one before; the test needs some", same)
+	}
+	want := dumpFSM(t, f)
+	downgrade(t, f.db, f.ev)
+	if _, err := upgradeIndexes(f.db, f.ev); err != nil {
+		t.Fatal(err)
+	}
+	requireSameState(t, want, dumpFSM(t, f))
 }
