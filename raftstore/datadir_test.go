@@ -244,14 +244,7 @@ func TestDataDirFormat2Migrates(t *testing.T) {
 			if p, err := s.BalanceAt(t.Context(), "bob", events[len(events)-2].CreatedAt); err != nil || p.Balance != 1625 {
 				t.Fatalf("bob's balance before the withdrawal: %+v, %v; want 1625", p, err)
 			}
-			again := cmdDeposit("yen", "70")
-			again.IdempotencyKey = "fixture-key-1"
-			if res := mustOK(t, s, again); !res[0].Replayed || res[0].Position != 14 {
-				t.Fatalf("the fixture's keyed deposit retried: %+v", res[0])
-			}
-			if st, err := s.Scrub(t.Context()); err != nil || !st.OK || st.Events != 15 {
-				t.Fatalf("scrub after the move: %+v, %v", st, err)
-			}
+			checkMovedFixture(t, s, 14, 15)
 			mustOK(t, s, cmdTransfer("alice", "bob", "1.00"))
 			closeStore(t, s)
 
@@ -278,5 +271,20 @@ func TestDataDirFormat2Migrates(t *testing.T) {
 			}
 			verifyAgainstReplay(t, s)
 		})
+	}
+}
+
+// checkMovedFixture checks a store opened on a moved fixture directory: the fixture's
+// keyed deposit of 70 to yen (at position keyed) is replayed, not applied again, and the
+// scrub passes over all its events.
+func checkMovedFixture(t *testing.T, s *Store, keyed, events uint64) {
+	t.Helper()
+	again := cmdDeposit("yen", "70")
+	again.IdempotencyKey = "fixture-key-1"
+	if res := mustOK(t, s, again); !res[0].Replayed || res[0].Position != keyed {
+		t.Fatalf("the fixture's keyed deposit retried: %+v", res[0])
+	}
+	if st, err := s.Scrub(t.Context()); err != nil || !st.OK || st.Events != events {
+		t.Fatalf("scrub after the move: %+v, %v", st, err)
 	}
 }

@@ -81,14 +81,7 @@ func TestDataDirFormat3Migrates(t *testing.T) {
 			t.Fatalf("head after the move: %+v, want position 611", h)
 		}
 		_, events := verifyAgainstReplay(t, s)
-		again := cmdDeposit("yen", "70")
-		again.IdempotencyKey = "fixture-key-1"
-		if res := mustOK(t, s, again); !res[0].Replayed || res[0].Position != 6 {
-			t.Fatalf("the fixture's keyed deposit retried: %+v", res[0])
-		}
-		if st, err := s.Scrub(t.Context()); err != nil || !st.OK || st.Events != 611 {
-			t.Fatalf("scrub after the move: %+v, %v", st, err)
-		}
+		checkMovedFixture(t, s, 6, 611)
 		closeStore(t, s)
 		requireSameState(t, withoutApplied(want), withoutApplied(dumpDir(t, env.cfg.DataDir)))
 
@@ -306,6 +299,85 @@ func TestUpgradeWithManyEventsAtOneInstant(t *testing.T) {
 	downgrade(t, f.db, f.ev)
 	if _, err := upgradeIndexes(f.db, f.ev); err != nil {
 		t.Fatal(err)
+	}
+	requireSameState(t, want, dumpFSM(t, f))
+}
+
+// TestCheckpointsShareAnInstant has 600 holds on one account expire in one step, so its
+// versions 602 to 1201 share one commit instant, and with them the checkpoint versions
+// 768 and 1024: the instant's one checkpoint record holds 1024. Balance-at and the
+// indexes hold (checkIndexes), and the upgrade of the same state written as format 3
+// gives the same bytes.
+func TestCheckpointsShareAnInstant(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	env := newLedgerEnv(t, func(c *Config) { c.Clock = clock.now })
+	s := env.open()
+	mustOK(t, s, cmdCreate("a", "USD", "1000.00", "0"), cmdCreate("b", "USD", "0", "0"))
+	for range 6 {
+		var cmds []chronicle.Command
+		for range 100 {
+			cmds = append(cmds, cmdHold("a", "b", "1.00", 60))
+		}
+		mustOK(t, s, cmds...)
+	}
+	clock.advance(2 * time.Minute)
+	mustOK(t, s, cmdWithdraw("a", "5.00")) // the 600 holds expire first, in one step
+	_, events := verifyAgainstReplay(t, s)
+	var a []chronicle.Event
+	for _, e := range events {
+		if e.AggregateID == "a" {
+			a = append(a, e)
+		}
+	}
+	if len(a) < 1024 || !a[767].CreatedAt.Equal(a[1023].CreatedAt) {
+		t.Fatalf("account a: %d events; the test needs versions 768 and 1024 at one instant", len(a))
+	}
+	closeStore(t, s)
+	want := dumpDir(t, env.cfg.DataDir)
+	db, ev := openStateDB(t, env.cfg.DataDir), openEventsDBT(t, env.cfg.DataDir)
+	defer func() { _ = errors.Join(db.Close(), ev.Close()) }()
+	downgrade(t, db, ev)
+	if _, err := upgradeIndexes(db, ev); err != nil {
+		t.Fatal(err)
+	}
+	requireSameState(t, want, dumpDBs(t, db, ev))
+}
+
+// TestUpgradeFillsHistoryGaps upgrades a format-3 state whose history index lacks a
+// record in the middle of an account (damage): the entries it would have named take
+// their time and balance from their events. The ids are prefixes of one another, which
+// the walk of the history must keep apart.
+func TestUpgradeFillsHistoryGaps(t *testing.T) {
+	t.Parallel()
+	f := newBareFSM(t)
+	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	entries := [][]chronicle.Command{
+		{cmdCreate("ab", "USD", "100.00", "0"), cmdCreate("ab.x", "USD", "0", "0"), cmdCreate("ab0", "USD", "0", "0")},
+		{cmdTransfer("ab", "ab.x", "1.00"), cmdTransfer("ab.x", "ab0", "0.50")},
+		{cmdTransfer("ab", "ab0", "1.00")},
+		{cmdTransfer("ab0", "ab", "0.25"), cmdDeposit("ab.x", "3.00")},
+	}
+	for i, cmds := range entries {
+		for _, r := range f.ApplyBatch([]*raft.Log{batchEntry(t, uint64(i+1), t0.Add(time.Duration(i)*time.Second), cmds...)}) {
+			for _, res := range responseOf(t, r).results {
+				if res.Err != nil {
+					t.Fatalf("entry %d: %v", i+1, res.Err)
+				}
+			}
+		}
+	}
+	want := dumpFSM(t, f)
+	downgrade(t, f.db, f.ev)
+	hist := dumpRange(t, f.db, appendIDPrefix(nil, legacyHistory, "ab"))
+	if len(hist) < 3 {
+		t.Fatalf("ab has %d history records", len(hist))
+	}
+	if err := f.db.Delete(hist[1].k, pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := upgradeIndexes(f.db, f.ev); err != nil {
+		t.Fatalf("upgrade with a history record missing: %v", err)
 	}
 	requireSameState(t, want, dumpFSM(t, f))
 }

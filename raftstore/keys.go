@@ -19,7 +19,7 @@ const (
 	prefixEvent      = 'e' // e | position            -> event (stored form: canonical bytes + hash)
 	prefixAccount    = 'a' // a | id                  -> account
 	prefixStream     = 's' // s | id 0 | version      -> position, commit time, balance after (appendStreamValue)
-	prefixCheckpoint = 'v' // v | id 0 | commit time  -> version, for every checkpointEvery-th stream entry
+	prefixCheckpoint = 'v' // v | id 0 | commit time  -> version of a stream entry (keys.go, checkpointEvery)
 	prefixTypeBlock  = 'y' // y | type 0 | block      -> bitmap of the block's positions of that type
 	prefixIdem       = 'i' // i | key                 -> idempotency record (key, fingerprint, positions)
 	prefixIdemExpiry = 'x' // x | commit time | key   -> (empty)
@@ -100,8 +100,9 @@ func appendTypeBlockKey(dst []byte, eventType string, block uint64) []byte {
 }
 
 // A stream entry's value: the event's position, its commit time (timeOrder) and the
-// account's balance after it. Commit times grow with positions, and so with versions,
-// which lets balance-at binary-search an account's stream (reader.balanceAt).
+// account's balance after it. Commit times never decrease with positions, and so with
+// versions, which lets balance-at read an account's stream forward from a checkpoint
+// (reader.balanceAt).
 const streamValueLen = 24
 
 func appendStreamValue(dst []byte, pos uint64, t time.Time, balance int64) []byte {
@@ -110,11 +111,12 @@ func appendStreamValue(dst []byte, pos uint64, t time.Time, balance int64) []byt
 	return binary.BigEndian.AppendUint64(dst, uint64(balance))
 }
 
-// Every checkpointEvery-th entry of a stream has a checkpoint record too, keyed by its
-// commit time: balance-at seeks the last checkpoint at or before the instant and reads
-// forward from there through at most checkpointEvery entries, so its cost does not grow
-// with the stream (a binary search of a million entries took twice as long as one of
-// ten thousand).
+// Every checkpointEvery-th entry of a stream (by version) has a checkpoint record too,
+// keyed by its commit time; where several share an instant (holds expiring together),
+// the record holds the last of them. Balance-at seeks the last checkpoint at or before
+// the instant and reads forward from there: the next checkpoint is after the instant, so
+// that is at most checkpointEvery+1 entries, and the cost does not grow with the stream
+// (a binary search of a million entries took twice as long as one of ten thousand).
 const checkpointEvery = 256
 
 func checkpointPrefix(id string) []byte { return appendIDPrefix(nil, prefixCheckpoint, id) }
