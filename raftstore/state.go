@@ -90,7 +90,7 @@ func setBinary(b *pebble.Batch, key []byte, v encoding.BinaryMarshaler) error {
 // balanceAt finds the last entry of id's stream committed at or before t: from the last
 // checkpoint at or before t (keys.go), it reads forward while the entries are. Commit
 // times never decrease along a stream, and the next checkpoint is after t, so that is
-// at most checkpointEvery entries.
+// at most checkpointEvery+1 entries.
 func (rd reader) balanceAt(id string, t time.Time) (chronicle.BalancePoint, bool, error) {
 	from, err := rd.checkpointBefore(id, t)
 	if err != nil {

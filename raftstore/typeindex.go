@@ -119,9 +119,9 @@ func loadTypeBlocks(r pebble.Reader) (map[string]*typeBlock, error) {
 	return out, it.Error()
 }
 
-// typePositions calls fn with the positions of eventType's events in ascending order
-// from after+1 (descending: in descending order below before, or from the newest when
-// before is 0), up to and including head, until fn returns false.
+// typePositions calls fn with the positions of eventType's events up to and including
+// head, until fn returns false: in ascending order above after or, with descending, in
+// descending order below after (from the newest when after is 0).
 func (rd reader) typePositions(eventType string, descending bool, after uint64, head uint64, fn func(pos uint64) (bool, error)) error {
 	prefix := typeBlockPrefix(eventType)
 	lower, upper := prefix, pebbleutil.PrefixEnd(prefix)
