@@ -133,6 +133,23 @@ func (s *Store) Events(ctx context.Context, q chronicle.EventQuery) ([]chronicle
 		switch {
 		case q.AggregateID != "":
 			lower, upper = streamPrefix(q.AggregateID), pebbleutil.PrefixEnd(streamPrefix(q.AggregateID))
+			// Start at the page's first version, not at the stream's: a page deep
+			// into a long stream read every entry before it.
+			if q.After > 0 {
+				from := q.After // ascending: versions above After
+				if q.Descending {
+					from = q.After - 1 // descending: versions below the first at or above After
+				}
+				v, err := rd.streamVersionAbove(q.AggregateID, from)
+				if err != nil {
+					return fmt.Errorf("raftstore: stream of %s: %w", q.AggregateID, err)
+				}
+				if q.Descending {
+					upper = streamKey(q.AggregateID, v)
+				} else {
+					lower = streamKey(q.AggregateID, v)
+				}
+			}
 			posOf = func(_, v []byte) uint64 {
 				if len(v) != streamValueLen {
 					return 0 // damaged: reported below

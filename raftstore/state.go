@@ -143,6 +143,54 @@ func (rd reader) checkpointBefore(id string, t time.Time) (uint64, error) {
 	return binary.BigEndian.Uint64(it.Value()), nil
 }
 
+// streamVersionAbove is a version v of id's stream such that the entries before v are
+// at or below position pos and those from v on above it (one past the last version when
+// all are at or below). Positions grow with versions, so it binary-searches: O(log n)
+// seeks.
+func (rd reader) streamVersionAbove(id string, pos uint64) (uint64, error) {
+	prefix := streamPrefix(id)
+	it, err := rd.r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: pebbleutil.PrefixEnd(prefix)})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	entry := func() (version, at uint64, err error) {
+		k, v := it.Key(), it.Value()
+		if len(k) != len(prefix)+8 || len(v) != streamValueLen {
+			return 0, 0, fmt.Errorf("stream entry %x: damaged", k)
+		}
+		return binary.BigEndian.Uint64(k[len(prefix):]), binary.BigEndian.Uint64(v), nil
+	}
+	if !it.Last() {
+		return 1, it.Error()
+	}
+	last, at, err := entry()
+	if err != nil || at <= pos {
+		return last + 1, err
+	}
+	// Every version up to lo is at or below pos, every one from hi on above it.
+	lo, hi := uint64(0), last
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		if !it.SeekGE(streamKey(id, mid)) {
+			return 0, fmt.Errorf("stream of %s ends before version %d: %w", id, hi, it.Error())
+		}
+		v, at, err := entry()
+		switch {
+		case err != nil:
+			return 0, err
+		case v >= hi: // no version in [mid, hi)
+			hi = mid
+		case at > pos:
+			hi = v
+		default:
+			lo = v
+		}
+	}
+	// No version lies between lo and hi: the first above pos is the first from hi on.
+	return hi, nil
+}
+
 // writeOutcome stages everything one applied batch changed. Keys and values are built in
 // two reused buffers (Batch.Set copies them): an entry of transfers stages about a dozen
 // records per transfer, and allocating each was a fifth of the apply path's garbage.

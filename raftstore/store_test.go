@@ -384,8 +384,8 @@ func verifyAgainstReplay(t testing.TB, s *Store) (*chronicle.Replayer, []chronic
 // account's events in order with their commit times and balances after, with a
 // checkpoint at every checkpointEvery-th (the last, where several share an instant);
 // balance-at answers, at each commit instant, the balance after the last event then, and nothing
-// before the first; and each type's listing, both ways and page by page, is exactly the
-// events of that type.
+// before the first; and each type's and each account's listing, both ways and page by
+// page, is exactly the events of that type or account.
 func checkIndexes(t testing.TB, s *Store, events []chronicle.Event) {
 	t.Helper()
 	ctx := context.Background()
@@ -458,14 +458,22 @@ func checkIndexes(t testing.TB, s *Store, events []chronicle.Event) {
 			}
 		}
 	}
+	// Each type's listing and each account's, both ways, page by page.
+	listings := map[chronicle.EventQuery][]chronicle.Event{}
 	for typ, evs := range byType {
+		listings[chronicle.EventQuery{EventType: typ}] = evs
+	}
+	for id, evs := range byAccount {
+		listings[chronicle.EventQuery{AggregateID: id}] = evs
+	}
+	for q, evs := range listings {
 		for _, desc := range []bool{false, true} {
 			var got []uint64
-			var after uint64
+			q.After, q.Descending, q.Limit = 0, desc, 97
 			for {
-				page, err := s.Events(ctx, chronicle.EventQuery{EventType: typ, After: after, Descending: desc, Limit: 97})
+				page, err := s.Events(ctx, q)
 				if err != nil {
-					t.Fatalf("events of type %s after %d (descending %v): %v", typ, after, desc, err)
+					t.Fatalf("events %+v: %v", q, err)
 				}
 				if len(page) == 0 {
 					break
@@ -473,7 +481,7 @@ func checkIndexes(t testing.TB, s *Store, events []chronicle.Event) {
 				for _, e := range page {
 					got = append(got, e.Position)
 				}
-				after = page[len(page)-1].Position
+				q.After = page[len(page)-1].Position
 			}
 			want := make([]uint64, len(evs))
 			for i, e := range evs {
@@ -483,8 +491,8 @@ func checkIndexes(t testing.TB, s *Store, events []chronicle.Event) {
 				slices.Reverse(want)
 			}
 			if !slices.Equal(got, want) {
-				t.Fatalf("events of type %s (descending %v): %d positions, want %d (%v…, want %v…)", typ, desc, len(got), len(want),
-					got[:min(len(got), 5)], want[:min(len(want), 5)])
+				t.Fatalf("events of type %q, account %q (descending %v): %d positions, want %d (%v…, want %v…)", q.EventType, q.AggregateID,
+					desc, len(got), len(want), got[:min(len(got), 5)], want[:min(len(want), 5)])
 			}
 		}
 	}
