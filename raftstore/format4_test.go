@@ -205,9 +205,22 @@ func TestBalanceAtAcrossCheckpoints(t *testing.T) {
 
 	// Written as format 3 would have written it, the upgrade gives the same bytes,
 	// checkpoints included.
-	want := dumpDir(t, env.cfg.DataDir)
-	db, ev := openStateDB(t, env.cfg.DataDir), openEventsDBT(t, env.cfg.DataDir)
+	requireUpgradeRoundTrip(t, env.cfg.DataDir)
+}
+
+// requireUpgradeRoundTrip is requireSameUpgraded on a stopped node's data directory.
+func requireUpgradeRoundTrip(t *testing.T, dir string) {
+	t.Helper()
+	db, ev := openStateDB(t, dir), openEventsDBT(t, dir)
 	defer func() { _ = errors.Join(db.Close(), ev.Close()) }()
+	requireSameUpgraded(t, db, ev)
+}
+
+// requireSameUpgraded writes the state as format 3 would have written it (downgrade),
+// upgrades it, and requires the bytes it started with.
+func requireSameUpgraded(t *testing.T, db, ev *pebble.DB) {
+	t.Helper()
+	want := dumpDBs(t, db, ev)
 	downgrade(t, db, ev)
 	if _, err := upgradeIndexes(db, ev); err != nil {
 		t.Fatal(err)
@@ -295,12 +308,7 @@ func TestUpgradeWithManyEventsAtOneInstant(t *testing.T) {
 	if same < 2 {
 		t.Fatalf("%d events of a share an instant with the one before; the test needs some", same)
 	}
-	want := dumpFSM(t, f)
-	downgrade(t, f.db, f.ev)
-	if _, err := upgradeIndexes(f.db, f.ev); err != nil {
-		t.Fatal(err)
-	}
-	requireSameState(t, want, dumpFSM(t, f))
+	requireSameUpgraded(t, f.db, f.ev)
 }
 
 // TestCheckpointsShareAnInstant has 600 holds on one account expire in one step, so its
@@ -334,14 +342,7 @@ func TestCheckpointsShareAnInstant(t *testing.T) {
 		t.Fatalf("account a: %d events; the test needs versions 768 and 1024 at one instant", len(a))
 	}
 	closeStore(t, s)
-	want := dumpDir(t, env.cfg.DataDir)
-	db, ev := openStateDB(t, env.cfg.DataDir), openEventsDBT(t, env.cfg.DataDir)
-	defer func() { _ = errors.Join(db.Close(), ev.Close()) }()
-	downgrade(t, db, ev)
-	if _, err := upgradeIndexes(db, ev); err != nil {
-		t.Fatal(err)
-	}
-	requireSameState(t, want, dumpDBs(t, db, ev))
+	requireUpgradeRoundTrip(t, env.cfg.DataDir)
 }
 
 // TestUpgradeFillsHistoryGaps upgrades a format-3 state whose history index lacks a
