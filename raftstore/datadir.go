@@ -129,7 +129,7 @@ func migrateFormat2(dir string, log *slog.Logger) error {
 		return fmt.Errorf("move to data format 4: %w", err)
 	}
 	log.Info("moved the events into their own DB and rewrote the indexes (data format 2 to 4)", "dir", dir,
-		"events", n, "index_records", records, "took", time.Since(start))
+		"events", n, "stream_and_type_records", records, "took", time.Since(start))
 	return nil
 }
 

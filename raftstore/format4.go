@@ -27,9 +27,10 @@ import (
 //
 // Per transfer the state DB took six index records, 216 bytes; it now takes two stream
 // entries and a share of a type block and a checkpoint. Compaction, which rewrites them
-// again and again, was a third of the node's CPU in batch mode. indexUpgrade rewrites the records of an older
-// format as they stream by: when a node opens a format-3 directory (upgradeIndexes), and
-// when a snapshot or backup written by an older build is loaded (stateLoad).
+// again and again, was a third of the node's CPU in batch mode. indexUpgrade rewrites
+// the records of an older format as they stream by: when a node opens a format-3
+// directory (upgradeIndexes), and when a snapshot or backup written by an older build is
+// loaded (stateLoad).
 
 // indexUpgrade turns a key-ordered stream of state records of data format 3 or before
 // into format 4's.
@@ -61,10 +62,11 @@ func (u *indexUpgrade) record(k, v []byte) (bool, error) {
 		return true, nil
 	case k[0] == prefixStream && len(v) == 8:
 		u.n++
-		if len(k) < 10 || k[len(k)-9] != 0 {
+		id, version, ok := splitIDKey(k)
+		if !ok {
 			return true, fmt.Errorf("stream entry %x: damaged", k)
 		}
-		id, version, pos := k[1:len(k)-9], binary.BigEndian.Uint64(k[len(k)-8:]), binary.BigEndian.Uint64(v)
+		pos := binary.BigEndian.Uint64(v)
 		at, balance, err := u.entry(id, pos)
 		if err != nil {
 			return true, fmt.Errorf("stream entry %x: %w", k, err)
@@ -80,18 +82,18 @@ func (u *indexUpgrade) record(k, v []byte) (bool, error) {
 		return true, u.emit(k, appendStreamValue(nil, pos, at, balance))
 	case k[0] == legacyType:
 		u.n++
-		if len(k) < 10 || k[len(k)-9] != 0 {
+		typ, pos, ok := splitIDKey(k)
+		if !ok {
 			return true, fmt.Errorf("type index record %x: damaged", k)
 		}
-		typ, pos := string(k[1:len(k)-9]), binary.BigEndian.Uint64(k[len(k)-8:])
 		block, i, bit := typeBlockOf(pos)
-		if u.open && (typ != u.typ || block != u.block) {
+		if u.open && (string(typ) != u.typ || block != u.block) {
 			if err := u.flush(); err != nil {
 				return true, err
 			}
 		}
 		if !u.open {
-			u.typ, u.block, u.bits, u.open = typ, block, [typeBlockBytes]byte{}, true
+			u.typ, u.block, u.bits, u.open = string(typ), block, [typeBlockBytes]byte{}, true
 		}
 		u.bits[i] |= bit
 		return true, nil
@@ -183,7 +185,8 @@ func migrateFormat3(dir string, log *slog.Logger) error {
 	if err := writeFormatFile(dir); err != nil {
 		return fmt.Errorf("move to data format 4: %w", err)
 	}
-	log.Info("rewrote the stream, history and type indexes (data format 3 to 4)", "dir", dir, "records", n, "took", time.Since(start))
+	log.Info("rewrote the stream, history and type indexes (data format 3 to 4)", "dir", dir,
+		"stream_and_type_records", n, "took", time.Since(start))
 	return nil
 }
 
@@ -211,8 +214,9 @@ func upgradeIndexes(db, ev *pebble.DB) (int, error) {
 		b = db.NewBatch()
 		return err
 	}
-	// The legacy prefixes: h, s and t, with what lies between them (left alone).
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{legacyHistory}, UpperBound: []byte{legacyType + 1}})
+	// The stream and the legacy type index (nothing sorts between them). The history is
+	// read by the cursor alone, and deleted below as a range.
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixStream}, UpperBound: []byte{legacyType + 1}})
 	if err != nil {
 		return 0, err
 	}

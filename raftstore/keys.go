@@ -95,6 +95,16 @@ func appendIDPrefix(dst []byte, p byte, id string) []byte {
 func appendStreamKey(dst []byte, id string, version uint64) []byte {
 	return binary.BigEndian.AppendUint64(appendIDPrefix(dst, prefixStream, id), version)
 }
+
+// splitIDKey splits a key of the form p | id 0 | u64 into id and the number; ok is false
+// when k has not that form.
+func splitIDKey(k []byte) (id []byte, n uint64, ok bool) {
+	if len(k) < 10 || k[len(k)-9] != 0 {
+		return nil, 0, false
+	}
+	return k[1 : len(k)-9], binary.BigEndian.Uint64(k[len(k)-8:]), true
+}
+
 func appendTypeBlockKey(dst []byte, eventType string, block uint64) []byte {
 	return binary.BigEndian.AppendUint64(appendIDPrefix(dst, prefixTypeBlock, eventType), block)
 }

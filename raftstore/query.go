@@ -10,7 +10,6 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/chronicle-ledger/chronicle"
-	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
 )
 
 // read runs fn against the state DB under the restore lock. After a storage fault it
@@ -128,43 +127,27 @@ func (s *Store) Events(ctx context.Context, q chronicle.EventQuery) ([]chronicle
 		}
 		// Pick the narrowest index: an account's stream or the log itself.
 		var lower, upper []byte
-		var posOf func(k, v []byte) uint64
-		logScan := false
-		switch {
-		case q.AggregateID != "":
-			lower, upper = streamPrefix(q.AggregateID), pebbleutil.PrefixEnd(streamPrefix(q.AggregateID))
-			// Start at the page's first version, not at the stream's: a page deep
-			// into a long stream read every entry before it.
-			if q.After > 0 {
-				from := q.After // ascending: versions above After
-				if q.Descending {
-					from = q.After - 1 // descending: versions below the first at or above After
-				}
-				v, err := rd.streamVersionAbove(q.AggregateID, from)
-				if err != nil {
-					return fmt.Errorf("raftstore: stream of %s: %w", q.AggregateID, err)
-				}
-				if q.Descending {
-					upper = streamKey(q.AggregateID, v)
-				} else {
-					lower = streamKey(q.AggregateID, v)
-				}
-			}
-			posOf = func(_, v []byte) uint64 {
-				if len(v) != streamValueLen {
-					return 0 // damaged: reported below
-				}
-				return binary.BigEndian.Uint64(v)
-			}
-		default:
-			logScan = true
+		var posOf func(k, v []byte) (uint64, bool)
+		logScan := q.AggregateID == ""
+		if logScan {
 			lower, upper = []byte{prefixEvent}, []byte{prefixEvent + 1}
 			if q.Descending && q.After > 0 {
 				upper = eventKey(q.After)
 			} else if !q.Descending {
 				lower = eventKey(q.After + 1)
 			}
-			posOf = func(k, _ []byte) uint64 { return binary.BigEndian.Uint64(k[1:]) }
+			posOf = func(k, _ []byte) (uint64, bool) { return binary.BigEndian.Uint64(k[1:]), true }
+		} else {
+			var err error
+			if lower, upper, err = rd.streamBounds(q.AggregateID, q.After, q.Descending); err != nil {
+				return fmt.Errorf("raftstore: stream of %s: %w", q.AggregateID, err)
+			}
+			posOf = func(_, v []byte) (uint64, bool) {
+				if len(v) != streamValueLen {
+					return 0, false
+				}
+				return binary.BigEndian.Uint64(v), true
+			}
 		}
 		src := rd.r
 		if logScan {
@@ -193,9 +176,9 @@ func (s *Store) Events(ctx context.Context, q chronicle.EventQuery) ([]chronicle
 			valid, step = it.Last(), it.Prev
 		}
 		for ; valid && len(out) < q.Limit; valid = step() {
-			pos := posOf(it.Key(), it.Value())
-			if pos == 0 {
-				return fmt.Errorf("raftstore: index record %x: damaged", it.Key())
+			pos, sound := posOf(it.Key(), it.Value())
+			if !sound {
+				return fmt.Errorf("raftstore: stream entry %x: damaged", it.Key())
 			}
 			if pos > headPos || q.Descending && q.After > 0 && pos >= q.After || !q.Descending && pos <= q.After {
 				continue

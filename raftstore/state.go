@@ -143,6 +143,23 @@ func (rd reader) checkpointBefore(id string, t time.Time) (uint64, error) {
 	return binary.BigEndian.Uint64(it.Value()), nil
 }
 
+// streamBounds are the iterator bounds of a page of id's stream: positions above after
+// or, descending, below it (after 0: the whole stream). The page starts at its first
+// version, not at the stream's: a page deep into a long stream read every entry before it.
+func (rd reader) streamBounds(id string, after uint64, descending bool) (lower, upper []byte, err error) {
+	lower, upper = streamPrefix(id), pebbleutil.PrefixEnd(streamPrefix(id))
+	if after == 0 {
+		return lower, upper, nil
+	}
+	if !descending {
+		v, err := rd.streamVersionAbove(id, after)
+		return streamKey(id, v), upper, err
+	}
+	// Below the first version at or above after.
+	v, err := rd.streamVersionAbove(id, after-1)
+	return lower, streamKey(id, v), err
+}
+
 // streamVersionAbove is a version v of id's stream such that the entries before v are
 // at or below position pos and those from v on above it (one past the last version when
 // all are at or below). Positions grow with versions, so it binary-searches: O(log n)
