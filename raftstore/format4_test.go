@@ -382,3 +382,62 @@ func TestUpgradeFillsHistoryGaps(t *testing.T) {
 	}
 	requireSameState(t, want, dumpFSM(t, f))
 }
+
+// TestDamagedIndexRecordsRefuse writes a damaged index record under a running store: a
+// short stream value, or a type block naming a position that holds another type. The
+// read that meets it is refused (never a panic, never a listing with a hole in it), and
+// the node records a storage fault naming the damage and refuses what follows.
+func TestDamagedIndexRecordsRefuse(t *testing.T) {
+	t.Parallel()
+	shortEntry := func(s *Store, leg chronicle.Event) error {
+		return s.fsm.db.Set(streamKey("a", leg.EventVersion), []byte{0, 0, 0, 3}, pebble.NoSync)
+	}
+	for _, c := range []struct {
+		name   string
+		damage func(s *Store, leg chronicle.Event) error
+		read   func(s *Store, leg chronicle.Event) error
+		want   string
+	}{
+		{"stream page", shortEntry, func(s *Store, _ chronicle.Event) error {
+			_, err := s.Events(t.Context(), chronicle.EventQuery{AggregateID: "a", Limit: 10})
+			return err
+		}, "stream entry"},
+		{"stream page after a position", shortEntry, func(s *Store, _ chronicle.Event) error {
+			_, err := s.Events(t.Context(), chronicle.EventQuery{AggregateID: "a", After: 1, Limit: 10})
+			return err
+		}, "stream entry"},
+		{"balance-at", shortEntry, func(s *Store, leg chronicle.Event) error {
+			_, err := s.BalanceAt(t.Context(), "a", leg.CreatedAt)
+			return err
+		}, "stream entry"},
+		{"type listing", func(s *Store, leg chronicle.Event) error {
+			bits := make([]byte, typeBlockBytes)
+			bits[0] = 1<<2 | 1<<leg.Position // position 2 holds another type
+			return s.fsm.db.Set(typeBlockKey(leg.EventType, 0), bits, pebble.NoSync)
+		}, func(s *Store, leg chronicle.Event) error {
+			_, err := s.Events(t.Context(), chronicle.EventQuery{EventType: leg.EventType, Limit: 10})
+			return err
+		}, "type index lists event 2"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			env := newLedgerEnv(t, nil)
+			s := env.open()
+			mustOK(t, s, cmdCreate("a", "USD", "10.00", "0"), cmdCreate("b", "USD", "0", "0"))
+			mustOK(t, s, cmdTransfer("a", "b", "1.00"))
+			events := allEvents(t, s)
+			leg := events[2] // a's transfer leg; position 2 is b's creation
+			if leg.AggregateID != "a" || events[1].EventType == leg.EventType {
+				t.Fatalf("unexpected events %+v", events)
+			}
+			if err := c.damage(s, leg); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.read(s, leg); err == nil || !strings.Contains(err.Error(), "storage_fault") {
+				t.Fatalf("read over the damage: %v, want a storage fault", err)
+			}
+			if f := s.StorageFault(); !strings.Contains(f, c.want) {
+				t.Fatalf("storage fault %q, want it to name %q", f, c.want)
+			}
+		})
+	}
+}
