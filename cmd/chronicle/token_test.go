@@ -193,3 +193,16 @@ func TestServePprofOffLoopbackRefused(t *testing.T) {
 		t.Fatalf("serve --pprof-addr 0.0.0.0:0: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// TestServeRefusesBadHeapBudget: a heap budget that is not a size stops the node before
+// it opens anything, naming the flag.
+func TestServeRefusesBadHeapBudget(t *testing.T) {
+	dir := t.TempDir()
+	code, _, errOut := runCmd(t, "serve", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0", "--heap-budget", "lots")
+	if code != 1 || !strings.Contains(errOut, `--heap-budget "lots"`) {
+		t.Fatalf("serve --heap-budget lots: exit %d, stderr %q", code, errOut)
+	}
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
+		t.Fatalf("data dir after a refused start: %v, %v; want it untouched", ents, err)
+	}
+}

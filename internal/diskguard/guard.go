@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/internal/bytesize"
 )
 
 // Defaults.
@@ -66,23 +67,11 @@ func ParseReserve(s string) (Reserve, error) {
 		}
 		return Reserve{Percent: v}, nil
 	}
-	units := []struct {
-		suffix string
-		mult   uint64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
-		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}}
-	num, mult := s, uint64(1)
-	for _, u := range units {
-		if n, ok := strings.CutSuffix(s, u.suffix); ok {
-			num, mult = strings.TrimSpace(n), u.mult
-			break
-		}
-	}
-	v, err := strconv.ParseFloat(num, 64)
-	if err != nil || math.IsNaN(v) || v < 0 || v*float64(mult) > math.MaxInt64 {
+	n, err := bytesize.Parse(s)
+	if err != nil {
 		return Reserve{}, fmt.Errorf("disk reserve %q: want a percentage (1%%) or a size (256MiB, 1GiB, bytes)", s)
 	}
-	return Reserve{Bytes: uint64(v * float64(mult))}, nil
+	return Reserve{Bytes: n}, nil
 }
 
 // Off reports whether the reserve turns the guard off ("0" or "0%").
