@@ -151,8 +151,9 @@ func TestListenRefusesAnonymousWrites(t *testing.T) {
 			t.Fatalf("position %d: %v", pos, err)
 		}
 		var e chronicle.Event
-		if err := json.Unmarshal(m.Data(), &e); err != nil || e.Position != pos || m.Headers().Get(jetstream.MsgIDHeader) != strconv.FormatUint(pos, 10) {
-			t.Fatalf("message %d: position %d id %q (%v)", pos, e.Position, m.Headers().Get(jetstream.MsgIDHeader), err)
+		md, mdErr := m.Metadata()
+		if err := json.Unmarshal(m.Data(), &e); err != nil || mdErr != nil || e.Position != pos || md.Sequence.Stream != pos {
+			t.Fatalf("message %d: position %d metadata %+v (%v, %v)", pos, e.Position, md, err, mdErr)
 		}
 	}
 	// Reading one message by sequence works too.

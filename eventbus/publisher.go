@@ -40,7 +40,7 @@ const (
 // RunPublisher publishes every committed event, in position order, until ctx ends (it
 // then returns nil) or the bus is closed (ErrClosed).
 //
-// Stream sequence == log position. Each message carries Nats-Msg-Id = position and
+// Stream sequence == log position. Each message carries
 // Nats-Expected-Last-Sequence = position-1, so the server stores position p only
 // directly after p-1: no gap and no duplicate, even if two publishers race on the same
 // stream (the loser's publishes are refused, it re-reads the stream's last sequence and
@@ -56,7 +56,7 @@ const (
 // exponential backoff (50ms..5s); it never skips an event.
 //
 // Before resuming from stream sequence N it checks the stream's message N against
-// log position N (Nats-Msg-Id and event hash). When the stream is ahead of the log
+// log position N (the position and hash in its payload). When the stream is ahead of the log
 // (e.g. a wiped data dir while an external stream survived, or a lagging replica) or
 // holds a different history, it publishes nothing: it logs an error and re-checks on
 // every wake and tick. Publishing would either duplicate positions with different
@@ -226,13 +226,14 @@ func (p *publisher) sync(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("read stream message %d: %w", last, err)
 	default:
 		var got struct {
-			Hash string `json:"hash"`
+			Position uint64 `json:"position"`
+			Hash     string `json:"hash"`
 		}
 		_ = json.Unmarshal(msg.Data, &got)
-		if id := msg.Header.Get(jetstream.MsgIDHeader); id != strconv.FormatUint(last, 10) || got.Hash != evs[0].Hash {
+		if got.Position != last || got.Hash != evs[0].Hash {
 			p.stuck(fmt.Sprintf("stream %s holds a different history than the log at sequence %d; publishing nothing. "+
 				"Restore the log, or %s", p.b.cfg.Stream, last, p.repair()),
-				"stream_last_seq", last, "msg_id", id, "stream_hash", got.Hash, "log_hash", evs[0].Hash)
+				"stream_last_seq", last, "stream_position", got.Position, "stream_hash", got.Hash, "log_hash", evs[0].Hash)
 			return false, nil
 		}
 	}
@@ -353,11 +354,10 @@ func (p *publisher) publishAll(ctx context.Context) error {
 }
 
 // message is e as published: its JSON (shared with other readers of the event: NATS
-// only reads it) on its type's subject, with the position as message id, the previous
-// position as the stream's expected last sequence, and the stream's name.
+// only reads it) on its type's subject, with the previous position as the stream's
+// expected last sequence and the stream's name.
 func (p *publisher) message(e *chronicle.Event, data []byte) *nats.Msg {
 	return &nats.Msg{Subject: Subject(p.b.cfg.SubjectPrefix, e.EventType), Data: data, Header: nats.Header{
-		jetstream.MsgIDHeader:           []string{strconv.FormatUint(e.Position, 10)},
 		jetstream.ExpectedLastSeqHeader: []string{strconv.FormatUint(e.Position-1, 10)},
 		jetstream.ExpectedStreamHeader:  []string{p.b.cfg.Stream},
 	}}
@@ -385,8 +385,8 @@ func (p *publisher) await(ctx context.Context, pa pendingAck) error {
 	select {
 	case ack := <-pa.f.Ok():
 		if ack.Sequence != pa.pos {
-			// A duplicate ack names the sequence the message id was stored at; any other
-			// sequence means the stream and the log disagree. Re-sync checks which.
+			// The stream and the log disagree (on a replicated stream, a message dropped
+			// when applied shifts the later ones). Re-sync checks which.
 			return fmt.Errorf("position %d acked at stream sequence %d (duplicate %t)", pa.pos, ack.Sequence, ack.Duplicate)
 		}
 		p.next = pa.pos

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -63,11 +62,11 @@ func TestJetStreamAcrossRestart(t *testing.T) {
 			t.Errorf("payload: %v", err)
 			return
 		}
-		id, _ := strconv.ParseUint(m.Headers().Get("Nats-Msg-Id"), 10, 64)
+		md, err := m.Metadata()
 		mu.Lock()
 		defer mu.Unlock()
-		if id != e.Position {
-			t.Errorf("Nats-Msg-Id %d for position %d", id, e.Position)
+		if err != nil || md.Sequence.Stream != e.Position {
+			t.Errorf("stream sequence %+v for position %d (%v)", md, e.Position, err)
 		}
 		got = append(got, e.Position)
 		subjects[e.EventType] = m.Subject()
