@@ -50,6 +50,7 @@ const benchUsage = `Usage: chronicle bench [transfers] [flags]   one transfer pe
        chronicle bench balance-at [flags]    N events into one account, then timed balance-at reads
        chronicle bench disk [flags]          Pebble's durable-write ceiling on this disk
        chronicle bench http [flags]          the bare HTTP ceiling: a handler with no storage
+       chronicle bench fanout [flags]        the event fan-out's ceiling: publisher and embedded JetStream alone
        chronicle bench suite [flags]         all of the above against nodes it starts; one table (make bench)
 
 Run 'chronicle bench <subcommand> -h' for its flags.
@@ -68,6 +69,8 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return benchDisk(ctx, args[1:], stdout, stderr)
 		case "http":
 			return benchHTTP(ctx, args[1:], stdout, stderr)
+		case "fanout":
+			return benchFanout(ctx, args[1:], stdout, stderr)
 		case "suite":
 			return benchSuite(ctx, args[1:], stdout, stderr)
 		case "help", "-h", "--help":

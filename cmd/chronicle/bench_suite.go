@@ -177,6 +177,16 @@ func (s *suite) run(ctx context.Context) error {
 		p50: percentile(disk.latencies, 50), p99: percentile(disk.latencies, 99),
 		note: fmt.Sprintf("%.1f commits per WAL fsync", disk.commitsPerFsync())})
 
+	fmt.Fprintf(s.log, "\n== fan-out ceiling\n")
+	fan, err := runFanoutBench(ctx, fanoutConfig{dir: s.root, duration: cfg.duration}, s.log)
+	if err != nil {
+		return err
+	}
+	writeFanoutReport(s.log, fan)
+	fanCeil := fan.perSecond()
+	s.add(benchRow{measure: "fan-out ceiling: publisher and embedded JetStream alone", value: fanCeil, unit: "events/s",
+		note: fmt.Sprintf("%.2f µs CPU per event; a transfer publishes 2", float64(fan.cpuPerEvent().Nanoseconds())/1e3)})
+
 	httpCeil := map[int]float64{}
 	for _, c := range cfg.concurrencies {
 		fmt.Fprintf(s.log, "\n== HTTP ceiling, c=%d\n", c)
@@ -237,7 +247,8 @@ func (s *suite) run(ctx context.Context) error {
 	}
 	s.add(benchRow{measure: fmt.Sprintf("single node, POST /commands/batch of %d transfers, %d in flight", cfg.batchSize, cfg.batchConc),
 		value: bres.throughput(), unit: "transfers/s", p50: percentile(bres.latencies, 50), p99: percentile(bres.latencies, 99),
-		ceilingName: "disk", ceiling: diskCeil, note: strings.TrimSuffix("p50/p99 per request; "+failuresNote(bres), "; ")})
+		ceilingName: "disk", ceiling: diskCeil, note: strings.TrimSuffix(fmt.Sprintf("p50/p99 per request; %s of the fan-out ceiling (2 events per transfer); ",
+			formatRatio(2*bres.throughput()/fanCeil))+failuresNote(bres), "; ")})
 
 	for _, n := range cfg.balanceAt {
 		fmt.Fprintf(s.log, "\n== single node, balance-at on an account with %d events\n", n)

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -49,6 +50,7 @@ func TestBenchSubcommandFlags(t *testing.T) {
 	for name, parse := range map[string]func([]string) error{
 		"disk":       func(a []string) error { _, err := parseDiskFlags(a, io.Discard); return err },
 		"http":       func(a []string) error { _, err := parseHTTPFlags(a, io.Discard); return err },
+		"fanout":     func(a []string) error { _, err := parseFanoutFlags(a, io.Discard); return err },
 		"batch":      func(a []string) error { _, err := parseBatchFlags(a, io.Discard); return err },
 		"balance-at": func(a []string) error { _, err := parseBalanceAtFlags(a, io.Discard); return err },
 		"suite":      func(a []string) error { _, err := parseSuiteFlags(a, io.Discard); return err },
@@ -56,6 +58,7 @@ func TestBenchSubcommandFlags(t *testing.T) {
 	} {
 		bad := map[string][][]string{
 			"disk":       {{"--concurrency", "0"}, {"--duration", "0s"}, {"--size", "0"}, {"extra"}},
+			"fanout":     {{"--duration", "0s"}, {"extra"}},
 			"http":       {{"--concurrency", "0"}, {"--accounts", "1"}, {"--serve", ":1", "--url", "http://x"}, {"--in-process", "--url", "http://x"}, {"--url", "ftp://x"}},
 			"batch":      {{"--size", "0"}, {"--size", "8191"}, {"--concurrency", "0"}, {"--amount", "0"}},
 			"balance-at": {{"--events", "0"}, {"--batch", "9000"}, {"--requests", "0"}, {"--account", "has space"}, {"--url", "x"}, {"--settle", "-1s"}},
@@ -87,7 +90,7 @@ func TestBenchHelpListsSubcommands(t *testing.T) {
 	if code := run(context.Background(), []string{"bench", "help"}, &out, io.Discard); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	for _, sub := range []string{"[transfers]", "batch", "balance-at", "disk", "http", "suite"} {
+	for _, sub := range []string{"[transfers]", "batch", "balance-at", "disk", "http", "fanout", "suite"} {
 		if !strings.Contains(out.String(), "chronicle bench "+sub) {
 			t.Errorf("help lacks %s:\n%s", sub, out.String())
 		}
@@ -234,6 +237,24 @@ func TestBenchDiskTiny(t *testing.T) {
 	}
 	if m := regexp.MustCompile(`(?m)^reopened:\s+(\d+) of (\d+)`).FindStringSubmatch(rep); m == nil || m[1] != m[2] {
 		t.Errorf("reopen count: %v", m)
+	}
+}
+
+// TestBenchFanoutTiny: the fan-out bench publishes through a real embedded JetStream and
+// checks the stream holds what the publisher counted (runFanoutBench fails otherwise).
+func TestBenchFanoutTiny(t *testing.T) {
+	var out, errOut bytes.Buffer
+	dir := t.TempDir()
+	code := run(context.Background(), []string{"bench", "fanout", "--dir", dir, "--duration", "300ms"}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errOut.String())
+	}
+	rep := out.String()
+	if n := reportInt(t, rep, "events published:"); n == 0 || !strings.Contains(rep, "CPU per event:") {
+		t.Errorf("report:\n%s", rep)
+	}
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
+		t.Errorf("left behind in --dir: %v %v", ents, err)
 	}
 }
 

@@ -14,7 +14,7 @@ func TestHelpExitsZero(t *testing.T) {
 	commands := [][]string{
 		{}, // chronicle --help
 		{"serve"}, {"bench"}, {"bench", "transfers"}, {"bench", "batch"}, {"bench", "balance-at"},
-		{"bench", "disk"}, {"bench", "http"}, {"bench", "suite"},
+		{"bench", "disk"}, {"bench", "http"}, {"bench", "fanout"}, {"bench", "suite"},
 		{"verify"}, {"projector"}, {"projector", "rebuild"},
 		{"cluster"}, {"cluster", "status"}, {"cluster", "join"}, {"cluster", "remove"}, {"cluster", "recover"},
 		{"repair"}, {"token"}, {"token", "create"}, {"token", "list"}, {"token", "revoke"}, {"token", "generate"},
