@@ -418,6 +418,37 @@ func TestDamagedIndexRecordsRefuse(t *testing.T) {
 			_, err := s.Events(t.Context(), chronicle.EventQuery{EventType: leg.EventType, Limit: 10})
 			return err
 		}, "type index lists event 2"},
+		{"stream naming a missing event", func(s *Store, leg chronicle.Event) error {
+			return s.fsm.ev.Delete(eventKey(leg.Position), pebble.NoSync)
+		}, func(s *Store, _ chronicle.Event) error {
+			_, err := s.Events(t.Context(), chronicle.EventQuery{AggregateID: "a", Limit: 10})
+			return err
+		}, "does not hold it as one of that account's"},
+		{"stream naming another account's event", func(s *Store, leg chronicle.Event) error {
+			// Position 2 is b's creation.
+			return s.fsm.db.Set(streamKey("a", leg.EventVersion), appendStreamValue(nil, 2, leg.CreatedAt, 0), pebble.NoSync)
+		}, func(s *Store, _ chronicle.Event) error {
+			_, err := s.Events(t.Context(), chronicle.EventQuery{AggregateID: "a", Limit: 10})
+			return err
+		}, "lists event 2"},
+		{"log page over a missing event", func(s *Store, _ chronicle.Event) error {
+			return s.fsm.ev.Delete(eventKey(2), pebble.NoSync)
+		}, func(s *Store, _ chronicle.Event) error {
+			_, err := s.Events(t.Context(), chronicle.EventQuery{Descending: true, Limit: 10})
+			return err
+		}, "holds event 1 where event 2 should be"},
+		{"log page ending early", func(s *Store, _ chronicle.Event) error {
+			return s.fsm.ev.Delete(eventKey(1), pebble.NoSync)
+		}, func(s *Store, _ chronicle.Event) error {
+			_, err := s.Events(t.Context(), chronicle.EventQuery{Descending: true, Limit: 10})
+			return err
+		}, "ends before event 1"},
+		{"log page after a position over a missing event", func(s *Store, _ chronicle.Event) error {
+			return s.fsm.ev.Delete(eventKey(3), pebble.NoSync)
+		}, func(s *Store, _ chronicle.Event) error {
+			_, err := s.Events(t.Context(), chronicle.EventQuery{Descending: true, After: 5, Limit: 10})
+			return err
+		}, "holds event 2 where event 3 should be"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			env := newLedgerEnv(t, nil)

@@ -175,6 +175,14 @@ func (s *Store) Events(ctx context.Context, q chronicle.EventQuery) ([]chronicle
 		if q.Descending {
 			valid, step = it.Last(), it.Prev
 		}
+		// A log scan sees every position from where it starts: the next one it expects.
+		next := q.After + 1
+		if q.Descending {
+			next = headPos
+			if q.After > 0 {
+				next = min(headPos, q.After-1)
+			}
+		}
 		for ; valid && len(out) < q.Limit; valid = step() {
 			pos, sound := posOf(it.Key(), it.Value())
 			if !sound {
@@ -184,23 +192,43 @@ func (s *Store) Events(ctx context.Context, q chronicle.EventQuery) ([]chronicle
 				continue
 			}
 			var e chronicle.Event
-			ok := true
 			if logScan {
+				if pos != next {
+					return fmt.Errorf("raftstore: the events DB holds event %d where event %d should be (below the head %d): events are missing", pos, next, headPos)
+				}
+				next = pos + 1
+				if q.Descending {
+					next = pos - 1
+				}
 				// The iterator stands on the event itself: decode it rather than look it
 				// up again (a reader catching up would pay a point read per event).
-				err = e.UnmarshalBinary(it.Value())
+				if err := e.UnmarshalBinary(it.Value()); err != nil {
+					return fmt.Errorf("raftstore: read event %d: %w", pos, err)
+				}
 			} else {
-				e, ok, err = rd.event(pos)
+				var ok bool
+				if e, ok, err = rd.event(pos); err != nil {
+					return fmt.Errorf("raftstore: read event %d: %w", pos, err)
+				}
+				// The stream was written in the batch that wrote its events.
+				if !ok || e.AggregateID != q.AggregateID {
+					return fmt.Errorf("raftstore: the stream of %s lists event %d, but the events DB does not hold it as one of that account's", q.AggregateID, pos)
+				}
 			}
-			if err != nil {
-				return fmt.Errorf("raftstore: read event %d: %w", pos, err)
-			}
-			if !ok || q.EventType != "" && e.EventType != q.EventType {
+			if q.EventType != "" && e.EventType != q.EventType {
 				continue
 			}
 			out = append(out, e)
 		}
-		return it.Error()
+		if err := it.Error(); err != nil {
+			return err
+		}
+		// A page that ends short of its limit has read to the end of its range: in a log
+		// scan that must be the head (ascending) or position 1 (descending).
+		if logScan && len(out) < q.Limit && (!q.Descending && next <= headPos || q.Descending && next >= 1 && next <= headPos) {
+			return fmt.Errorf("raftstore: the events DB ends before event %d (head %d): events are missing", next, headPos)
+		}
+		return nil
 	})
 	return out, err
 }
