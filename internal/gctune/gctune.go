@@ -91,9 +91,11 @@ func (t *Tuner) arm() {
 	})
 }
 
-// sentinel has a field so that new(sentinel) is a real allocation (zero-size objects
-// share one address and never become unreachable).
-type sentinel struct{ _ byte }
+// sentinel holds a pointer so that it is an object of its own. A zero-size one would share
+// one address with every other and never become unreachable; a small pointer-free one
+// would go to Go's tiny allocator, which packs it into a 16-byte block with other small
+// objects, and its finalizer would wait for all of them to die.
+type sentinel struct{ _ *sentinel }
 
 func (t *Tuner) adjust() {
 	t.mu.Lock()

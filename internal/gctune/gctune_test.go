@@ -92,3 +92,31 @@ func TestTunerFollowsTheLiveHeap(t *testing.T) {
 		t.Fatalf("GOGC after Stop and two cycles = %d: the tuner kept setting it", got)
 	}
 }
+
+// TestTunerSeesEveryCycle: the tuner must keep running while the program holds many
+// small objects. A sentinel small and pointer-free enough for Go's tiny allocator would
+// share a 16-byte block with them, and its finalizer would never run again (on a loaded
+// node the tuner stopped at GOGC=400 with hundreds of MB live, and the heap grew to 2 GB).
+func TestTunerSeesEveryCycle(t *testing.T) {
+	before := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(before)
+	tu := Start(1 << 40)
+	defer tu.Stop()
+
+	var keep []*[8]byte // tiny, pointer-free, live: what the tiny allocator packs together
+	for range 20 {
+		start := tu.Cycles()
+		for range 1000 {
+			keep = append(keep, new([8]byte))
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for tu.Cycles() == start {
+			if time.Now().After(deadline) {
+				t.Fatalf("the tuner saw no collection in 10 s of runtime.GC calls, after %d cycles (it stopped being called)", start)
+			}
+			runtime.GC()
+			time.Sleep(time.Millisecond)
+		}
+	}
+	runtime.KeepAlive(keep)
+}
