@@ -18,7 +18,9 @@
 //     after a lost ack is refused rather than stored twice. A Nats-Msg-Id as well would
 //     add nothing to that, and its deduplication map was a quarter of the embedded
 //     server's and the publisher's CPU per event (BenchmarkPublish: 6.2 against 4.5 µs).
-//     The Duplicates window is set as short as the stream's age allows, 10s.
+//     Only position 1 carries one ("1"): NATS servers before 2.9 do not check an
+//     expected last sequence of 0. The Duplicates window is 10s (less if the stream's
+//     max age is shorter).
 //   - DenyDelete and DenyPurge: consumers rely on stream sequence == log position with
 //     no holes. Deleting a message or purging by subject would punch a hole in the
 //     middle; Config.MaxAge and Config.MaxBytes bound the stream instead and only ever

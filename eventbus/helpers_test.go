@@ -252,7 +252,8 @@ func readStream(t *testing.T, nc *nats.Conn, stream string, n int) []streamMsg {
 }
 
 // checkStream verifies that stream holds exactly the log: positions 1..N once each, in
-// order, no Nats-Msg-Id (the expected last sequence keeps the stream exact, see bus.go),
+// order, a Nats-Msg-Id on position 1 only (the expected last sequence keeps the stream
+// exact, see bus.go),
 // subject by type, payload == the event's JSON.
 func checkStream(t *testing.T, nc *nats.Conn, stream, prefix string, events []chronicle.Event) {
 	t.Helper()
@@ -278,7 +279,7 @@ func checkStream(t *testing.T, nc *nats.Conn, stream, prefix string, events []ch
 		if e.Position != pos {
 			t.Fatalf("log event %d has position %d", i, e.Position)
 		}
-		if m.seq != pos || m.msgID != "" {
+		if wantID := map[bool]string{true: "1"}[pos == 1]; m.seq != pos || m.msgID != wantID {
 			t.Fatalf("message %d: stream seq %d, msg id %q", pos, m.seq, m.msgID)
 		}
 		if want := Subject(prefix, e.EventType); m.subject != want {

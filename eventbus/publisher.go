@@ -357,10 +357,16 @@ func (p *publisher) publishAll(ctx context.Context) error {
 // only reads it) on its type's subject, with the previous position as the stream's
 // expected last sequence and the stream's name.
 func (p *publisher) message(e *chronicle.Event, data []byte) *nats.Msg {
-	return &nats.Msg{Subject: Subject(p.b.cfg.SubjectPrefix, e.EventType), Data: data, Header: nats.Header{
+	m := &nats.Msg{Subject: Subject(p.b.cfg.SubjectPrefix, e.EventType), Data: data, Header: nats.Header{
 		jetstream.ExpectedLastSeqHeader: []string{strconv.FormatUint(e.Position-1, 10)},
 		jetstream.ExpectedStreamHeader:  []string{p.b.cfg.Stream},
 	}}
+	if e.Position == 1 {
+		// External servers before 2.9 ignore an expected last sequence of 0; the
+		// deduplication window then keeps a racing or retried first publish out.
+		m.Header[jetstream.MsgIDHeader] = []string{"1"}
+	}
+	return m
 }
 
 // publish sends e and asks for the server's ack.

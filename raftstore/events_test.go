@@ -1,7 +1,9 @@
 package raftstore
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -178,5 +180,41 @@ func TestEventsNeverPastTheHead(t *testing.T) {
 	res := mustOK(t, s, cmdDeposit("a", "1.00"))
 	if got := allEvents(t, s); len(got) != int(head.Position)+1 || got[len(got)-1].EventID != res[0].Events[0].EventID {
 		t.Fatalf("after the next command the log holds %d events ending with %+v", len(got), got[len(got)-1])
+	}
+}
+
+// TestFailedLoadMovesTheReadersHead: a snapshot load that fails partway (a damaged or
+// cut stream) has already replaced part of the state. The readers' head must follow the
+// reloaded memory to what the state DB now says, or log reads below the old head would
+// find events missing and report a storage fault on a node that is only waiting for Raft
+// to send the snapshot again.
+func TestFailedLoadMovesTheReadersHead(t *testing.T) {
+	logs := scriptEntries(t)
+	src := newBareFSM(t)
+	applyScript(t, src, logs, 1)
+	stream, _, hdr := persist(t, src)
+
+	dst := newBareFSM(t)
+	applyScript(t, dst, logs[:len(logs)/3], 1)
+	var told []chronicle.Head
+	dst.onApply = func(h chronicle.Head, _ uint64, _ []chronicle.Event) { told = append(told, h) }
+	dst.loadBatchBytes = 512
+	if err := dst.Restore(io.NopCloser(bytes.NewReader(stream[:len(stream)*2/3]))); err == nil {
+		t.Fatal("a cut snapshot stream restored without an error")
+	}
+	head, err := reader{r: dst.db}.head()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(told) != 1 || told[0] != head {
+		t.Fatalf("readers were told %+v after the failed load; the state DB's head is %+v", told, head)
+	}
+	if head.Position >= hdr.Head.Position {
+		t.Fatalf("a cut stream left head %d, the whole snapshot's is %d: the test cut nothing", head.Position, hdr.Head.Position)
+	}
+	for pos := uint64(1); pos <= head.Position; pos++ {
+		if _, ok, err := (reader{ev: dst.ev}).event(pos); err != nil || !ok {
+			t.Fatalf("event %d below the head %d is missing (%v)", pos, head.Position, err)
+		}
 	}
 }

@@ -45,6 +45,9 @@ type fsm struct {
 	// onApply is called after each applied batch with the new head, applied index and
 	// the events the batch appended (nil after a restore: the log was replaced).
 	onApply func(chronicle.Head, uint64, []chronicle.Event)
+	// loadBatchBytes, when set, is the batch size of a snapshot load (tests make it small
+	// to commit partway; see stateLoad).
+	loadBatchBytes int
 	// onFault, when set, is told of a storage fault that stopped the state machine, so
 	// the node reports it and stops serving (see integrity.go).
 	onFault func(error)

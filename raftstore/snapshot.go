@@ -209,12 +209,19 @@ func (f *fsm) Restore(rc io.ReadCloser) (err error) {
 // be held. (A restored backup writes its state DB through stateLoad too, see backup.go.)
 func (f *fsm) load(h snapshotHeader, br *bufio.Reader, applied uint64) (err error) {
 	// Memory must mirror the state DB whatever happens below, even a failure midway
-	// (Raft tries the install again later): load it again from what was written.
+	// (Raft tries the install again later): load it again from what was written, and
+	// move the readers' head to it, so that none reads the old head's events from a
+	// state the load has half replaced.
 	reloaded := false
 	defer func() {
 		if !reloaded {
 			if rerr := f.reloadWorking(); rerr != nil {
 				err = errors.Join(err, rerr)
+			} else if f.onApply != nil {
+				f.mem.mu.RLock()
+				head, applied := f.mem.head, f.mem.applied
+				f.mem.mu.RUnlock()
+				f.onApply(head, applied, nil)
 			}
 		}
 	}()
@@ -225,6 +232,9 @@ func (f *fsm) load(h snapshotHeader, br *bufio.Reader, applied uint64) (err erro
 		return err
 	}
 	defer l.close()
+	if f.loadBatchBytes > 0 {
+		l.batchBytes = f.loadBatchBytes
+	}
 	for {
 		k, err := readChunk(br)
 		if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -101,20 +103,37 @@ func runFanoutBench(ctx context.Context, cfg fanoutConfig, stderr io.Writer) (fa
 	if err != nil {
 		return fanoutResult{}, fmt.Errorf("bench fanout: %w", err)
 	}
+	// The collector paced as a node's is (serve --heap-budget's default).
+	stopTuner, err := tuneGC(defaultHeapBudget, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return fanoutResult{}, fmt.Errorf("bench fanout: %w", err)
+	}
+	defer stopTuner()
 
 	pubCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan error, 1)
 	cpu0, start := processCPU(), time.Now()
 	go func() { done <- bus.RunPublisher(pubCtx, src, nil) }()
+	var pubErr error
 	select {
 	case <-time.After(cfg.duration):
 	case <-ctx.Done():
+	case pubErr = <-done: // the publisher never stops by itself: that is a failure
+		if pubErr == nil {
+			pubErr = errors.New("stopped before the run ended")
+		}
+		done <- pubErr
 	}
 	res := fanoutResult{events: bus.Published(), elapsed: time.Since(start), cpu: processCPU() - cpu0}
 	stop()
 	if err := <-done; err != nil {
 		return res, fmt.Errorf("bench fanout: publisher: %w", err)
+	}
+	// A publisher that stopped on a problem (its resume check refusing the stream, say)
+	// would leave a low figure that looks like a ceiling.
+	if p := bus.Problem(); p != "" {
+		return res, fmt.Errorf("bench fanout: the publisher stopped publishing: %s", p)
 	}
 	if err := ctx.Err(); err != nil {
 		return res, err
@@ -158,12 +177,12 @@ func processCPU() time.Duration {
 // syntheticRing is how many distinct payloads the synthetic log cycles through.
 const syntheticRing = 4096
 
-// syntheticLog is an endless log held in memory: position p is the event at p%ring of a
-// ring of real transfer events (hash-chained among themselves), given position p. Only
-// the publisher reads it, and it sends each event's JSON as it is, so the payloads need
-// not name p; they are the size and shape of a node's.
+// syntheticLog is an endless log held in memory: position p is the event at (p-1)%ring
+// of a ring of real transfer events, renumbered p, its JSON too (the publisher checks the
+// payload's position when it resumes). The payloads are the size and shape of a node's.
 type syntheticLog struct {
 	ring []chronicle.EncodedEvent
+	rest [][]byte // each ring event's JSON after its position
 }
 
 func newSyntheticLog() (*syntheticLog, error) {
@@ -182,8 +201,20 @@ func newSyntheticLog() (*syntheticLog, error) {
 		prev = e.Hash
 		events[i] = e
 	}
-	return &syntheticLog{ring: chronicle.EncodeEvents(events)}, nil
+	l := &syntheticLog{ring: chronicle.EncodeEvents(events)}
+	for i, e := range l.ring {
+		prefix := strconv.AppendUint([]byte(positionField), e.Event.Position, 10)
+		rest, ok := bytes.CutPrefix(e.JSON, prefix)
+		if !ok {
+			return nil, fmt.Errorf("event %d's JSON does not start with its position: %.40s", i, e.JSON)
+		}
+		l.rest = append(l.rest, rest)
+	}
+	return l, nil
 }
+
+// positionField is how an event's JSON starts (chronicle.Event.AppendJSON).
+const positionField = `{"position":`
 
 func (l *syntheticLog) EncodedEvents(_ context.Context, q chronicle.EventQuery) ([]chronicle.EncodedEvent, error) {
 	if q.Descending || q.AggregateID != "" || q.EventType != "" {
@@ -194,10 +225,15 @@ func (l *syntheticLog) EncodedEvents(_ context.Context, q chronicle.EventQuery) 
 		n = chronicle.MaxEventsPage
 	}
 	out := make([]chronicle.EncodedEvent, n)
+	buf := make([]byte, 0, n*(len(l.rest[0])+24)) // the page's payloads, as a node's encoded page
 	for i := range out {
 		pos := q.After + uint64(i) + 1
-		out[i] = l.ring[pos%syntheticRing]
+		k := (pos - 1) % syntheticRing
+		out[i] = l.ring[k]
 		out[i].Event.Position = pos
+		start := len(buf)
+		buf = append(strconv.AppendUint(append(buf, positionField...), pos, 10), l.rest[k]...)
+		out[i].JSON = buf[start:len(buf):len(buf)]
 	}
 	return out, nil
 }

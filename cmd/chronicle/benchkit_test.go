@@ -15,6 +15,7 @@ import (
 
 	"github.com/chronicle-ledger/chronicle"
 	"github.com/chronicle-ledger/chronicle/client"
+	"github.com/chronicle-ledger/chronicle/eventbus"
 	"github.com/chronicle-ledger/chronicle/node/nodetest"
 )
 
@@ -357,5 +358,43 @@ func TestBenchTransfersSamplesLag(t *testing.T) {
 	}
 	if !regexp.MustCompile(`(?m)^lag samples:\s+\d+ of /ready$`).MatchString(rep) || !strings.Contains(rep, "projector lag: mean ") {
 		t.Errorf("report has no lag lines:\n%s", rep)
+	}
+}
+
+// TestSyntheticLogSurvivesResume: the fan-out bench's log renumbers its payloads, so a
+// publisher that stops and resumes on the same stream (as after a failed publish) finds
+// the stream's last message to be the log's event at that position and carries on.
+func TestSyntheticLogSurvivesResume(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	bus, err := eventbus.Open(ctx, eventbus.Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bus.Close()
+	src, err := newSyntheticLog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishUntil := func(n uint64) {
+		pctx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- bus.RunPublisher(pctx, src, nil) }()
+		for bus.Published() < n {
+			if p := bus.Problem(); p != "" || ctx.Err() != nil {
+				t.Fatalf("published %d of %d: %q %v", bus.Published(), n, p, ctx.Err())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		stop()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	publishUntil(2 * syntheticRing) // past the ring once, so renumbered payloads are in the stream
+	publishUntil(bus.Published() + 1000)
+	evs, err := src.EncodedEvents(ctx, chronicle.EventQuery{After: syntheticRing + 6, Limit: 2})
+	if err != nil || len(evs) != 2 || !bytes.HasPrefix(evs[1].JSON, []byte(`{"position":4104,`)) || evs[1].Event.Position != 4104 {
+		t.Fatalf("synthetic events %+v, %v", evs, err)
 	}
 }

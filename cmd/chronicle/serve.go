@@ -165,7 +165,7 @@ func tuneGC(budget string, log *slog.Logger) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("--heap-budget %q: %w", budget, err)
 	}
-	if v, set := os.LookupEnv("GOGC"); set || n == 0 {
+	if v := os.Getenv("GOGC"); v != "" || n == 0 { // Go reads an empty GOGC as unset too
 		log.Debug("garbage collector left at its default pace", "GOGC", v, "heap_budget", n)
 		return func() {}, nil
 	}

@@ -31,8 +31,16 @@ func Parse(s string) (uint64, error) {
 			break
 		}
 	}
+	// Whole numbers exactly (a float64 rounds above 2^53), fractions through a float.
+	if n, err := strconv.ParseUint(num, 10, 64); err == nil {
+		if n > math.MaxInt64/mult {
+			return 0, ErrSize
+		}
+		return n * mult, nil
+	}
 	v, err := strconv.ParseFloat(num, 64)
-	if err != nil || math.IsNaN(v) || v < 0 || v*float64(mult) > math.MaxInt64 {
+	// float64(math.MaxInt64) rounds up to 2^63, so the bound is >=.
+	if err != nil || math.IsNaN(v) || v < 0 || v*float64(mult) >= math.MaxInt64 {
 		return 0, ErrSize
 	}
 	return uint64(v * float64(mult)), nil
