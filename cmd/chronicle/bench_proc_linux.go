@@ -13,3 +13,7 @@ import (
 func setChildAttrs(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
+
+// settleDisk writes out every dirty page of the page cache (sync(2)), so that the next
+// measure does not pay for the writeback of the one before it.
+func settleDisk() { syscall.Sync() }
