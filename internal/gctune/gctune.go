@@ -30,27 +30,33 @@ const (
 	MaxPercent = 400 // never let the heap grow past five times the live heap
 )
 
-// liveMetric is the heap the last collection found reachable.
-const liveMetric = "/gc/heap/live:bytes"
+// The runtime metrics read after each collection: the heap it found reachable, and the
+// stacks and globals it scanned, which Go's heap goal counts too.
+const (
+	liveMetric    = "/gc/heap/live:bytes"
+	stacksMetric  = "/gc/scan/stack:bytes"
+	globalsMetric = "/gc/scan/globals:bytes"
+)
 
-// Percent is the GOGC percentage for a live heap of live bytes: the heap may grow to
-// budget before the next collection, but to no more than MaxPercent over the live heap
-// and no less than MinPercent over it.
-func Percent(live, budget uint64) int {
+// Percent is the GOGC percentage for a live heap of live bytes and roots bytes of stacks
+// and globals. Go sets the next collection at live + (live+roots)*GOGC/100; Percent
+// makes that the budget, but no more than MaxPercent and no less than MinPercent.
+func Percent(live, roots, budget uint64) int {
 	if live == 0 {
 		return MaxPercent
 	}
 	if budget <= live {
 		return MinPercent
 	}
+	scan := live + min(roots, ^uint64(0)-live) // saturating
 	over := budget - live
-	if over/live >= MaxPercent/100 {
+	if over/scan >= MaxPercent/100 {
 		return MaxPercent
 	}
-	// over*100/live in 128 bits: over*100 may not fit in 64, the quotient (below
-	// MaxPercent) does, and hi < live because over < 4*live.
+	// over*100/scan in 128 bits: over*100 may not fit in 64, the quotient (below
+	// MaxPercent) does, and hi < scan because over < 4*scan.
 	hi, lo := bits.Mul64(over, 100)
-	q, _ := bits.Div64(hi, lo, live)
+	q, _ := bits.Div64(hi, lo, scan)
 	return max(MinPercent, int(q))
 }
 
@@ -69,7 +75,7 @@ type Tuner struct {
 // Start begins pacing the collector for a heap budget of budget bytes (which must be
 // above zero). Only one Tuner should run in a process: GOGC is process-wide.
 func Start(budget uint64) *Tuner {
-	t := &Tuner{budget: budget, sample: []metrics.Sample{{Name: liveMetric}}}
+	t := &Tuner{budget: budget, sample: []metrics.Sample{{Name: liveMetric}, {Name: stacksMetric}, {Name: globalsMetric}}}
 	t.before = debug.SetGCPercent(MinPercent)
 	t.percent.Store(MinPercent)
 	t.adjust()
@@ -104,10 +110,14 @@ func (t *Tuner) adjust() {
 		return
 	}
 	metrics.Read(t.sample)
-	if t.sample[0].Value.Kind() != metrics.KindUint64 {
-		return // not on this runtime: stay at MinPercent
+	var v [3]uint64
+	for i, s := range t.sample {
+		if s.Value.Kind() != metrics.KindUint64 {
+			return // not on this runtime: stay where it is
+		}
+		v[i] = s.Value.Uint64()
 	}
-	p := Percent(t.sample[0].Value.Uint64(), t.budget)
+	p := Percent(v[0], v[1]+v[2], t.budget)
 	if int64(p) != t.percent.Load() {
 		debug.SetGCPercent(p)
 		t.percent.Store(int64(p))

@@ -11,24 +11,26 @@ import (
 func TestPercent(t *testing.T) {
 	const mib = 1 << 20
 	for _, c := range []struct {
-		live, budget uint64
-		want         int
+		live, roots, budget uint64
+		want                int
 	}{
-		{0, 512 * mib, MaxPercent},
-		{1 * mib, 512 * mib, MaxPercent},         // a tiny heap: five times, not the budget
-		{512 * mib / 5, 512 * mib, MaxPercent},   // exactly five times fits the budget
-		{128 * mib, 512 * mib, 300},              // grows to the budget
-		{256 * mib, 512 * mib, MinPercent},       // half the budget: Go's default
-		{400 * mib, 512 * mib, MinPercent},       // past half: never more often than Go's default
-		{2048 * mib, 512 * mib, MinPercent},      // past the budget
-		{200 * mib, 512 * mib, 156},              // (512-200)/200
-		{1, ^uint64(0), MaxPercent},              // no overflow on a huge budget
-		{^uint64(0) / 2, ^uint64(0), MinPercent}, // nor on a huge live heap
-		{^uint64(0) / 8, ^uint64(0) / 2, 300},    // (4-1)/1 with huge numbers
-		{^uint64(0) / 100, ^uint64(0) / 100, MinPercent},
+		{0, 0, 512 * mib, MaxPercent},
+		{1 * mib, 0, 512 * mib, MaxPercent},         // a tiny heap: five times, not the budget
+		{512 * mib / 5, 0, 512 * mib, MaxPercent},   // exactly five times fits the budget
+		{128 * mib, 0, 512 * mib, 300},              // grows to the budget
+		{256 * mib, 0, 512 * mib, MinPercent},       // half the budget: Go's default
+		{400 * mib, 0, 512 * mib, MinPercent},       // past half: never more often than Go's default
+		{2048 * mib, 0, 512 * mib, MinPercent},      // past the budget
+		{200 * mib, 0, 512 * mib, 156},              // (512-200)/200
+		{1, 0, ^uint64(0), MaxPercent},              // no overflow on a huge budget
+		{^uint64(0) / 2, 0, ^uint64(0), MinPercent}, // nor on a huge live heap
+		{^uint64(0) / 8, 0, ^uint64(0) / 2, 300},    // (4-1)/1 with huge numbers
+		{^uint64(0) / 100, 0, ^uint64(0) / 100, MinPercent},
+		{128 * mib, 32 * mib, 512 * mib, 240},          // (512-128)/(128+32): stacks and globals count
+		{100 * mib, ^uint64(0), 512 * mib, MinPercent}, // roots saturate
 	} {
-		if got := Percent(c.live, c.budget); got != c.want {
-			t.Errorf("Percent(%d, %d) = %d, want %d", c.live, c.budget, got, c.want)
+		if got := Percent(c.live, c.roots, c.budget); got != c.want {
+			t.Errorf("Percent(%d, %d, %d) = %d, want %d", c.live, c.roots, c.budget, got, c.want)
 		}
 	}
 }
