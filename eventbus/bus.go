@@ -12,8 +12,8 @@
 // its subjects are checked):
 //
 //   - Subjects "<prefix>.>", file storage, limits retention, discard old, one replica.
-//   - No message ids: every message carries Nats-Expected-Last-Sequence = position-1,
-//     which the server checks before storing, so a gap or a second copy is impossible
+//   - Message ids on position 1 only. Every message carries
+//     Nats-Expected-Last-Sequence = position-1, which the server checks before storing, so a gap or a second copy is impossible
 //     whatever the timing, even with several publishers racing, and a publish retried
 //     after a lost ack is refused rather than stored twice. A Nats-Msg-Id as well would
 //     add nothing to that, and its deduplication map was a quarter of the embedded
@@ -72,9 +72,9 @@ const (
 	DefaultSubjectPrefix = "events"
 	DefaultServerName    = "chronicle"
 	// DuplicateWindow is the Nats-Msg-Id deduplication window of a stream this package
-	// creates. The publisher sends no message ids (Nats-Expected-Last-Sequence keeps the
-	// stream exact), so it holds nothing; it is set because NATS's default (two minutes,
-	// every id kept in memory) is refused on a stream with a shorter max age.
+	// creates. The publisher sends an id with position 1 only (Nats-Expected-Last-Sequence
+	// keeps the stream exact), so it holds at most one; it is set because NATS's default
+	// (two minutes) is refused on a stream with a shorter max age.
 	DuplicateWindow = 10 * time.Second
 )
 

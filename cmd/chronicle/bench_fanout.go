@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -162,16 +161,6 @@ func writeFanoutReport(w io.Writer, r fanoutResult) {
 	fmt.Fprintf(w, "throughput:       %.0f events/s\n", r.perSecond())
 	fmt.Fprintf(w, "CPU per event:    %.2f µs (publisher and server; %.2f cores busy)\n",
 		float64(r.cpuPerEvent().Nanoseconds())/1e3, r.cpu.Seconds()/r.elapsed.Seconds())
-}
-
-// processCPU is the user and system time this process has used so far (0 where the
-// platform does not say).
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // syntheticRing is how many distinct payloads the synthetic log cycles through.
