@@ -6,7 +6,7 @@
 // Why: a node's allocation is steady per command, so the collector's cost per command
 // falls as the heap it may grow to rises. With GOGC=100 and a live heap of about 130 MB,
 // the collector took a quarter of a loaded node's CPU in batch mode (marking and assists);
-// letting it grow to five times the live heap cut the node's CPU per transfer by 14 %.
+// letting it grow to five times the live heap cut the node's CPU per transfer by 11 %.
 // A fixed GOGC of 400 would do the same but make a node holding a million accounts
 // (hundreds of MB live) grow to gigabytes; a memory limit (GOMEMLIMIT) would make such a
 // node collect without pause once its live heap neared the limit. The budget bounds the
