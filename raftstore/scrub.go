@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/chronicle-ledger/chronicle"
+	"github.com/chronicle-ledger/chronicle/internal/pebbleutil"
 )
 
 // The scrubber. With the working state in memory, most of the state DB is read only by
@@ -175,16 +176,20 @@ func (s *Store) scrubState(ctx context.Context, st *ScrubStatus) error {
 	if s.fault.Load() != nil {
 		return s.fault.Load().err
 	}
-	s.fsm.mu.Lock()
-	vw := takeViews(s.fsm.db, s.fsm.ev)
-	s.fsm.mu.Unlock()
-	defer vw.Close()
-	snap := vw.state
 	problem := func(format string, args ...any) error {
 		err := fmt.Errorf(format, args...)
 		s.noteFault(storeStateDB, err)
 		return err
 	}
+	s.fsm.mu.Lock()
+	vw := takeViews(s.fsm.db, s.fsm.ev)
+	external, err := s.externalAccounts(vw.state)
+	s.fsm.mu.Unlock()
+	defer vw.Close()
+	if err != nil {
+		return problem("state DB external accounts: %w", err)
+	}
+	snap := vw.state
 	rd := vw.reader()
 	head, err := rd.head()
 	if err != nil {
@@ -219,13 +224,36 @@ func (s *Store) scrubState(ctx context.Context, st *ScrubStatus) error {
 	if pos, hash := v.Head(); pos != head.Position || head.Position > 0 && hash != head.Hash {
 		return problem("state DB event chain ends at position %d (hash %s), the head record names position %d (hash %s)", pos, hash, head.Position, head.Hash)
 	}
-	if err := s.scrubAccounts(ctx, snap, st, problem); err != nil {
+	if err := s.scrubAccounts(ctx, snap, external, st, problem); err != nil {
 		return err
 	}
 	return s.scrubHolds(ctx, snap, problem)
 }
 
-func (s *Store) scrubAccounts(ctx context.Context, snap *pebble.Snapshot, st *ScrubStatus, problem func(string, ...any) error) error {
+// externalAccounts copies, from memory, the external accounts snap holds. Called with the
+// state machine held off, so the copies are as of snap: an external account's version
+// stays 0 while its balance moves, and a pass could not otherwise tell a later apply
+// from damage.
+func (s *Store) externalAccounts(snap *pebble.Snapshot) (map[string]chronicle.Account, error) {
+	lower := accountKey(chronicle.ExternalPrefix)
+	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: pebbleutil.PrefixEnd(lower)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	out := map[string]chronicle.Account{}
+	for valid := it.First(); valid; valid = it.Next() {
+		id := string(it.Key()[1:])
+		if a, ok := s.fsm.mem.account(id); ok {
+			out[id] = a
+		}
+	}
+	return out, it.Error()
+}
+
+// scrubAccounts checks every account in snap against memory; external accounts against
+// their copies as of snap (externalAccounts).
+func (s *Store) scrubAccounts(ctx context.Context, snap *pebble.Snapshot, external map[string]chronicle.Account, st *ScrubStatus, problem func(string, ...any) error) error {
 	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixAccount}, UpperBound: []byte{prefixAccount + 1}})
 	if err != nil {
 		return problem("state DB accounts: %w", err)
@@ -238,6 +266,9 @@ func (s *Store) scrubAccounts(ctx context.Context, snap *pebble.Snapshot, st *Sc
 			return problem("state DB account %q: %w", id, err)
 		}
 		mem, ok := s.fsm.mem.account(id)
+		if chronicle.IsExternal(id) {
+			mem, ok = external[id]
+		}
 		switch {
 		case !ok:
 			return problem("state DB account %q (version %d) is not in the working state", id, a.Version)

@@ -39,11 +39,11 @@ func TestStorageFaults(t *testing.T) {
 		p := launchServe(t, ctx, bin, dataDir, extra...)
 		c := client.New(p.url, nil)
 		if _, err := c.CreateAccount(ctx, client.CreateAccount{AccountID: "A", OwnerName: "A", Currency: "USD"}, ""); err != nil {
-			t.Fatalf("create account: %v", err)
+			t.Fatalf("create account: %v; stderr:\n%s", err, p.stderrTail())
 		}
 		for range 40 {
 			if _, err := c.Deposit(ctx, client.Money{AccountID: "A", Amount: "1.00"}, ""); err != nil {
-				t.Fatalf("deposit: %v", err)
+				t.Fatalf("deposit: %v; stderr:\n%s", err, p.stderrTail())
 			}
 		}
 		return p, c
