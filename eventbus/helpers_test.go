@@ -253,8 +253,7 @@ func readStream(t *testing.T, nc *nats.Conn, stream string, n int) []streamMsg {
 
 // checkStream verifies that stream holds exactly the log: positions 1..N once each, in
 // order, a Nats-Msg-Id on position 1 only (the expected last sequence keeps the stream
-// exact, see bus.go),
-// subject by type, payload == the event's JSON.
+// exact, see bus.go), subject by type, payload == the event's JSON.
 func checkStream(t *testing.T, nc *nats.Conn, stream, prefix string, events []chronicle.Event) {
 	t.Helper()
 	js, err := jetstream.New(nc)
@@ -279,7 +278,11 @@ func checkStream(t *testing.T, nc *nats.Conn, stream, prefix string, events []ch
 		if e.Position != pos {
 			t.Fatalf("log event %d has position %d", i, e.Position)
 		}
-		if wantID := map[bool]string{true: "1"}[pos == 1]; m.seq != pos || m.msgID != wantID {
+		wantID := ""
+		if pos == 1 {
+			wantID = "1"
+		}
+		if m.seq != pos || m.msgID != wantID {
 			t.Fatalf("message %d: stream seq %d, msg id %q", pos, m.seq, m.msgID)
 		}
 		if want := Subject(prefix, e.EventType); m.subject != want {

@@ -224,8 +224,9 @@ func (s *Store) Events(ctx context.Context, q chronicle.EventQuery) ([]chronicle
 			return err
 		}
 		// A page that ends short of its limit has read to the end of its range: in a log
-		// scan that must be the head (ascending) or position 1 (descending).
-		if logScan && len(out) < q.Limit && (!q.Descending && next <= headPos || q.Descending && next >= 1 && next <= headPos) {
+		// scan that must be the head (ascending) or position 1 (descending; next never
+		// starts above the head).
+		if logScan && len(out) < q.Limit && (!q.Descending && next <= headPos || q.Descending && next >= 1) {
 			return fmt.Errorf("raftstore: the events DB ends before event %d (head %d): events are missing", next, headPos)
 		}
 		return nil

@@ -265,9 +265,9 @@ func (s *Store) scrubAccounts(ctx context.Context, snap *pebble.Snapshot, extern
 		if err := a.UnmarshalBinary(it.Value()); err != nil {
 			return problem("state DB account %q: %w", id, err)
 		}
-		mem, ok := s.fsm.mem.account(id)
-		if chronicle.IsExternal(id) {
-			mem, ok = external[id]
+		mem, ok := external[id]
+		if !chronicle.IsExternal(id) {
+			mem, ok = s.fsm.mem.account(id)
 		}
 		switch {
 		case !ok:

@@ -215,13 +215,8 @@ func (f *fsm) load(h snapshotHeader, br *bufio.Reader, applied uint64) (err erro
 	reloaded := false
 	defer func() {
 		if !reloaded {
-			if rerr := f.reloadWorking(); rerr != nil {
+			if rerr := f.reloadAndNotify(); rerr != nil {
 				err = errors.Join(err, rerr)
-			} else if f.onApply != nil {
-				f.mem.mu.RLock()
-				head, applied := f.mem.head, f.mem.applied
-				f.mem.mu.RUnlock()
-				f.onApply(head, applied, nil)
 			}
 		}
 	}()
@@ -257,11 +252,20 @@ func (f *fsm) load(h snapshotHeader, br *bufio.Reader, applied uint64) (err erro
 	n := l.n
 	f.log.Info("restored state from snapshot", "keys", n, "position", h.Head.Position)
 	reloaded = true
+	return f.reloadAndNotify()
+}
+
+// reloadAndNotify reloads memory from the state DB and tells the readers its head and
+// applied index (after a whole load, the snapshot's; after a failed one, what it wrote).
+func (f *fsm) reloadAndNotify() error {
 	if err := f.reloadWorking(); err != nil {
 		return err
 	}
 	if f.onApply != nil {
-		f.onApply(h.Head, applied, nil)
+		f.mem.mu.RLock()
+		head, applied := f.mem.head, f.mem.applied
+		f.mem.mu.RUnlock()
+		f.onApply(head, applied, nil)
 	}
 	return nil
 }

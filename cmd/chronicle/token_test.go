@@ -3,13 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chronicle-ledger/chronicle/internal/gctune"
 	"github.com/chronicle-ledger/chronicle/internal/pki/pkitest"
 	"github.com/chronicle-ledger/chronicle/node"
 	"github.com/chronicle-ledger/chronicle/node/nodetest"
@@ -204,5 +209,40 @@ func TestServeRefusesBadHeapBudget(t *testing.T) {
 	}
 	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
 		t.Fatalf("data dir after a refused start: %v, %v; want it untouched", ents, err)
+	}
+}
+
+// TestTuneGCLeavesAnOperatorsGOGC: serve paces the collector (the test binary's small
+// heap gets GOGC 400) unless GOGC is in the environment or the budget is 0; an empty
+// GOGC counts as unset, as Go reads it. Not parallel: GOGC is the process's.
+func TestTuneGCLeavesAnOperatorsGOGC(t *testing.T) {
+	gogc := func() int {
+		s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+		metrics.Read(s)
+		return int(s[0].Value.Uint64())
+	}
+	before := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(before)
+	log := slog.New(slog.DiscardHandler)
+	for _, c := range []struct {
+		env, budget string
+		tuned       bool
+	}{{"", defaultHeapBudget, true}, {"100", defaultHeapBudget, false}, {"", "0", false}} {
+		t.Setenv("GOGC", c.env)
+		stop, err := tuneGC(c.budget, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			runtime.GC()
+			time.Sleep(20 * time.Millisecond) // the tuner runs on the finalizer goroutine
+		}
+		if got := gogc(); (got == gctune.MaxPercent) != c.tuned {
+			t.Errorf("GOGC=%q, --heap-budget %s: GOGC in force %d, tuned %t", c.env, c.budget, got, c.tuned)
+		}
+		stop()
+		if got := gogc(); got != 100 {
+			t.Errorf("GOGC=%q: %d after stop, want 100", c.env, got)
+		}
 	}
 }
